@@ -1,0 +1,339 @@
+/* HDF5 helpers: atomic writers and checked readers. */
+#include "core/h5.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+struct fl_h5w {
+    hid_t f;
+    char path[4096], tmp[4200];
+};
+struct fl_h5r {
+    hid_t f;
+    char path[4096];
+};
+
+static void quiet_hdf5(void)
+{
+    static int done;
+    if (!done) {
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        done = 1;
+    }
+}
+
+size_t fl_type_size(fl_type t)
+{
+    static const size_t sz[] = {4, 8, 8, 4, 1};
+    return t < FL_TYPE_COUNT ? sz[t] : 0;
+}
+
+static hid_t mem_type(fl_type t)
+{
+    switch (t) {
+    case FL_F32: return H5T_NATIVE_FLOAT;
+    case FL_F64: return H5T_NATIVE_DOUBLE;
+    case FL_I64: return H5T_NATIVE_INT64;
+    case FL_I32: return H5T_NATIVE_INT32;
+    case FL_U8: return H5T_NATIVE_UINT8;
+    default: return H5I_INVALID_HID;
+    }
+}
+
+fl_h5w *fl_h5w_create(const char *path)
+{
+    quiet_hdf5();
+    fl_h5w *w = calloc(1, sizeof *w);
+    if (!w) return fl_fail("out of memory"), NULL;
+    snprintf(w->path, sizeof w->path, "%s", path);
+    snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", path, (long)getpid());
+    w->f = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (w->f < 0) {
+        fl_fail("%s: cannot create HDF5 file", path);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/* Creates the groups on the way to name ("a/b/c" -> a, a/b). */
+static int make_parents(hid_t f, const char *name)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", name);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (H5Lexists(f, buf, H5P_DEFAULT) <= 0) {
+            hid_t g = H5Gcreate2(f, buf, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+            if (g < 0) return -1;
+            H5Gclose(g);
+        }
+        *p = '/';
+    }
+    return 0;
+}
+
+int fl_h5w_write(fl_h5w *w, const char *name, fl_type t, int ndim, const int64_t *dims,
+                 const void *data)
+{
+    hsize_t d[8];
+    hsize_t numel = 1;
+    if (ndim < 0 || ndim > 8) return fl_fail("%s: dataset '%s' has %d dims", w->path, name, ndim);
+    for (int i = 0; i < ndim; i++) {
+        d[i] = (hsize_t)dims[i];
+        numel *= d[i];
+    }
+    if (make_parents(w->f, name) < 0) return fl_fail("%s: cannot create groups for '%s'", w->path, name);
+    hid_t space = H5Screate_simple(ndim, d, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (ndim > 0 && numel * fl_type_size(t) >= (1u << 16)) {
+        /* chunk along the first dim, about 1 MiB per chunk */
+        hsize_t chunk[8];
+        hsize_t row = numel / (d[0] ? d[0] : 1) * fl_type_size(t);
+        for (int i = 0; i < ndim; i++) chunk[i] = d[i] ? d[i] : 1;
+        hsize_t rows = row ? (1u << 20) / row : 1;
+        chunk[0] = rows < 1 ? 1 : (rows > d[0] ? d[0] : rows);
+        if (chunk[0] == 0) chunk[0] = 1;
+        H5Pset_chunk(dcpl, ndim, chunk);
+        H5Pset_deflate(dcpl, 4);
+    }
+    hid_t ds = H5Dcreate2(w->f, name, mem_type(t), space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    herr_t st = ds < 0 ? -1 : H5Dwrite(ds, mem_type(t), H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    if (ds >= 0) H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    if (st < 0) return fl_fail("%s: cannot write dataset '%s'", w->path, name);
+    return 0;
+}
+
+static int write_attr(hid_t f, const char *path, const char *obj, const char *name, hid_t type,
+                      const void *value)
+{
+    hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+    if (o < 0) return fl_fail("%s: no object '%s' for attribute '%s'", path, obj, name);
+    if (H5Aexists(o, name) > 0) H5Adelete(o, name);
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(o, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t st = a < 0 ? -1 : H5Awrite(a, type, value);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(space);
+    H5Oclose(o);
+    if (st < 0) return fl_fail("%s: cannot write attribute '%s' on '%s'", path, name, obj);
+    return 0;
+}
+
+int fl_h5w_attr_str(fl_h5w *w, const char *obj, const char *name, const char *value)
+{
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, strlen(value) + 1);
+    H5Tset_cset(type, H5T_CSET_UTF8);
+    int rc = write_attr(w->f, w->path, obj, name, type, value);
+    H5Tclose(type);
+    return rc;
+}
+
+int fl_h5w_attr_f64(fl_h5w *w, const char *obj, const char *name, double value)
+{
+    return write_attr(w->f, w->path, obj, name, H5T_NATIVE_DOUBLE, &value);
+}
+
+int fl_h5w_attr_i64(fl_h5w *w, const char *obj, const char *name, int64_t value)
+{
+    return write_attr(w->f, w->path, obj, name, H5T_NATIVE_INT64, &value);
+}
+
+int fl_h5w_commit(fl_h5w *w)
+{
+    int rc = 0;
+    if (H5Fflush(w->f, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(w->f) < 0)
+        rc = fl_fail("%s: cannot close HDF5 file", w->path);
+    else if (rename(w->tmp, w->path) != 0)
+        rc = fl_fail("%s: cannot rename temp file: %s", w->path, strerror(errno));
+    if (rc) unlink(w->tmp);
+    free(w);
+    return rc;
+}
+
+void fl_h5w_abort(fl_h5w *w)
+{
+    if (!w) return;
+    H5Fclose(w->f);
+    unlink(w->tmp);
+    free(w);
+}
+
+fl_h5r *fl_h5r_open(const char *path)
+{
+    quiet_hdf5();
+    if (access(path, R_OK) != 0) return fl_fail("%s: cannot open: %s", path, strerror(errno)), NULL;
+    if (H5Fis_hdf5(path) <= 0) return fl_fail("%s: not an HDF5 file", path), NULL;
+    fl_h5r *r = calloc(1, sizeof *r);
+    if (!r) return fl_fail("out of memory"), NULL;
+    snprintf(r->path, sizeof r->path, "%s", path);
+    r->f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (r->f < 0) {
+        fl_fail("%s: cannot open HDF5 file", path);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void fl_h5r_close(fl_h5r *r)
+{
+    if (!r) return;
+    H5Fclose(r->f);
+    free(r);
+}
+
+const char *fl_h5r_path(const fl_h5r *r) { return r->path; }
+
+bool fl_h5r_has(fl_h5r *r, const char *name)
+{
+    /* H5Lexists fails on a missing intermediate group: check each level */
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", name);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (H5Lexists(r->f, buf, H5P_DEFAULT) <= 0) return false;
+            if (!c) return true;
+            *p = c;
+        }
+    }
+}
+
+int fl_h5r_dims(fl_h5r *r, const char *name, int *ndim, int64_t dims[8])
+{
+    if (!fl_h5r_has(r, name)) return fl_fail("%s: no dataset '%s'", r->path, name);
+    hid_t ds = H5Dopen2(r->f, name, H5P_DEFAULT);
+    if (ds < 0) return fl_fail("%s: '%s' is not a dataset", r->path, name);
+    hid_t sp = H5Dget_space(ds);
+    int n = H5Sget_simple_extent_ndims(sp);
+    hsize_t d[32];
+    int rc = 0;
+    if (n < 0 || n > 8)
+        rc = fl_fail("%s: dataset '%s' has an unsupported rank", r->path, name);
+    else {
+        H5Sget_simple_extent_dims(sp, d, NULL);
+        *ndim = n;
+        for (int i = 0; i < n; i++) dims[i] = (int64_t)d[i];
+    }
+    H5Sclose(sp);
+    H5Dclose(ds);
+    return rc;
+}
+
+int fl_h5r_read(fl_h5r *r, const char *name, fl_type t, void *buf, size_t nbytes)
+{
+    int nd;
+    int64_t d[8];
+    if (fl_h5r_dims(r, name, &nd, d)) return -1;
+    size_t numel = 1;
+    for (int i = 0; i < nd; i++) numel *= (size_t)d[i];
+    if (numel * fl_type_size(t) != nbytes)
+        return fl_fail("%s: dataset '%s' has %zu elements, expected %zu", r->path, name, numel,
+                       nbytes / fl_type_size(t));
+    hid_t ds = H5Dopen2(r->f, name, H5P_DEFAULT);
+    herr_t st = H5Dread(ds, mem_type(t), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    H5Dclose(ds);
+    if (st < 0) return fl_fail("%s: cannot read dataset '%s' as %s", r->path, name,
+                               t == FL_F32 || t == FL_F64 ? "numbers" : "integers");
+    return 0;
+}
+
+void *fl_h5r_read_alloc(fl_h5r *r, const char *name, fl_type t, int64_t *numel)
+{
+    int nd;
+    int64_t d[8];
+    if (fl_h5r_dims(r, name, &nd, d)) return NULL;
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= d[i];
+    void *buf = malloc(n ? (size_t)n * fl_type_size(t) : 1);
+    if (!buf) return fl_fail("%s: out of memory reading '%s'", r->path, name), NULL;
+    if (fl_h5r_read(r, name, t, buf, (size_t)n * fl_type_size(t))) {
+        free(buf);
+        return NULL;
+    }
+    if (numel) *numel = n;
+    return buf;
+}
+
+static int read_attr(fl_h5r *r, const char *obj, const char *name, hid_t type, void *value)
+{
+    if (!fl_h5r_has(r, obj) && strcmp(obj, "/") != 0)
+        return fl_fail("%s: no object '%s'", r->path, obj);
+    hid_t o = H5Oopen(r->f, obj, H5P_DEFAULT);
+    if (o < 0) return fl_fail("%s: no object '%s'", r->path, obj);
+    if (H5Aexists(o, name) <= 0) {
+        H5Oclose(o);
+        return fl_fail("%s: no attribute '%s' on '%s'", r->path, name, obj);
+    }
+    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    herr_t st = H5Aread(a, type, value);
+    H5Aclose(a);
+    H5Oclose(o);
+    if (st < 0) return fl_fail("%s: cannot read attribute '%s' on '%s'", r->path, name, obj);
+    return 0;
+}
+
+int fl_h5r_attr_str(fl_h5r *r, const char *obj, const char *name, char *buf, size_t n)
+{
+    if (!fl_h5r_has(r, obj) && strcmp(obj, "/") != 0)
+        return fl_fail("%s: no object '%s'", r->path, obj);
+    hid_t o = H5Oopen(r->f, obj, H5P_DEFAULT);
+    if (o < 0) return fl_fail("%s: no object '%s'", r->path, obj);
+    if (H5Aexists(o, name) <= 0) {
+        H5Oclose(o);
+        return fl_fail("%s: no attribute '%s' on '%s'", r->path, name, obj);
+    }
+    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    hid_t ft = H5Aget_type(a);
+    int rc = 0;
+    if (H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) > 0) {
+        /* variable-length strings (h5py's default) */
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, H5T_VARIABLE);
+        char *s = NULL;
+        if (H5Tget_class(ft) != H5T_STRING || H5Aread(a, mt, &s) < 0)
+            rc = fl_fail("%s: attribute '%s' on '%s' is not a string", r->path, name, obj);
+        else {
+            snprintf(buf, n, "%s", s ? s : "");
+            H5free_memory(s);
+        }
+        H5Tclose(mt);
+    } else {
+        size_t sz = H5Tget_size(ft);
+        char *tmp = calloc(1, sz + 1);
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, sz + 1);
+        if (!tmp || H5Aread(a, mt, tmp) < 0)
+            rc = fl_fail("%s: cannot read attribute '%s' on '%s'", r->path, name, obj);
+        else
+            snprintf(buf, n, "%s", tmp);
+        H5Tclose(mt);
+        free(tmp);
+    }
+    H5Tclose(ft);
+    H5Aclose(a);
+    H5Oclose(o);
+    return rc;
+}
+
+int fl_h5r_attr_f64(fl_h5r *r, const char *obj, const char *name, double *value)
+{
+    return read_attr(r, obj, name, H5T_NATIVE_DOUBLE, value);
+}
+
+int fl_h5r_attr_i64(fl_h5r *r, const char *obj, const char *name, int64_t *value)
+{
+    return read_attr(r, obj, name, H5T_NATIVE_INT64, value);
+}

@@ -1,0 +1,17 @@
+/* Keys that belong to no layer: seeding, threads, device and where files go. */
+#include "core/schema.h"
+
+const fl_key fl_keys_general[] = {
+    {"seed", FL_KEY_INT, "0", 0, 4294967295.0, NULL,
+     "Seed of every random choice of a run (data colors, initialisation, batches, noise)."},
+    {"threads", FL_KEY_INT, "0", 0, 1024, NULL,
+     "CPU threads for libtorch; 0 uses every core the process may run on."},
+    {"device", FL_KEY_STR, "\"cpu\"", FL_NO_BOUNDS, NULL,
+     "Where tensors live: cpu, cuda or cuda:N (CUDA needs a CUDA libtorch)."},
+    {"cache_dir", FL_KEY_STR, "\"cache\"", FL_NO_BOUNDS, NULL,
+     "Folder for downloaded digits and built datasets, relative to the working directory "
+     "unless absolute; FIBERLAB_CACHE overrides it."},
+    {"out_dir", FL_KEY_STR, "\"results\"", FL_NO_BOUNDS, NULL,
+     "Root folder of results: trained models and runs go below it."},
+    FL_KEYS_END,
+};

@@ -1,0 +1,429 @@
+/* ctorch: the C API over libtorch that all of fiberlab is written against.
+ * Opaque handles, one reference each; scopes free the temporaries of a forward pass
+ * together; no C++ exception crosses this boundary (see DESIGN.md §6, STYLE.md). */
+#ifndef CT_H
+#define CT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------
+ * Handles. Each is one reference; the caller of a function that returns one owns it
+ * and releases it with the matching *_free (all *_free(NULL) are no-ops), unless the
+ * handle was created inside a scope (see below), which then owns it.
+ * ------------------------------------------------------------------------------- */
+typedef struct ct_tensor ct_tensor;   /* one reference to a libtorch tensor */
+typedef struct ct_scope ct_scope;     /* a region whose tensors are freed together */
+typedef struct ct_params ct_params;   /* ordered, named set of parameters and buffers */
+typedef struct ct_optim ct_optim;     /* Adam / AdamW with parameter groups */
+typedef struct ct_archive ct_archive; /* a named-tensor file, read or being written */
+typedef struct ct_script ct_script;   /* a TorchScript module loaded from a file */
+typedef struct ct_gen ct_gen;         /* a seeded random generator */
+
+typedef enum {
+    CT_OK = 0,
+    CT_ERR_ARG,   /* bad argument: NULL handle, shape or dtype mismatch */
+    CT_ERR_TORCH, /* libtorch raised an error */
+    CT_ERR_IO,    /* file missing, unreadable, unwritable */
+    CT_ERR_FORMAT,/* file present but corrupt or of another format */
+    CT_STATUS_COUNT
+} ct_status;
+
+typedef enum { CT_F32 = 0, CT_F64, CT_I64, CT_I32, CT_U8, CT_BOOL, CT_DTYPE_COUNT } ct_dtype;
+typedef enum { CT_CPU = 0, CT_CUDA, CT_DEVICE_KIND_COUNT } ct_device_kind;
+typedef struct { ct_device_kind kind; int index; } ct_device;
+
+#define CT_MAX_DIMS 8
+typedef struct { int ndim; int64_t d[CT_MAX_DIMS]; } ct_shape;
+/* CT_SHAPE(B, D) -> a ct_shape of two dims; up to CT_MAX_DIMS. */
+#define CT_NARGS_(...) CT_NARGS_I_(__VA_ARGS__, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+#define CT_NARGS_I_(a, b, c, d, e, f, g, h, n, ...) n
+#define CT_SHAPE(...) ((ct_shape){CT_NARGS_(__VA_ARGS__), {__VA_ARGS__}})
+#define CT_SCALAR_SHAPE ((ct_shape){0, {0}})
+
+/* ---------------------------------------------------------------------------------
+ * Errors. A failing call returns NULL (or a non-zero ct_status) and leaves a message
+ * in a thread-local slot. An op given a NULL input returns NULL and keeps the earlier
+ * message, so a forward pass can check once at its end.
+ * ------------------------------------------------------------------------------- */
+const char *ct_last_error(void);   /* borrowed; "" when none; valid until the next error */
+void ct_clear_error(void);
+void ct_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Live handles of every kind (tensors, params, optimizers, scripts, archives, scopes,
+ * generators) in the process: tests check it is back to its start value. */
+long ct_live_handles(void);
+
+/* ---------------------------------------------------------------------------------
+ * Scopes. Tensors created while a scope is open belong to the innermost one and are
+ * freed by ct_scope_end. ct_scope_keep moves a tensor to the enclosing scope (or, at
+ * the outermost scope, hands it to the caller) and returns it. ct_free on a scoped
+ * tensor frees it early. Scopes nest and are per thread.
+ * ------------------------------------------------------------------------------- */
+ct_scope *ct_scope_begin(void);
+ct_tensor *ct_scope_keep(ct_scope *s, ct_tensor *t);  /* returns t; NULL stays NULL */
+ct_tensor *ct_unscope(ct_tensor *t); /* caller owns t from now on, whatever scope it was in */
+void ct_scope_end(ct_scope *s);      /* s must be the innermost open scope */
+
+/* ---------------------------------------------------------------------------------
+ * Global state: seeding, threads, devices, grad mode.
+ * ------------------------------------------------------------------------------- */
+void ct_manual_seed(uint64_t seed);   /* libtorch's default generator */
+void ct_set_num_threads(int n);
+int ct_get_num_threads(void);
+const char *ct_torch_version(void);   /* static string, e.g. "1.13.1" */
+bool ct_cuda_available(void);
+int ct_cuda_device_count(void);
+/* Parses "cpu", "cuda", "cuda:1"; CT_ERR_ARG on anything else. */
+ct_status ct_device_parse(const char *s, ct_device *out);
+void ct_device_name(ct_device d, char *buf, size_t n);
+ct_device ct_default_device(void);     /* where creation functions put tensors */
+void ct_set_default_device(ct_device d);
+bool ct_grad_enabled(void);
+bool ct_set_grad_enabled(bool on);     /* returns the previous mode, to restore */
+const char *ct_dtype_name(ct_dtype d);
+
+/* ---------------------------------------------------------------------------------
+ * Generators.
+ * ------------------------------------------------------------------------------- */
+ct_gen *ct_gen_new(uint64_t seed);                 /* caller frees; CPU generator */
+void ct_gen_free(ct_gen *g);
+/* The generator's full state as a U8 tensor (caller owns / scope owns). */
+ct_tensor *ct_gen_get_state(const ct_gen *g);
+ct_status ct_gen_set_state(ct_gen *g, const ct_tensor *state);
+
+/* ---------------------------------------------------------------------------------
+ * Tensor creation. Results are new handles (scope-owned inside a scope), on the
+ * default device unless said otherwise. gen may be NULL (default generator).
+ * ------------------------------------------------------------------------------- */
+void ct_free(ct_tensor *t);
+ct_tensor *ct_ref(const ct_tensor *t); /* a second handle to the same tensor */
+ct_tensor *ct_zeros(ct_shape s, ct_dtype dt);
+ct_tensor *ct_ones(ct_shape s, ct_dtype dt);
+ct_tensor *ct_full(ct_shape s, double value, ct_dtype dt);
+ct_tensor *ct_scalar(double value, ct_dtype dt);  /* 0-dim */
+ct_tensor *ct_eye(int64_t n, ct_dtype dt);
+ct_tensor *ct_arange(int64_t n, ct_dtype dt);     /* 0, 1, …, n-1 */
+ct_tensor *ct_linspace(double a, double b, int64_t n, ct_dtype dt);
+ct_tensor *ct_randn(ct_shape s, ct_dtype dt, ct_gen *gen);
+ct_tensor *ct_rand(ct_shape s, ct_dtype dt, ct_gen *gen);      /* U[0,1) */
+ct_tensor *ct_randint(int64_t high, ct_shape s, ct_gen *gen);  /* I64 in [0, high) */
+ct_tensor *ct_randperm(int64_t n, ct_gen *gen);                /* I64 */
+ct_tensor *ct_zeros_like(const ct_tensor *t);
+ct_tensor *ct_ones_like(const ct_tensor *t);
+ct_tensor *ct_randn_like(const ct_tensor *t, ct_gen *gen);
+/* Copies n = prod(shape) elements of dtype dt from host memory. */
+ct_tensor *ct_from_data(const void *data, ct_shape s, ct_dtype dt);
+/* Copies the tensor (any device, any layout) into host memory of nbytes;
+ * CT_ERR_ARG if nbytes differs from numel * element size. */
+ct_status ct_to_data(const ct_tensor *t, void *data, size_t nbytes);
+double ct_item(const ct_tensor *t);   /* one-element tensor -> double; NAN on error */
+
+/* ---------------------------------------------------------------------------------
+ * Properties and conversions.
+ * ------------------------------------------------------------------------------- */
+int ct_ndim(const ct_tensor *t);       /* -1 on NULL */
+int64_t ct_size(const ct_tensor *t, int dim);  /* negative dim counts from the end */
+ct_shape ct_shape_of(const ct_tensor *t);
+int64_t ct_numel(const ct_tensor *t);
+ct_dtype ct_dtype_of(const ct_tensor *t);
+ct_device ct_device_of(const ct_tensor *t);
+size_t ct_dtype_size(ct_dtype dt);
+bool ct_requires_grad(const ct_tensor *t);
+ct_status ct_set_requires_grad(ct_tensor *t, bool on);
+bool ct_is_defined(const ct_tensor *t);
+/* "(2, 3) f32 cpu" into buf, for messages. */
+void ct_describe(const ct_tensor *t, char *buf, size_t n);
+
+ct_tensor *ct_to_dtype(const ct_tensor *t, ct_dtype dt);
+ct_tensor *ct_to_device(const ct_tensor *t, ct_device d);
+ct_tensor *ct_detach(const ct_tensor *t);
+ct_tensor *ct_clone(const ct_tensor *t);
+ct_tensor *ct_contiguous(const ct_tensor *t);
+
+/* ---------------------------------------------------------------------------------
+ * Elementwise ops (broadcasting like PyTorch). New tensors.
+ * ------------------------------------------------------------------------------- */
+ct_tensor *ct_add(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_sub(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_mul(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_div(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_pow(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_maximum(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_minimum(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_remainder(const ct_tensor *a, const ct_tensor *b); /* Python-style mod */
+ct_tensor *ct_atan2(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_adds(const ct_tensor *a, double s);     /* a + s */
+ct_tensor *ct_muls(const ct_tensor *a, double s);     /* a * s */
+ct_tensor *ct_pows(const ct_tensor *a, double p);     /* a ^ p */
+ct_tensor *ct_rsubs(const ct_tensor *a, double s);    /* s - a */
+ct_tensor *ct_remainders(const ct_tensor *a, double m);
+ct_tensor *ct_clamp(const ct_tensor *a, double lo, double hi);
+ct_tensor *ct_clamp_min(const ct_tensor *a, double lo);
+/* a + alpha * b: the fused form of an update */
+ct_tensor *ct_axpy(const ct_tensor *a, double alpha, const ct_tensor *b);
+
+ct_tensor *ct_neg(const ct_tensor *a);
+ct_tensor *ct_exp(const ct_tensor *a);
+ct_tensor *ct_log(const ct_tensor *a);
+ct_tensor *ct_log1p(const ct_tensor *a);
+ct_tensor *ct_expm1(const ct_tensor *a);
+ct_tensor *ct_sqrt(const ct_tensor *a);
+ct_tensor *ct_rsqrt(const ct_tensor *a);
+ct_tensor *ct_square(const ct_tensor *a);
+ct_tensor *ct_abs(const ct_tensor *a);
+ct_tensor *ct_sign(const ct_tensor *a);
+ct_tensor *ct_sin(const ct_tensor *a);
+ct_tensor *ct_cos(const ct_tensor *a);
+ct_tensor *ct_tanh(const ct_tensor *a);
+ct_tensor *ct_atan(const ct_tensor *a);
+ct_tensor *ct_sigmoid(const ct_tensor *a);
+ct_tensor *ct_floor(const ct_tensor *a);
+ct_tensor *ct_reciprocal(const ct_tensor *a);
+ct_tensor *ct_isfinite(const ct_tensor *a);           /* BOOL */
+
+/* Comparisons give BOOL tensors; where selects a where cond, else b. */
+ct_tensor *ct_lt(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_gt(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_lts(const ct_tensor *a, double s);
+ct_tensor *ct_gts(const ct_tensor *a, double s);
+ct_tensor *ct_eq(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_where(const ct_tensor *cond, const ct_tensor *a, const ct_tensor *b);
+
+/* ---------------------------------------------------------------------------------
+ * Reductions. dim may be negative. keepdim keeps a size-1 dim.
+ * ------------------------------------------------------------------------------- */
+ct_tensor *ct_sum(const ct_tensor *a);                        /* 0-dim */
+ct_tensor *ct_mean(const ct_tensor *a);
+ct_tensor *ct_max_all(const ct_tensor *a);
+ct_tensor *ct_min_all(const ct_tensor *a);
+ct_tensor *ct_sum_dim(const ct_tensor *a, int dim, bool keepdim);
+ct_tensor *ct_mean_dim(const ct_tensor *a, int dim, bool keepdim);
+ct_tensor *ct_std_dim(const ct_tensor *a, int dim, bool unbiased, bool keepdim);
+ct_tensor *ct_var_dim(const ct_tensor *a, int dim, bool unbiased, bool keepdim);
+ct_tensor *ct_max_dim(const ct_tensor *a, int dim, bool keepdim);    /* values */
+ct_tensor *ct_min_dim(const ct_tensor *a, int dim, bool keepdim);    /* values */
+ct_tensor *ct_argmax(const ct_tensor *a, int dim, bool keepdim);     /* I64 */
+ct_tensor *ct_argmin(const ct_tensor *a, int dim, bool keepdim);     /* I64 */
+ct_tensor *ct_logsumexp(const ct_tensor *a, int dim, bool keepdim);
+ct_tensor *ct_norm(const ct_tensor *a);                       /* Frobenius, 0-dim */
+ct_tensor *ct_norm_dim(const ct_tensor *a, int dim, bool keepdim);   /* 2-norm */
+/* Sum over all dims but the first: (B, ...) -> (B,). */
+ct_tensor *ct_sum_rows(const ct_tensor *a);
+
+/* ---------------------------------------------------------------------------------
+ * Shape, indexing, joining. Views share storage with their input (like PyTorch).
+ * ------------------------------------------------------------------------------- */
+ct_tensor *ct_reshape(const ct_tensor *a, ct_shape s);        /* one dim may be -1 */
+ct_tensor *ct_flatten(const ct_tensor *a, int start_dim);     /* (B, ...) -> (B, prod) at 1 */
+ct_tensor *ct_transpose(const ct_tensor *a, int d0, int d1);
+ct_tensor *ct_permute(const ct_tensor *a, ct_shape order);
+ct_tensor *ct_unsqueeze(const ct_tensor *a, int dim);
+ct_tensor *ct_squeeze(const ct_tensor *a, int dim);
+ct_tensor *ct_expand(const ct_tensor *a, ct_shape s);          /* -1 keeps a dim */
+ct_tensor *ct_repeat(const ct_tensor *a, ct_shape reps);
+ct_tensor *ct_repeat_interleave(const ct_tensor *a, int64_t reps, int dim);
+ct_tensor *ct_narrow(const ct_tensor *a, int dim, int64_t start, int64_t len);
+ct_tensor *ct_select(const ct_tensor *a, int dim, int64_t index); /* drops dim */
+ct_tensor *ct_index_select(const ct_tensor *a, int dim, const ct_tensor *idx);
+ct_tensor *ct_gather(const ct_tensor *a, int dim, const ct_tensor *idx);
+ct_tensor *ct_masked_select(const ct_tensor *a, const ct_tensor *mask);
+ct_tensor *ct_cat(const ct_tensor *const *ts, int n, int dim);
+ct_tensor *ct_cat2(const ct_tensor *a, const ct_tensor *b, int dim);
+ct_tensor *ct_stack(const ct_tensor *const *ts, int n, int dim);
+ct_tensor *ct_flip(const ct_tensor *a, int dim);
+ct_tensor *ct_roll(const ct_tensor *a, int64_t shift, int dim);
+/* In place: copies src into dst (broadcasting); dst keeps its identity. */
+ct_status ct_copy_(ct_tensor *dst, const ct_tensor *src);
+ct_status ct_fill_(ct_tensor *dst, double value);
+ct_status ct_zero_(ct_tensor *t);
+/* In place: dst[index along dim] = src (no autograd; for buffers). */
+ct_status ct_index_copy_(ct_tensor *dst, int dim, const ct_tensor *idx, const ct_tensor *src);
+
+/* ---------------------------------------------------------------------------------
+ * Linear algebra.
+ * ------------------------------------------------------------------------------- */
+ct_tensor *ct_matmul(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_mm(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_bmm(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_outer(const ct_tensor *a, const ct_tensor *b);
+ct_tensor *ct_inverse(const ct_tensor *a);
+ct_tensor *ct_slogdet_abs(const ct_tensor *a);   /* log|det a|, batched over leading dims */
+ct_tensor *ct_qr_q(const ct_tensor *a);          /* Q of the reduced QR */
+ct_tensor *ct_matrix_exp(const ct_tensor *a);
+ct_tensor *ct_cdist(const ct_tensor *a, const ct_tensor *b);  /* (N,D),(M,D)->(N,M) L2 */
+
+/* ---------------------------------------------------------------------------------
+ * Functional nn ops, mirroring torch.nn.functional.
+ * ------------------------------------------------------------------------------- */
+/* y = x w^T + b; x (.., in), w (out, in), b (out) or NULL. */
+ct_tensor *ct_linear(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b);
+/* x (B, C, H, W), w (O, C/groups, kh, kw), b (O) or NULL. */
+ct_tensor *ct_conv2d(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b,
+                     int stride, int padding, int groups);
+/* w (C, O/groups, kh, kw). */
+ct_tensor *ct_conv_transpose2d(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b,
+                               int stride, int padding, int output_padding, int groups);
+ct_tensor *ct_group_norm(const ct_tensor *x, int groups, const ct_tensor *w,
+                         const ct_tensor *b, double eps);
+/* Normalizes over the last dim; w, b of that size or NULL. */
+ct_tensor *ct_layer_norm(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b,
+                         double eps);
+ct_tensor *ct_relu(const ct_tensor *x);
+ct_tensor *ct_leaky_relu(const ct_tensor *x, double slope);
+ct_tensor *ct_silu(const ct_tensor *x);
+ct_tensor *ct_gelu(const ct_tensor *x);
+ct_tensor *ct_softplus(const ct_tensor *x);
+ct_tensor *ct_elu(const ct_tensor *x);
+ct_tensor *ct_softmax(const ct_tensor *x, int dim);
+ct_tensor *ct_log_softmax(const ct_tensor *x, int dim);
+ct_tensor *ct_dropout(const ct_tensor *x, double p, bool train);
+ct_tensor *ct_avg_pool2d(const ct_tensor *x, int k, int stride);
+ct_tensor *ct_max_pool2d(const ct_tensor *x, int k, int stride);
+ct_tensor *ct_adaptive_avg_pool2d(const ct_tensor *x, int oh, int ow);
+ct_tensor *ct_upsample_nearest2d(const ct_tensor *x, int scale);
+ct_tensor *ct_upsample_bilinear2d(const ct_tensor *x, int oh, int ow);
+/* Resamples images x (B, C, H, W) at the affine grids theta (B, 2, 3), bilinear,
+ * zeros outside (torch.nn.functional.affine_grid + grid_sample, align_corners=False). */
+ct_tensor *ct_affine_warp(const ct_tensor *x, const ct_tensor *theta);
+/* mean over the batch of -log softmax(logits)[target]; target I64 (B,). */
+ct_tensor *ct_cross_entropy(const ct_tensor *logits, const ct_tensor *target);
+ct_tensor *ct_mse(const ct_tensor *a, const ct_tensor *b);    /* mean squared error */
+
+/* ---------------------------------------------------------------------------------
+ * Autograd.
+ * ------------------------------------------------------------------------------- */
+/* Accumulates d loss / d leaf into the .grad of every leaf that requires grad.
+ * loss must have one element. retain_graph keeps the graph for another pass. */
+ct_status ct_backward(const ct_tensor *loss, bool retain_graph);
+ct_tensor *ct_grad_of(const ct_tensor *leaf);  /* its .grad, NULL (no error) if none */
+ct_status ct_zero_grad(ct_tensor *leaf);       /* sets .grad to undefined */
+/* torch.autograd.grad: gradients of sum_i <outputs[i], grad_outputs[i]> (grad_outputs
+ * may be NULL for scalar outputs) w.r.t. inputs. Writes n_in new handles into grads;
+ * an input the outputs do not depend on gets zeros when allow_unused, else an error.
+ * create_graph makes the result differentiable again (the double-VJP trick). */
+ct_status ct_grad(const ct_tensor *const *outputs, const ct_tensor *const *grad_outputs,
+                  int n_out, const ct_tensor *const *inputs, int n_in, ct_tensor **grads,
+                  bool retain_graph, bool create_graph, bool allow_unused);
+/* One output, one input: vᵀ ∂y/∂x. */
+ct_tensor *ct_vjp(const ct_tensor *y, const ct_tensor *x, const ct_tensor *v,
+                  bool create_graph);
+/* (∂y/∂x) v by the double-VJP trick: two reverse passes, works for every op.
+ * y must come from x with a graph; create_graph keeps the result differentiable. */
+ct_tensor *ct_jvp_double_vjp(const ct_tensor *y, const ct_tensor *x, const ct_tensor *v,
+                             bool create_graph);
+
+/* Forward-mode AD (libtorch's dual numbers). Enter a level, make x dual with a
+ * tangent, run the function, read the output's tangent, exit the level. Ops that
+ * have no forward derivative in libtorch 1.13 fail with a message. */
+int64_t ct_fwad_enter(void);
+void ct_fwad_exit(int64_t level);
+ct_tensor *ct_fwad_make_dual(const ct_tensor *primal, const ct_tensor *tangent,
+                             int64_t level);
+ct_tensor *ct_fwad_tangent(const ct_tensor *dual, int64_t level); /* zeros if none */
+ct_tensor *ct_fwad_primal(const ct_tensor *dual, int64_t level);
+
+/* ---------------------------------------------------------------------------------
+ * Parameter sets: ordered, named tensors. Parameters are leaves that require grad;
+ * buffers are saved with them but not trained. The set owns what is added and frees
+ * it in ct_params_free; the handles returned are borrowed (valid while the set is).
+ * ------------------------------------------------------------------------------- */
+ct_params *ct_params_new(void);
+void ct_params_free(ct_params *p);
+/* Takes ownership of init (unscoping it), makes it a leaf requiring grad, returns it
+ * (borrowed). NULL init or a duplicate name: NULL and an error. */
+ct_tensor *ct_params_add(ct_params *p, const char *name, ct_tensor *init);
+ct_tensor *ct_params_add_buffer(ct_params *p, const char *name, ct_tensor *init);
+int ct_params_count(const ct_params *p);            /* parameters and buffers */
+ct_tensor *ct_params_at(const ct_params *p, int i); /* borrowed */
+const char *ct_params_name(const ct_params *p, int i); /* borrowed */
+bool ct_params_is_buffer(const ct_params *p, int i);
+ct_tensor *ct_params_find(const ct_params *p, const char *name); /* borrowed or NULL */
+int64_t ct_params_numel(const ct_params *p);        /* trainable elements */
+void ct_params_zero_grad(ct_params *p);
+/* Scales gradients so their global 2-norm is at most max_norm (max_norm <= 0: only
+ * measures); returns the norm before clipping, NAN when any gradient is not finite. */
+double ct_params_clip_grad_norm(ct_params *p, double max_norm);
+/* Freezes or unfreezes every parameter (requires_grad). */
+void ct_params_set_trainable(ct_params *p, bool on);
+ct_status ct_params_to_device(ct_params *p, ct_device d);
+/* Copies values (not identity) from src into dst: same names and shapes required. */
+ct_status ct_params_copy_values(ct_params *dst, const ct_params *src);
+/* Save all parameters and buffers to an archive file (atomically), and load them
+ * back into an existing set: every name must be present with the same shape and
+ * dtype, else an error naming it and nothing is changed. */
+ct_status ct_params_save(const ct_params *p, const char *path);
+ct_status ct_params_load(ct_params *p, const char *path);
+ct_status ct_params_put(const ct_params *p, ct_archive *a, const char *prefix);
+ct_status ct_params_get(ct_params *p, const ct_archive *a, const char *prefix);
+
+/* ---------------------------------------------------------------------------------
+ * Optimizers: Adam and AdamW (the torch.optim formulas, no amsgrad). Groups share a
+ * rule but have their own lr and weight decay. The optimizer borrows the sets.
+ * ------------------------------------------------------------------------------- */
+typedef enum { CT_ADAM = 0, CT_ADAMW, CT_OPTIM_KIND_COUNT } ct_optim_kind;
+typedef struct {
+    double lr, beta1, beta2, eps, weight_decay;
+} ct_adam_opts;
+ct_adam_opts ct_adam_defaults(void);  /* lr 1e-3, betas (0.9, 0.999), eps 1e-8, wd 0 */
+ct_optim *ct_optim_new(ct_optim_kind kind);
+void ct_optim_free(ct_optim *o);
+/* Adds every trainable parameter of p as one group; returns the group index or -1. */
+int ct_optim_add_group(ct_optim *o, const ct_params *p, ct_adam_opts opts);
+int ct_optim_groups(const ct_optim *o);
+ct_status ct_optim_set_lr(ct_optim *o, int group, double lr);  /* group -1: all */
+double ct_optim_get_lr(const ct_optim *o, int group);
+ct_status ct_optim_step(ct_optim *o);
+void ct_optim_zero_grad(ct_optim *o);
+int64_t ct_optim_steps_taken(const ct_optim *o);
+ct_status ct_optim_put(const ct_optim *o, ct_archive *a, const char *prefix);
+ct_status ct_optim_get(ct_optim *o, const ct_archive *a, const char *prefix);
+ct_status ct_optim_save(const ct_optim *o, const char *path);
+ct_status ct_optim_load(ct_optim *o, const char *path);
+
+/* ---------------------------------------------------------------------------------
+ * Archives: a file of named tensors (and scalars stored as 0-dim tensors), with a
+ * checksum. Written atomically: to "<path>.tmp.<pid>", fsync'd, renamed over path.
+ * ------------------------------------------------------------------------------- */
+ct_archive *ct_archive_new(void);                 /* empty, for writing */
+void ct_archive_free(ct_archive *a);
+/* Stores a host copy of t under name (replacing an earlier one). */
+ct_status ct_archive_put(ct_archive *a, const char *name, const ct_tensor *t);
+ct_status ct_archive_put_f64(ct_archive *a, const char *name, double v);
+ct_status ct_archive_put_i64(ct_archive *a, const char *name, int64_t v);
+ct_status ct_archive_write(const ct_archive *a, const char *path);
+/* Reads and verifies a whole file; NULL with a message naming path on failure. */
+ct_archive *ct_archive_read(const char *path);
+int ct_archive_count(const ct_archive *a);
+const char *ct_archive_name(const ct_archive *a, int i);   /* borrowed */
+bool ct_archive_has(const ct_archive *a, const char *name);
+/* A new tensor (CPU) with the stored value; NULL and an error if absent. */
+ct_tensor *ct_archive_get(const ct_archive *a, const char *name);
+ct_status ct_archive_get_f64(const ct_archive *a, const char *name, double *v);
+ct_status ct_archive_get_i64(const ct_archive *a, const char *name, int64_t *v);
+
+/* ---------------------------------------------------------------------------------
+ * TorchScript modules (torch.jit.save from Python), called with one tensor.
+ * Loaded in eval mode with its parameters frozen; gradients flow to the input.
+ * ------------------------------------------------------------------------------- */
+ct_script *ct_script_load(const char *path, ct_device d);  /* caller frees */
+void ct_script_free(ct_script *m);
+ct_tensor *ct_script_forward(ct_script *m, const ct_tensor *x);
+
+/* ---------------------------------------------------------------------------------
+ * Misc.
+ * ------------------------------------------------------------------------------- */
+/* Largest |a - b| over all elements (as double); NAN on error or shape mismatch. */
+double ct_max_abs_diff(const ct_tensor *a, const ct_tensor *b);
+/* Writes a short human summary of tensor values (first few) for test failures. */
+void ct_print(const char *label, const ct_tensor *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

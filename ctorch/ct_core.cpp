@@ -1,0 +1,492 @@
+// Handles, errors, scopes, global state, generators, creation and properties.
+#include <ATen/Parallel.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
+
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+
+#include "ct_internal.hpp"
+
+namespace ct {
+
+std::atomic<long> live{0};
+static thread_local std::string tl_error;
+static thread_local ct_scope *tl_scope = nullptr;
+static ct_device g_default_device = {CT_CPU, 0};
+
+void set_error(const char *op, const std::string &msg) {
+    std::string first = msg.substr(0, msg.find('\n'));
+    tl_error = std::string(op) + ": " + first;
+}
+
+void null_input(const char *op) {
+    if (tl_error.empty()) tl_error = std::string(op) + ": NULL input";
+}
+
+static void scope_attach(ct_tensor *h, ct_scope *s) {
+    h->scope = s;
+    if (s) {
+        h->slot = s->items.size();
+        s->items.push_back(h);
+    }
+}
+
+static void scope_detach(ct_tensor *h) {
+    if (h->scope) {
+        h->scope->items[h->slot] = nullptr;
+        h->scope = nullptr;
+    }
+}
+
+ct_tensor *wrap(at::Tensor t) {
+    auto *h = new ct_tensor{std::move(t), nullptr, 0};
+    live++;
+    scope_attach(h, tl_scope);
+    return h;
+}
+
+at::ScalarType to_scalar(ct_dtype dt) {
+    switch (dt) {
+    case CT_F32: return at::kFloat;
+    case CT_F64: return at::kDouble;
+    case CT_I64: return at::kLong;
+    case CT_I32: return at::kInt;
+    case CT_U8: return at::kByte;
+    case CT_BOOL: return at::kBool;
+    default: throw std::invalid_argument("unknown ct_dtype " + std::to_string((int)dt));
+    }
+}
+
+bool from_scalar(at::ScalarType st, ct_dtype *out) {
+    switch (st) {
+    case at::kFloat: *out = CT_F32; return true;
+    case at::kDouble: *out = CT_F64; return true;
+    case at::kLong: *out = CT_I64; return true;
+    case at::kInt: *out = CT_I32; return true;
+    case at::kByte: *out = CT_U8; return true;
+    case at::kBool: *out = CT_BOOL; return true;
+    default: return false;
+    }
+}
+
+at::Device to_device(ct_device d) {
+    if (d.kind == CT_CUDA) return at::Device(at::kCUDA, (c10::DeviceIndex)d.index);
+    return at::Device(at::kCPU);
+}
+
+at::TensorOptions options(ct_dtype dt) {
+    return at::TensorOptions().dtype(to_scalar(dt)).device(to_device(g_default_device));
+}
+
+std::vector<int64_t> dims(ct_shape s) {
+    if (s.ndim < 0 || s.ndim > CT_MAX_DIMS)
+        throw std::invalid_argument("shape has " + std::to_string(s.ndim) + " dims");
+    return std::vector<int64_t>(s.d, s.d + s.ndim);
+}
+
+}  // namespace ct
+
+using namespace ct;
+
+// Random tensors come from a CPU generator when one is given, then move to the
+// default device: the same seed gives the same numbers on every device.
+template <class F>
+static at::Tensor random_on_device(ct_gen *gen, ct_dtype dt, F &&draw) {
+    if (!gen) return draw(c10::optional<at::Generator>(), options(dt));
+    at::Tensor t = draw(c10::optional<at::Generator>(gen->g),
+                        at::TensorOptions().dtype(to_scalar(dt)));
+    return t.to(to_device(ct::g_default_device));
+}
+
+
+extern "C" {
+
+/* ---- errors --------------------------------------------------------------------- */
+const char *ct_last_error(void) { return tl_error.c_str(); }
+void ct_clear_error(void) { tl_error.clear(); }
+void ct_set_error(const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    tl_error = buf;
+}
+long ct_live_handles(void) { return live.load(); }
+
+/* ---- scopes --------------------------------------------------------------------- */
+ct_scope *ct_scope_begin(void) {
+    auto *s = new ct_scope{{}, tl_scope};
+    s->items.reserve(64);
+    tl_scope = s;
+    live++;
+    return s;
+}
+
+ct_tensor *ct_scope_keep(ct_scope *s, ct_tensor *t) {
+    if (!t) return nullptr;
+    scope_detach(t);
+    scope_attach(t, s ? s->parent : nullptr);
+    return t;
+}
+
+ct_tensor *ct_unscope(ct_tensor *t) {
+    if (t) scope_detach(t);
+    return t;
+}
+
+void ct_scope_end(ct_scope *s) {
+    if (!s) return;
+    if (s != tl_scope) {
+        fprintf(stderr, "%s:%d: ct_scope_end: not the innermost open scope\n", __FILE__,
+                __LINE__);
+        abort();
+    }
+    for (ct_tensor *h : s->items) {
+        if (h) {
+            delete h;
+            live--;
+        }
+    }
+    tl_scope = s->parent;
+    delete s;
+    live--;
+}
+
+/* ---- global state --------------------------------------------------------------- */
+void ct_manual_seed(uint64_t seed) {
+    try {
+        at::manual_seed(seed);
+    } catch (...) {
+    }
+}
+void ct_set_num_threads(int n) {
+    if (n > 0) at::set_num_threads(n);
+}
+int ct_get_num_threads(void) { return at::get_num_threads(); }
+const char *ct_torch_version(void) {
+#ifdef CT_TORCH_VERSION
+    return CT_TORCH_VERSION;
+#else
+    return "unknown";
+#endif
+}
+bool ct_cuda_available(void) {
+    try {
+        return at::hasCUDA() && at::detail::getCUDAHooks().getNumGPUs() > 0;
+    } catch (...) {
+        return false;
+    }
+}
+int ct_cuda_device_count(void) {
+    try {
+        return at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0;
+    } catch (...) {
+        return 0;
+    }
+}
+ct_status ct_device_parse(const char *s, ct_device *out) {
+    if (!s || !out) {
+        null_input("ct_device_parse");
+        return CT_ERR_ARG;
+    }
+    if (strcmp(s, "cpu") == 0) {
+        *out = {CT_CPU, 0};
+        return CT_OK;
+    }
+    if (strncmp(s, "cuda", 4) == 0) {
+        int idx = 0;
+        if (s[4] == ':') {
+            char *end;
+            long v = strtol(s + 5, &end, 10);
+            if (end == s + 5 || *end || v < 0) goto bad;
+            idx = (int)v;
+        } else if (s[4]) {
+            goto bad;
+        }
+        *out = {CT_CUDA, idx};
+        return CT_OK;
+    }
+bad:
+    ct_set_error("unknown device '%s' (expected cpu, cuda or cuda:N)", s);
+    return CT_ERR_ARG;
+}
+void ct_device_name(ct_device d, char *buf, size_t n) {
+    if (d.kind == CT_CUDA)
+        snprintf(buf, n, "cuda:%d", d.index);
+    else
+        snprintf(buf, n, "cpu");
+}
+ct_device ct_default_device(void) { return g_default_device; }
+void ct_set_default_device(ct_device d) { g_default_device = d; }
+bool ct_grad_enabled(void) { return c10::GradMode::is_enabled(); }
+bool ct_set_grad_enabled(bool on) {
+    bool prev = c10::GradMode::is_enabled();
+    c10::GradMode::set_enabled(on);
+    return prev;
+}
+const char *ct_dtype_name(ct_dtype d) {
+    static const char *names[] = {"f32", "f64", "i64", "i32", "u8", "bool"};
+    return (d >= 0 && d < CT_DTYPE_COUNT) ? names[d] : "?";
+}
+size_t ct_dtype_size(ct_dtype dt) {
+    static const size_t sz[] = {4, 8, 8, 4, 1, 1};
+    return (dt >= 0 && dt < CT_DTYPE_COUNT) ? sz[dt] : 0;
+}
+
+/* ---- generators ----------------------------------------------------------------- */
+ct_gen *ct_gen_new(uint64_t seed) {
+    try {
+        auto *g = new ct_gen{at::make_generator<at::CPUGeneratorImpl>(seed)};
+        live++;
+        return g;
+    } catch (const std::exception &e) {
+        set_error("ct_gen_new", e.what());
+        return nullptr;
+    }
+}
+void ct_gen_free(ct_gen *g) {
+    if (!g) return;
+    delete g;
+    live--;
+}
+ct_tensor *ct_gen_get_state(const ct_gen *g) {
+    if (!g) return null_input("ct_gen_get_state"), nullptr;
+    return guard("ct_gen_get_state", [&] {
+        at::Generator gen = g->g;  // shares the generator impl
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        return gen.get_state();
+    });
+}
+ct_status ct_gen_set_state(ct_gen *g, const ct_tensor *state) {
+    if (!g || !state) return null_input("ct_gen_set_state"), CT_ERR_ARG;
+    return guard_status("ct_gen_set_state", [&] {
+        std::lock_guard<std::mutex> lock(g->g.mutex());
+        g->g.set_state(state->t);
+        return CT_OK;
+    });
+}
+
+/* ---- creation ------------------------------------------------------------------- */
+void ct_free(ct_tensor *t) {
+    if (!t) return;
+    scope_detach(t);
+    delete t;
+    live--;
+}
+ct_tensor *ct_ref(const ct_tensor *t) {
+    if (!t) return null_input("ct_ref"), nullptr;
+    return wrap(t->t);
+}
+ct_tensor *ct_zeros(ct_shape s, ct_dtype dt) {
+    return guard("ct_zeros", [&] { return at::zeros(dims(s), options(dt)); });
+}
+ct_tensor *ct_ones(ct_shape s, ct_dtype dt) {
+    return guard("ct_ones", [&] { return at::ones(dims(s), options(dt)); });
+}
+ct_tensor *ct_full(ct_shape s, double v, ct_dtype dt) {
+    return guard("ct_full", [&] { return at::full(dims(s), v, options(dt)); });
+}
+ct_tensor *ct_scalar(double v, ct_dtype dt) {
+    return guard("ct_scalar", [&] { return at::scalar_tensor(v, options(dt)); });
+}
+ct_tensor *ct_eye(int64_t n, ct_dtype dt) {
+    return guard("ct_eye", [&] { return at::eye(n, options(dt)); });
+}
+ct_tensor *ct_arange(int64_t n, ct_dtype dt) {
+    return guard("ct_arange", [&] { return at::arange(n, options(dt)); });
+}
+ct_tensor *ct_linspace(double a, double b, int64_t n, ct_dtype dt) {
+    return guard("ct_linspace", [&] { return at::linspace(a, b, n, options(dt)); });
+}
+
+ct_tensor *ct_randn(ct_shape s, ct_dtype dt, ct_gen *gen) {
+    return guard("ct_randn", [&] {
+        return random_on_device(gen, dt, [&](c10::optional<at::Generator> g, at::TensorOptions o) {
+            return at::randn(dims(s), g, o);
+        });
+    });
+}
+ct_tensor *ct_rand(ct_shape s, ct_dtype dt, ct_gen *gen) {
+    return guard("ct_rand", [&] {
+        return random_on_device(gen, dt, [&](c10::optional<at::Generator> g, at::TensorOptions o) {
+            return at::rand(dims(s), g, o);
+        });
+    });
+}
+ct_tensor *ct_randint(int64_t high, ct_shape s, ct_gen *gen) {
+    return guard("ct_randint", [&] {
+        return random_on_device(gen, CT_I64, [&](c10::optional<at::Generator> g, at::TensorOptions o) {
+            return at::randint(high, dims(s), g, o);
+        });
+    });
+}
+ct_tensor *ct_randperm(int64_t n, ct_gen *gen) {
+    return guard("ct_randperm", [&] {
+        return random_on_device(gen, CT_I64, [&](c10::optional<at::Generator> g, at::TensorOptions o) {
+            return at::randperm(n, g, o);
+        });
+    });
+}
+ct_tensor *ct_zeros_like(const ct_tensor *t) {
+    if (!t) return null_input("ct_zeros_like"), nullptr;
+    return guard("ct_zeros_like", [&] { return at::zeros_like(t->t); });
+}
+ct_tensor *ct_ones_like(const ct_tensor *t) {
+    if (!t) return null_input("ct_ones_like"), nullptr;
+    return guard("ct_ones_like", [&] { return at::ones_like(t->t); });
+}
+ct_tensor *ct_randn_like(const ct_tensor *t, ct_gen *gen) {
+    if (!t) return null_input("ct_randn_like"), nullptr;
+    return guard("ct_randn_like", [&] {
+        if (!gen) return at::randn_like(t->t);
+        return at::randn(t->t.sizes(), gen->g, t->t.options().device(at::kCPU))
+            .to(t->t.device());
+    });
+}
+ct_tensor *ct_from_data(const void *data, ct_shape s, ct_dtype dt) {
+    if (!data) return null_input("ct_from_data"), nullptr;
+    return guard("ct_from_data", [&] {
+        at::Tensor src = at::from_blob(const_cast<void *>(data), dims(s),
+                                       at::TensorOptions().dtype(to_scalar(dt)));
+        return src.to(to_device(g_default_device), /*non_blocking=*/false, /*copy=*/true);
+    });
+}
+ct_status ct_to_data(const ct_tensor *t, void *data, size_t nbytes) {
+    if (!t || !data) return null_input("ct_to_data"), CT_ERR_ARG;
+    return guard_status("ct_to_data", [&] {
+        at::Tensor c = t->t.detach().to(at::kCPU).contiguous();
+        size_t need = (size_t)c.numel() * c.element_size();
+        if (need != nbytes) {
+            ct_set_error("ct_to_data: tensor has %zu bytes, buffer %zu", need, nbytes);
+            return CT_ERR_ARG;
+        }
+        if (need) memcpy(data, c.data_ptr(), need);
+        return CT_OK;
+    });
+}
+double ct_item(const ct_tensor *t) {
+    if (!t) return null_input("ct_item"), NAN;
+    try {
+        if (t->t.numel() != 1) {
+            ct_set_error("ct_item: tensor has %lld elements, not 1", (long long)t->t.numel());
+            return NAN;
+        }
+        return t->t.item().toDouble();
+    } catch (const std::exception &e) {
+        set_error("ct_item", e.what());
+        return NAN;
+    }
+}
+
+/* ---- properties ----------------------------------------------------------------- */
+int ct_ndim(const ct_tensor *t) { return t ? (int)t->t.dim() : -1; }
+int64_t ct_size(const ct_tensor *t, int dim) {
+    if (!t) return -1;
+    int n = (int)t->t.dim();
+    if (dim < 0) dim += n;
+    if (dim < 0 || dim >= n) return -1;
+    return t->t.size(dim);
+}
+ct_shape ct_shape_of(const ct_tensor *t) {
+    ct_shape s = {0, {0}};
+    if (!t) return s;
+    s.ndim = (int)std::min<int64_t>(t->t.dim(), CT_MAX_DIMS);
+    for (int i = 0; i < s.ndim; i++) s.d[i] = t->t.size(i);
+    return s;
+}
+int64_t ct_numel(const ct_tensor *t) { return t ? t->t.numel() : -1; }
+ct_dtype ct_dtype_of(const ct_tensor *t) {
+    ct_dtype d = CT_DTYPE_COUNT;
+    if (t) from_scalar(t->t.scalar_type(), &d);
+    return d;
+}
+ct_device ct_device_of(const ct_tensor *t) {
+    ct_device d = {CT_CPU, 0};
+    if (t && t->t.is_cuda()) d = {CT_CUDA, (int)t->t.device().index()};
+    return d;
+}
+bool ct_requires_grad(const ct_tensor *t) { return t && t->t.requires_grad(); }
+ct_status ct_set_requires_grad(ct_tensor *t, bool on) {
+    if (!t) return null_input("ct_set_requires_grad"), CT_ERR_ARG;
+    return guard_status("ct_set_requires_grad", [&] {
+        t->t.requires_grad_(on);
+        return CT_OK;
+    });
+}
+bool ct_is_defined(const ct_tensor *t) { return t && t->t.defined(); }
+void ct_describe(const ct_tensor *t, char *buf, size_t n) {
+    if (!n) return;
+    if (!t) {
+        snprintf(buf, n, "NULL");
+        return;
+    }
+    std::string s = "(";
+    for (int64_t i = 0; i < t->t.dim(); i++)
+        s += (i ? ", " : "") + std::to_string(t->t.size(i));
+    if (t->t.dim() == 1) s += ",";
+    s += ") ";
+    s += ct_dtype_name(ct_dtype_of(t));
+    s += t->t.is_cuda() ? " cuda" : " cpu";
+    snprintf(buf, n, "%s", s.c_str());
+}
+ct_tensor *ct_to_dtype(const ct_tensor *t, ct_dtype dt) {
+    if (!t) return null_input("ct_to_dtype"), nullptr;
+    return guard("ct_to_dtype", [&] { return t->t.to(to_scalar(dt)); });
+}
+ct_tensor *ct_to_device(const ct_tensor *t, ct_device d) {
+    if (!t) return null_input("ct_to_device"), nullptr;
+    return guard("ct_to_device", [&] { return t->t.to(to_device(d)); });
+}
+ct_tensor *ct_detach(const ct_tensor *t) {
+    if (!t) return null_input("ct_detach"), nullptr;
+    return guard("ct_detach", [&] { return t->t.detach(); });
+}
+ct_tensor *ct_clone(const ct_tensor *t) {
+    if (!t) return null_input("ct_clone"), nullptr;
+    return guard("ct_clone", [&] { return t->t.clone(); });
+}
+ct_tensor *ct_contiguous(const ct_tensor *t) {
+    if (!t) return null_input("ct_contiguous"), nullptr;
+    return guard("ct_contiguous", [&] { return t->t.contiguous(); });
+}
+
+double ct_max_abs_diff(const ct_tensor *a, const ct_tensor *b) {
+    if (!a || !b) return null_input("ct_max_abs_diff"), NAN;
+    try {
+        if (a->t.sizes() != b->t.sizes()) {
+            ct_set_error("ct_max_abs_diff: shapes differ");
+            return NAN;
+        }
+        if (a->t.numel() == 0) return 0.0;
+        return (a->t.detach().to(at::kDouble) - b->t.detach().to(at::kDouble).to(a->t.device()))
+            .abs()
+            .max()
+            .item<double>();
+    } catch (const std::exception &e) {
+        set_error("ct_max_abs_diff", e.what());
+        return NAN;
+    }
+}
+
+void ct_print(const char *label, const ct_tensor *t) {
+    char d[256];
+    ct_describe(t, d, sizeof d);
+    fprintf(stderr, "%s %s:", label ? label : "", d);
+    if (t) {
+        try {
+            at::Tensor c = t->t.detach().to(at::kCPU).to(at::kDouble).flatten();
+            int64_t n = std::min<int64_t>(c.numel(), 8);
+            for (int64_t i = 0; i < n; i++) fprintf(stderr, " %.6g", c[i].item<double>());
+            if (c.numel() > n) fprintf(stderr, " …");
+        } catch (...) {
+        }
+    }
+    fprintf(stderr, "\n");
+}
+
+}  // extern "C"

@@ -1,0 +1,640 @@
+// Parameter sets, the Adam/AdamW optimizer and the archive file format they are saved
+// in. Archive layout (little-endian):
+//   "CTARCH01" | u64 count | count × { u32 name_len | name | u32 dtype | u32 ndim |
+//   i64 dims[ndim] | u64 nbytes | bytes } | u64 FNV-1a hash of everything before it.
+#include <c10/util/irange.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <unistd.h>
+
+#include "ct_internal.hpp"
+
+using namespace ct;
+
+/* ---- archives ------------------------------------------------------------------- */
+struct ct_archive {
+    std::vector<std::pair<std::string, at::Tensor>> entries;  // CPU, contiguous
+    std::map<std::string, size_t> index;
+};
+
+static const char kMagic[8] = {'C', 'T', 'A', 'R', 'C', 'H', '0', '1'};
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = (const unsigned char *)p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+namespace {
+// Buffered writer that hashes what it writes.
+struct hashed_file {
+    FILE *f;
+    uint64_t h = 1469598103934665603ull;
+    bool ok = true;
+    void put(const void *p, size_t n) {
+        h = fnv1a(h, p, n);
+        if (ok && n && fwrite(p, 1, n, f) != n) ok = false;
+    }
+};
+// Bounds-checked reader over a whole file held in memory.
+struct reader {
+    const unsigned char *p, *end;
+    bool take(void *dst, size_t n) {
+        if ((size_t)(end - p) < n) return false;
+        memcpy(dst, p, n);
+        p += n;
+        return true;
+    }
+};
+}  // namespace
+
+static bool read_whole_file(const char *path, std::vector<unsigned char> &buf) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        ct_set_error("%s: cannot open: %s", path, strerror(errno));
+        return false;
+    }
+    unsigned char chunk[1 << 16];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf.insert(buf.end(), chunk, chunk + n);
+    bool err = ferror(f);
+    fclose(f);
+    if (err) ct_set_error("%s: read error", path);
+    return !err;
+}
+
+extern "C" {
+
+ct_archive *ct_archive_new(void) {
+    live++;
+    return new ct_archive();
+}
+void ct_archive_free(ct_archive *a) {
+    if (!a) return;
+    delete a;
+    live--;
+}
+ct_status ct_archive_put(ct_archive *a, const char *name, const ct_tensor *t) {
+    if (!a || !name || !t) return null_input("ct_archive_put"), CT_ERR_ARG;
+    return guard_status("ct_archive_put", [&] {
+        ct_dtype dt;
+        if (!from_scalar(t->t.scalar_type(), &dt)) {
+            ct_set_error("ct_archive_put: '%s' has an unsupported dtype", name);
+            return CT_ERR_ARG;
+        }
+        at::Tensor c = t->t.detach().to(at::kCPU).contiguous().clone();
+        auto it = a->index.find(name);
+        if (it != a->index.end()) {
+            a->entries[it->second].second = c;
+        } else {
+            a->index[name] = a->entries.size();
+            a->entries.emplace_back(name, c);
+        }
+        return CT_OK;
+    });
+}
+ct_status ct_archive_put_f64(ct_archive *a, const char *name, double v) {
+    if (!a || !name) return null_input("ct_archive_put_f64"), CT_ERR_ARG;
+    ct_tensor tmp{at::scalar_tensor(v, at::kDouble), nullptr, 0};
+    return ct_archive_put(a, name, &tmp);
+}
+ct_status ct_archive_put_i64(ct_archive *a, const char *name, int64_t v) {
+    if (!a || !name) return null_input("ct_archive_put_i64"), CT_ERR_ARG;
+    ct_tensor tmp{at::scalar_tensor(v, at::kLong), nullptr, 0};
+    return ct_archive_put(a, name, &tmp);
+}
+
+ct_status ct_archive_write(const ct_archive *a, const char *path) {
+    if (!a || !path) return null_input("ct_archive_write"), CT_ERR_ARG;
+    std::string tmp = std::string(path) + ".tmp." + std::to_string((long)getpid());
+    FILE *f = fopen(tmp.c_str(), "wb");
+    if (!f) {
+        ct_set_error("%s: cannot write: %s", path, strerror(errno));
+        return CT_ERR_IO;
+    }
+    hashed_file hf{f};
+    hf.put(kMagic, 8);
+    uint64_t count = a->entries.size();
+    hf.put(&count, 8);
+    for (const auto &e : a->entries) {
+        uint32_t nl = (uint32_t)e.first.size();
+        ct_dtype dt = CT_F32;
+        from_scalar(e.second.scalar_type(), &dt);
+        uint32_t dtu = (uint32_t)dt, nd = (uint32_t)e.second.dim();
+        hf.put(&nl, 4);
+        hf.put(e.first.data(), nl);
+        hf.put(&dtu, 4);
+        hf.put(&nd, 4);
+        for (int64_t d : e.second.sizes()) hf.put(&d, 8);
+        uint64_t nb = (uint64_t)e.second.numel() * e.second.element_size();
+        hf.put(&nb, 8);
+        hf.put(e.second.data_ptr(), nb);
+    }
+    uint64_t h = hf.h;
+    bool ok = hf.ok && fwrite(&h, 1, 8, f) == 8;
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp.c_str(), path) != 0) {
+        ct_set_error("%s: write failed: %s", path, strerror(errno));
+        unlink(tmp.c_str());
+        return CT_ERR_IO;
+    }
+    return CT_OK;
+}
+
+ct_archive *ct_archive_read(const char *path) {
+    if (!path) return null_input("ct_archive_read"), nullptr;
+    std::vector<unsigned char> buf;
+    if (!read_whole_file(path, buf)) return nullptr;
+    if (buf.size() < 24 || memcmp(buf.data(), kMagic, 8) != 0) {
+        ct_set_error("%s: not a ctorch archive (bad magic)", path);
+        return nullptr;
+    }
+    uint64_t stored;
+    memcpy(&stored, buf.data() + buf.size() - 8, 8);
+    if (fnv1a(1469598103934665603ull, buf.data(), buf.size() - 8) != stored) {
+        ct_set_error("%s: corrupt archive (checksum mismatch)", path);
+        return nullptr;
+    }
+    reader r{buf.data() + 8, buf.data() + buf.size() - 8};
+    uint64_t count;
+    auto *a = new ct_archive();
+    live++;
+    auto fail = [&](const char *what) {
+        ct_set_error("%s: corrupt archive (%s)", path, what);
+        ct_archive_free(a);
+        return (ct_archive *)nullptr;
+    };
+    if (!r.take(&count, 8)) return fail("truncated header");
+    try {
+        for (uint64_t i = 0; i < count; i++) {
+            uint32_t nl, dtu, nd;
+            if (!r.take(&nl, 4) || nl > 4096) return fail("bad name length");
+            std::string name(nl, '\0');
+            if (!r.take(&name[0], nl) || !r.take(&dtu, 4) || !r.take(&nd, 4)) return fail("truncated entry");
+            if (dtu >= CT_DTYPE_COUNT || nd > 16) return fail("bad dtype or rank");
+            std::vector<int64_t> shape(nd);
+            int64_t numel = 1;
+            for (auto &d : shape) {
+                if (!r.take(&d, 8) || d < 0) return fail("bad shape");
+                numel *= d;
+            }
+            uint64_t nb;
+            if (!r.take(&nb, 8)) return fail("truncated entry");
+            if (nb != (uint64_t)numel * ct_dtype_size((ct_dtype)dtu) || (size_t)(r.end - r.p) < nb)
+                return fail("bad data size");
+            at::Tensor t = at::empty(shape, at::TensorOptions().dtype(to_scalar((ct_dtype)dtu)));
+            if (nb) r.take(t.data_ptr(), nb);
+            a->index[name] = a->entries.size();
+            a->entries.emplace_back(name, t);
+        }
+    } catch (const std::exception &e) {
+        return fail(e.what());
+    }
+    if (r.p != r.end) return fail("trailing bytes");
+    return a;
+}
+
+int ct_archive_count(const ct_archive *a) { return a ? (int)a->entries.size() : 0; }
+const char *ct_archive_name(const ct_archive *a, int i) {
+    if (!a || i < 0 || i >= (int)a->entries.size()) return nullptr;
+    return a->entries[i].first.c_str();
+}
+bool ct_archive_has(const ct_archive *a, const char *name) {
+    return a && name && a->index.count(name);
+}
+ct_tensor *ct_archive_get(const ct_archive *a, const char *name) {
+    if (!a || !name) return null_input("ct_archive_get"), nullptr;
+    auto it = a->index.find(name);
+    if (it == a->index.end()) {
+        ct_set_error("archive has no entry '%s'", name);
+        return nullptr;
+    }
+    return guard("ct_archive_get", [&] { return a->entries[it->second].second.clone(); });
+}
+ct_status ct_archive_get_f64(const ct_archive *a, const char *name, double *v) {
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *t = ct_archive_get(a, name);
+    ct_status st = CT_ERR_ARG;
+    if (t && t->t.numel() == 1) {
+        *v = t->t.item<double>();
+        st = CT_OK;
+    } else if (t) {
+        ct_set_error("archive entry '%s' is not a scalar", name);
+    }
+    ct_scope_end(s);
+    return st;
+}
+ct_status ct_archive_get_i64(const ct_archive *a, const char *name, int64_t *v) {
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *t = ct_archive_get(a, name);
+    ct_status st = CT_ERR_ARG;
+    if (t && t->t.numel() == 1) {
+        *v = t->t.item<int64_t>();
+        st = CT_OK;
+    } else if (t) {
+        ct_set_error("archive entry '%s' is not a scalar", name);
+    }
+    ct_scope_end(s);
+    return st;
+}
+
+}  // extern "C"
+
+/* ---- parameter sets ------------------------------------------------------------- */
+struct ct_params {
+    struct entry {
+        std::string name;
+        ct_tensor *t;
+        bool buffer;
+    };
+    std::vector<entry> items;
+    std::map<std::string, size_t> index;
+};
+
+static ct_tensor *params_add(ct_params *p, const char *name, ct_tensor *init, bool buffer) {
+    const char *op = buffer ? "ct_params_add_buffer" : "ct_params_add";
+    if (!p || !name || !init) return null_input(op), nullptr;
+    if (p->index.count(name)) {
+        ct_set_error("%s: duplicate name '%s'", op, name);
+        return nullptr;
+    }
+    ct_unscope(init);
+    try {
+        at::Tensor leaf = init->t.detach();
+        if (!buffer) leaf.requires_grad_(true);
+        init->t = leaf;
+    } catch (const std::exception &e) {
+        set_error(op, e.what());
+        ct_free(init);
+        return nullptr;
+    }
+    p->index[name] = p->items.size();
+    p->items.push_back({name, init, buffer});
+    return init;
+}
+
+extern "C" {
+
+ct_params *ct_params_new(void) {
+    live++;
+    return new ct_params();
+}
+void ct_params_free(ct_params *p) {
+    if (!p) return;
+    for (auto &e : p->items) ct_free(e.t);
+    delete p;
+    live--;
+}
+ct_tensor *ct_params_add(ct_params *p, const char *name, ct_tensor *init) {
+    return params_add(p, name, init, false);
+}
+ct_tensor *ct_params_add_buffer(ct_params *p, const char *name, ct_tensor *init) {
+    return params_add(p, name, init, true);
+}
+int ct_params_count(const ct_params *p) { return p ? (int)p->items.size() : 0; }
+ct_tensor *ct_params_at(const ct_params *p, int i) {
+    return (p && i >= 0 && i < (int)p->items.size()) ? p->items[i].t : nullptr;
+}
+const char *ct_params_name(const ct_params *p, int i) {
+    return (p && i >= 0 && i < (int)p->items.size()) ? p->items[i].name.c_str() : nullptr;
+}
+bool ct_params_is_buffer(const ct_params *p, int i) {
+    return p && i >= 0 && i < (int)p->items.size() && p->items[i].buffer;
+}
+ct_tensor *ct_params_find(const ct_params *p, const char *name) {
+    if (!p || !name) return nullptr;
+    auto it = p->index.find(name);
+    return it == p->index.end() ? nullptr : p->items[it->second].t;
+}
+int64_t ct_params_numel(const ct_params *p) {
+    int64_t n = 0;
+    if (p)
+        for (auto &e : p->items)
+            if (!e.buffer) n += e.t->t.numel();
+    return n;
+}
+void ct_params_zero_grad(ct_params *p) {
+    if (!p) return;
+    for (auto &e : p->items)
+        if (!e.buffer) e.t->t.mutable_grad().reset();
+}
+double ct_params_clip_grad_norm(ct_params *p, double max_norm) {
+    if (!p) return null_input("ct_params_clip_grad_norm"), NAN;
+    try {
+        at::NoGradGuard ng;
+        std::vector<at::Tensor> grads;
+        for (auto &e : p->items)
+            if (!e.buffer && e.t->t.grad().defined()) grads.push_back(e.t->t.grad());
+        if (grads.empty()) return 0.0;
+        std::vector<at::Tensor> norms;
+        for (auto &g : grads) norms.push_back(at::norm(g.to(at::kDouble)));
+        double total = at::norm(at::stack(norms)).item<double>();
+        if (!std::isfinite(total)) return NAN;
+        if (max_norm > 0 && total > max_norm) {
+            double scale = max_norm / (total + 1e-6);
+            for (auto &g : grads) g.mul_(scale);
+        }
+        return total;
+    } catch (const std::exception &e) {
+        set_error("ct_params_clip_grad_norm", e.what());
+        return NAN;
+    }
+}
+void ct_params_set_trainable(ct_params *p, bool on) {
+    if (!p) return;
+    for (auto &e : p->items)
+        if (!e.buffer) e.t->t.requires_grad_(on);
+}
+ct_status ct_params_to_device(ct_params *p, ct_device d) {
+    if (!p) return null_input("ct_params_to_device"), CT_ERR_ARG;
+    return guard_status("ct_params_to_device", [&] {
+        for (auto &e : p->items) {
+            bool rg = e.t->t.requires_grad();
+            e.t->t = e.t->t.detach().to(to_device(d)).requires_grad_(rg);
+        }
+        return CT_OK;
+    });
+}
+ct_status ct_params_copy_values(ct_params *dst, const ct_params *src) {
+    if (!dst || !src) return null_input("ct_params_copy_values"), CT_ERR_ARG;
+    for (auto &e : dst->items) {
+        ct_tensor *s = ct_params_find(src, e.name.c_str());
+        if (!s || s->t.sizes() != e.t->t.sizes()) {
+            ct_set_error("ct_params_copy_values: '%s' missing or of another shape", e.name.c_str());
+            return CT_ERR_ARG;
+        }
+    }
+    return guard_status("ct_params_copy_values", [&] {
+        at::NoGradGuard ng;
+        for (auto &e : dst->items) e.t->t.copy_(ct_params_find(src, e.name.c_str())->t);
+        return CT_OK;
+    });
+}
+ct_status ct_params_put(const ct_params *p, ct_archive *a, const char *prefix) {
+    if (!p || !a) return null_input("ct_params_put"), CT_ERR_ARG;
+    std::string pre = prefix ? prefix : "";
+    for (auto &e : p->items) {
+        ct_status st = ct_archive_put(a, (pre + e.name).c_str(), e.t);
+        if (st) return st;
+    }
+    return CT_OK;
+}
+ct_status ct_params_get(ct_params *p, const ct_archive *a, const char *prefix) {
+    if (!p || !a) return null_input("ct_params_get"), CT_ERR_ARG;
+    std::string pre = prefix ? prefix : "";
+    // Check everything first: a failed load changes nothing.
+    for (auto &e : p->items) {
+        std::string key = pre + e.name;
+        auto it = a->index.find(key);
+        if (it == a->index.end()) {
+            ct_set_error("missing parameter '%s'", key.c_str());
+            return CT_ERR_FORMAT;
+        }
+        const at::Tensor &s = a->entries[it->second].second;
+        if (s.sizes() != e.t->t.sizes() || s.scalar_type() != e.t->t.scalar_type()) {
+            char want[128], got[128];
+            ct_describe(e.t, want, sizeof want);
+            ct_tensor tmp{s, nullptr, 0};
+            ct_describe(&tmp, got, sizeof got);
+            ct_set_error("parameter '%s' is %s in the file, %s in the model", key.c_str(), got,
+                         want);
+            return CT_ERR_FORMAT;
+        }
+    }
+    return guard_status("ct_params_get", [&] {
+        at::NoGradGuard ng;
+        for (auto &e : p->items) e.t->t.copy_(a->entries[a->index.at(pre + e.name)].second);
+        return CT_OK;
+    });
+}
+ct_status ct_params_save(const ct_params *p, const char *path) {
+    if (!p || !path) return null_input("ct_params_save"), CT_ERR_ARG;
+    ct_archive *a = ct_archive_new();
+    ct_status st = ct_params_put(p, a, "");
+    if (!st) st = ct_archive_write(a, path);
+    ct_archive_free(a);
+    return st;
+}
+ct_status ct_params_load(ct_params *p, const char *path) {
+    if (!p || !path) return null_input("ct_params_load"), CT_ERR_ARG;
+    ct_archive *a = ct_archive_read(path);
+    if (!a) return CT_ERR_FORMAT;
+    ct_status st = ct_params_get(p, a, "");
+    if (st) {
+        std::string m = std::string(path) + ": " + ct_last_error();
+        ct_set_error("%s", m.c_str());
+    }
+    ct_archive_free(a);
+    return st;
+}
+
+}  // extern "C"
+
+/* ---- optimizers ----------------------------------------------------------------- */
+struct ct_optim {
+    struct state {
+        at::Tensor exp_avg, exp_avg_sq;
+        int64_t step = 0;
+    };
+    struct group {
+        std::vector<ct_tensor *> params;  // borrowed from the sets
+        std::vector<state> st;
+        ct_adam_opts o;
+    };
+    ct_optim_kind kind;
+    std::vector<group> groups;
+    int64_t steps = 0;
+};
+
+extern "C" {
+
+ct_adam_opts ct_adam_defaults(void) { return {1e-3, 0.9, 0.999, 1e-8, 0.0}; }
+
+ct_optim *ct_optim_new(ct_optim_kind kind) {
+    if (kind < 0 || kind >= CT_OPTIM_KIND_COUNT) {
+        ct_set_error("ct_optim_new: unknown optimizer kind %d", (int)kind);
+        return nullptr;
+    }
+    live++;
+    auto *o = new ct_optim();
+    o->kind = kind;
+    return o;
+}
+void ct_optim_free(ct_optim *o) {
+    if (!o) return;
+    delete o;
+    live--;
+}
+int ct_optim_add_group(ct_optim *o, const ct_params *p, ct_adam_opts opts) {
+    if (!o || !p) return null_input("ct_optim_add_group"), -1;
+    ct_optim::group g;
+    g.o = opts;
+    for (auto &e : p->items)
+        if (!e.buffer) g.params.push_back(e.t);
+    g.st.resize(g.params.size());
+    o->groups.push_back(std::move(g));
+    return (int)o->groups.size() - 1;
+}
+int ct_optim_groups(const ct_optim *o) { return o ? (int)o->groups.size() : 0; }
+ct_status ct_optim_set_lr(ct_optim *o, int group, double lr) {
+    if (!o) return null_input("ct_optim_set_lr"), CT_ERR_ARG;
+    if (group >= (int)o->groups.size()) {
+        ct_set_error("ct_optim_set_lr: no group %d", group);
+        return CT_ERR_ARG;
+    }
+    for (int i = 0; i < (int)o->groups.size(); i++)
+        if (group < 0 || i == group) o->groups[i].o.lr = lr;
+    return CT_OK;
+}
+double ct_optim_get_lr(const ct_optim *o, int group) {
+    if (!o || group < 0 || group >= (int)o->groups.size()) return NAN;
+    return o->groups[group].o.lr;
+}
+int64_t ct_optim_steps_taken(const ct_optim *o) { return o ? o->steps : 0; }
+void ct_optim_zero_grad(ct_optim *o) {
+    if (!o) return;
+    for (auto &g : o->groups)
+        for (ct_tensor *p : g.params) p->t.mutable_grad().reset();
+}
+
+ct_status ct_optim_step(ct_optim *o) {
+    if (!o) return null_input("ct_optim_step"), CT_ERR_ARG;
+    return guard_status("ct_optim_step", [&] {
+        at::NoGradGuard ng;
+        for (auto &g : o->groups) {
+            const ct_adam_opts &h = g.o;
+            for (size_t i = 0; i < g.params.size(); i++) {
+                at::Tensor &param = g.params[i]->t;
+                if (!param.grad().defined()) continue;
+                at::Tensor grad = param.grad();
+                auto &s = g.st[i];
+                if (!s.exp_avg.defined()) {
+                    s.exp_avg = at::zeros_like(param, at::MemoryFormat::Preserve);
+                    s.exp_avg_sq = at::zeros_like(param, at::MemoryFormat::Preserve);
+                }
+                s.step++;
+                if (h.weight_decay != 0) {
+                    if (o->kind == CT_ADAMW)
+                        param.mul_(1 - h.lr * h.weight_decay);
+                    else
+                        grad = grad.add(param, h.weight_decay);
+                }
+                s.exp_avg.mul_(h.beta1).add_(grad, 1 - h.beta1);
+                s.exp_avg_sq.mul_(h.beta2).addcmul_(grad, grad, 1 - h.beta2);
+                double bc1 = 1 - std::pow(h.beta1, (double)s.step);
+                double bc2 = 1 - std::pow(h.beta2, (double)s.step);
+                double step_size = h.lr / bc1;
+                at::Tensor denom = (s.exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(h.eps);
+                param.addcdiv_(s.exp_avg, denom, -step_size);
+            }
+        }
+        o->steps++;
+        return CT_OK;
+    });
+}
+
+ct_status ct_optim_put(const ct_optim *o, ct_archive *a, const char *prefix) {
+    if (!o || !a) return null_input("ct_optim_put"), CT_ERR_ARG;
+    std::string pre = prefix ? prefix : "";
+    ct_status st = ct_archive_put_i64(a, (pre + "steps").c_str(), o->steps);
+    for (size_t gi = 0; !st && gi < o->groups.size(); gi++) {
+        const auto &g = o->groups[gi];
+        std::string gp = pre + "g" + std::to_string(gi) + ".";
+        st = ct_archive_put_f64(a, (gp + "lr").c_str(), g.o.lr);
+        for (size_t i = 0; !st && i < g.params.size(); i++) {
+            const auto &s = g.st[i];
+            if (!s.exp_avg.defined()) continue;
+            std::string pp = gp + "p" + std::to_string(i) + ".";
+            ct_tensor m{s.exp_avg, nullptr, 0}, v{s.exp_avg_sq, nullptr, 0};
+            st = ct_archive_put(a, (pp + "exp_avg").c_str(), &m);
+            if (!st) st = ct_archive_put(a, (pp + "exp_avg_sq").c_str(), &v);
+            if (!st) st = ct_archive_put_i64(a, (pp + "step").c_str(), s.step);
+        }
+    }
+    return st;
+}
+
+ct_status ct_optim_get(ct_optim *o, const ct_archive *a, const char *prefix) {
+    if (!o || !a) return null_input("ct_optim_get"), CT_ERR_ARG;
+    std::string pre = prefix ? prefix : "";
+    auto get = [&](const std::string &k) -> const at::Tensor * {
+        auto it = a->index.find(k);
+        return it == a->index.end() ? nullptr : &a->entries[it->second].second;
+    };
+    // Validate everything before changing anything.
+    if (!get(pre + "steps")) {
+        ct_set_error("optimizer state '%ssteps' missing", pre.c_str());
+        return CT_ERR_FORMAT;
+    }
+    for (size_t gi = 0; gi < o->groups.size(); gi++) {
+        const auto &g = o->groups[gi];
+        std::string gp = pre + "g" + std::to_string(gi) + ".";
+        if (!get(gp + "lr")) {
+            ct_set_error("optimizer state '%slr' missing", gp.c_str());
+            return CT_ERR_FORMAT;
+        }
+        for (size_t i = 0; i < g.params.size(); i++) {
+            std::string pp = gp + "p" + std::to_string(i) + ".";
+            const at::Tensor *m = get(pp + "exp_avg"), *v = get(pp + "exp_avg_sq");
+            if (!m) continue;
+            if (!v || !get(pp + "step") || m->sizes() != g.params[i]->t.sizes() ||
+                v->sizes() != g.params[i]->t.sizes()) {
+                ct_set_error("optimizer state '%s*' does not fit the model", pp.c_str());
+                return CT_ERR_FORMAT;
+            }
+        }
+    }
+    return guard_status("ct_optim_get", [&] {
+        o->steps = get(pre + "steps")->item<int64_t>();
+        for (size_t gi = 0; gi < o->groups.size(); gi++) {
+            auto &g = o->groups[gi];
+            std::string gp = pre + "g" + std::to_string(gi) + ".";
+            g.o.lr = get(gp + "lr")->item<double>();
+            for (size_t i = 0; i < g.params.size(); i++) {
+                std::string pp = gp + "p" + std::to_string(i) + ".";
+                auto &s = g.st[i];
+                const at::Tensor *m = get(pp + "exp_avg");
+                if (!m) {
+                    s = ct_optim::state();
+                    continue;
+                }
+                at::Device dev = g.params[i]->t.device();
+                s.exp_avg = m->clone().to(dev);
+                s.exp_avg_sq = get(pp + "exp_avg_sq")->clone().to(dev);
+                s.step = get(pp + "step")->item<int64_t>();
+            }
+        }
+        return CT_OK;
+    });
+}
+
+ct_status ct_optim_save(const ct_optim *o, const char *path) {
+    if (!o || !path) return null_input("ct_optim_save"), CT_ERR_ARG;
+    ct_archive *a = ct_archive_new();
+    ct_status st = ct_optim_put(o, a, "");
+    if (!st) st = ct_archive_write(a, path);
+    ct_archive_free(a);
+    return st;
+}
+ct_status ct_optim_load(ct_optim *o, const char *path) {
+    if (!o || !path) return null_input("ct_optim_load"), CT_ERR_ARG;
+    ct_archive *a = ct_archive_read(path);
+    if (!a) return CT_ERR_FORMAT;
+    ct_status st = ct_optim_get(o, a, "");
+    if (st) {
+        std::string m = std::string(path) + ": " + ct_last_error();
+        ct_set_error("%s", m.c_str());
+    }
+    ct_archive_free(a);
+    return st;
+}
+
+}  // extern "C"

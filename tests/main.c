@@ -1,0 +1,15 @@
+/* The main of every Criterion suite: picks the best BLAS kernel (as fiberlab does),
+ * then runs the tests. */
+#include <criterion/criterion.h>
+
+#include "core/blas.h"
+
+int main(int argc, char *argv[])
+{
+    fl_blas_ensure_best_kernel(argv);
+    struct criterion_test_set *tests = criterion_initialize();
+    int result = 0;
+    if (criterion_handle_args(argc, argv, true)) result = !criterion_run_all_tests(tests);
+    criterion_finalize(tests);
+    return result;
+}

@@ -87,6 +87,10 @@ void ct_set_default_device(ct_device d);
 bool ct_grad_enabled(void);
 bool ct_set_grad_enabled(bool on);     /* returns the previous mode, to restore */
 const char *ct_dtype_name(ct_dtype d);
+/* The floating dtype models create their parameters in (CT_F32 unless changed; tests
+ * of invertibility and log-determinants switch to CT_F64). Returns the previous one. */
+ct_dtype ct_float_dtype(void);
+ct_dtype ct_set_float_dtype(ct_dtype dt);
 
 /* ---------------------------------------------------------------------------------
  * Generators.
@@ -211,6 +215,7 @@ ct_tensor *ct_min_dim(const ct_tensor *a, int dim, bool keepdim);    /* values *
 ct_tensor *ct_argmax(const ct_tensor *a, int dim, bool keepdim);     /* I64 */
 ct_tensor *ct_argmin(const ct_tensor *a, int dim, bool keepdim);     /* I64 */
 ct_tensor *ct_logsumexp(const ct_tensor *a, int dim, bool keepdim);
+ct_tensor *ct_argsort(const ct_tensor *a, int dim);                  /* I64, ascending */
 ct_tensor *ct_norm(const ct_tensor *a);                       /* Frobenius, 0-dim */
 ct_tensor *ct_norm_dim(const ct_tensor *a, int dim, bool keepdim);   /* 2-norm */
 /* Sum over all dims but the first: (B, ...) -> (B,). */
@@ -256,7 +261,9 @@ ct_tensor *ct_inverse(const ct_tensor *a);
 ct_tensor *ct_slogdet_abs(const ct_tensor *a);   /* log|det a|, batched over leading dims */
 ct_tensor *ct_qr_q(const ct_tensor *a);          /* Q of the reduced QR */
 ct_tensor *ct_matrix_exp(const ct_tensor *a);
-ct_tensor *ct_cdist(const ct_tensor *a, const ct_tensor *b);  /* (N,D),(M,D)->(N,M) L2 */
+/* (N,D),(M,D)->(N,M) L2 distances. First derivatives only (no forward-mode derivative
+ * nor double backward in libtorch 1.13): no JVP goes through it. */
+ct_tensor *ct_cdist(const ct_tensor *a, const ct_tensor *b);
 
 /* ---------------------------------------------------------------------------------
  * Functional nn ops, mirroring torch.nn.functional.
@@ -289,7 +296,9 @@ ct_tensor *ct_adaptive_avg_pool2d(const ct_tensor *x, int oh, int ow);
 ct_tensor *ct_upsample_nearest2d(const ct_tensor *x, int scale);
 ct_tensor *ct_upsample_bilinear2d(const ct_tensor *x, int oh, int ow);
 /* Resamples images x (B, C, H, W) at the affine grids theta (B, 2, 3), bilinear,
- * zeros outside (torch.nn.functional.affine_grid + grid_sample, align_corners=False). */
+ * zeros outside (torch.nn.functional.affine_grid + grid_sample, align_corners=False).
+ * First derivatives only: libtorch 1.13 has neither a forward-mode derivative nor a
+ * double backward for it, so no JVP of any kind goes through it. */
 ct_tensor *ct_affine_warp(const ct_tensor *x, const ct_tensor *theta);
 /* mean over the batch of -log softmax(logits)[target]; target I64 (B,). */
 ct_tensor *ct_cross_entropy(const ct_tensor *logits, const ct_tensor *target);
@@ -313,14 +322,16 @@ ct_status ct_grad(const ct_tensor *const *outputs, const ct_tensor *const *grad_
 /* One output, one input: vᵀ ∂y/∂x. */
 ct_tensor *ct_vjp(const ct_tensor *y, const ct_tensor *x, const ct_tensor *v,
                   bool create_graph);
-/* (∂y/∂x) v by the double-VJP trick: two reverse passes, works for every op.
+/* (∂y/∂x) v by the double-VJP trick: two reverse passes; works for every op that has
+ * a double backward (in ct.h all but ct_cdist and ct_affine_warp).
  * y must come from x with a graph; create_graph keeps the result differentiable. */
 ct_tensor *ct_jvp_double_vjp(const ct_tensor *y, const ct_tensor *x, const ct_tensor *v,
                              bool create_graph);
 
 /* Forward-mode AD (libtorch's dual numbers). Enter a level, make x dual with a
  * tangent, run the function, read the output's tangent, exit the level. Ops that
- * have no forward derivative in libtorch 1.13 fail with a message. */
+ * have no forward derivative in libtorch 1.13 fail with a message: of ct.h's, only
+ * ct_cdist and ct_affine_warp (tests/test_ctorch_autograd.c checks the others). */
 int64_t ct_fwad_enter(void);
 void ct_fwad_exit(int64_t level);
 ct_tensor *ct_fwad_make_dual(const ct_tensor *primal, const ct_tensor *tangent,
@@ -336,7 +347,8 @@ ct_tensor *ct_fwad_primal(const ct_tensor *dual, int64_t level);
 ct_params *ct_params_new(void);
 void ct_params_free(ct_params *p);
 /* Takes ownership of init (unscoping it), makes it a leaf requiring grad, returns it
- * (borrowed). NULL init or a duplicate name: NULL and an error. */
+ * (borrowed). NULL init or a duplicate name: NULL and an error; init is consumed
+ * (freed) then too, so a failed add leaks nothing. */
 ct_tensor *ct_params_add(ct_params *p, const char *name, ct_tensor *init);
 ct_tensor *ct_params_add_buffer(ct_params *p, const char *name, ct_tensor *init);
 int ct_params_count(const ct_params *p);            /* parameters and buffers */
@@ -373,12 +385,20 @@ typedef struct {
 ct_adam_opts ct_adam_defaults(void);  /* lr 1e-3, betas (0.9, 0.999), eps 1e-8, wd 0 */
 ct_optim *ct_optim_new(ct_optim_kind kind);
 void ct_optim_free(ct_optim *o);
-/* Adds every trainable parameter of p as one group; returns the group index or -1. */
+/* Adds every trainable parameter of p as one group; returns the group index, or -1
+ * and an error for options torch.optim would reject (lr, eps, weight decay < 0,
+ * betas outside [0, 1), NaN). */
 int ct_optim_add_group(ct_optim *o, const ct_params *p, ct_adam_opts opts);
 int ct_optim_groups(const ct_optim *o);
 ct_status ct_optim_set_lr(ct_optim *o, int group, double lr);  /* group -1: all */
 double ct_optim_get_lr(const ct_optim *o, int group);
 ct_status ct_optim_step(ct_optim *o);
+/* Clips and steps in one: the global 2-norm of the gradients goes to *grad_norm (may
+ * be NULL); when it is not finite nothing is updated (the caller skips the step), else
+ * the gradients are scaled by max_norm / (norm + 1e-6) when norm > max_norm > 0 (as
+ * torch.nn.utils.clip_grad_norm_) inside the update, which is one fused pass per
+ * contiguous CPU parameter. */
+ct_status ct_optim_step_clipped(ct_optim *o, double max_norm, double *grad_norm);
 void ct_optim_zero_grad(ct_optim *o);
 int64_t ct_optim_steps_taken(const ct_optim *o);
 ct_status ct_optim_put(const ct_optim *o, ct_archive *a, const char *prefix);

@@ -17,6 +17,7 @@ std::atomic<long> live{0};
 static thread_local std::string tl_error;
 static thread_local ct_scope *tl_scope = nullptr;
 static ct_device g_default_device = {CT_CPU, 0};
+static ct_dtype g_float_dtype = CT_F32;
 
 void set_error(const char *op, const std::string &msg) {
     std::string first = msg.substr(0, msg.find('\n'));
@@ -165,9 +166,20 @@ void ct_manual_seed(uint64_t seed) {
     }
 }
 void ct_set_num_threads(int n) {
-    if (n > 0) at::set_num_threads(n);
+    if (n <= 0) return;
+    try {  // the native thread pool refuses once parallel work has started
+        at::set_num_threads(n);
+    } catch (const std::exception &e) {
+        set_error("ct_set_num_threads", e.what());
+    }
 }
-int ct_get_num_threads(void) { return at::get_num_threads(); }
+int ct_get_num_threads(void) {
+    try {
+        return at::get_num_threads();
+    } catch (...) {
+        return 1;
+    }
+}
 const char *ct_torch_version(void) {
 #ifdef CT_TORCH_VERSION
     return CT_TORCH_VERSION;
@@ -227,6 +239,12 @@ bool ct_grad_enabled(void) { return c10::GradMode::is_enabled(); }
 bool ct_set_grad_enabled(bool on) {
     bool prev = c10::GradMode::is_enabled();
     c10::GradMode::set_enabled(on);
+    return prev;
+}
+ct_dtype ct_float_dtype(void) { return g_float_dtype; }
+ct_dtype ct_set_float_dtype(ct_dtype dt) {
+    ct_dtype prev = g_float_dtype;
+    if (dt == CT_F32 || dt == CT_F64) g_float_dtype = dt;
     return prev;
 }
 const char *ct_dtype_name(ct_dtype d) {

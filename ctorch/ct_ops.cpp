@@ -25,15 +25,18 @@ using namespace ct;
         return guard(#name, [&] { const at::Tensor &x = a->t; return (expr); }); \
     }
 
-static std::vector<at::Tensor> tensor_list(const ct_tensor *const *ts, int n, const char *op) {
+// A NULL element is a NULL input (the error of whatever made it stays the message);
+// check with has_null before building the list.
+static bool has_null(const ct_tensor *const *ts, int n) {
+    for (int i = 0; ts && i < n; i++)
+        if (!ts[i]) return true;
+    return false;
+}
+static std::vector<at::Tensor> tensor_list(const ct_tensor *const *ts, int n) {
     if (!ts || n <= 0) throw std::invalid_argument("empty tensor list");
     std::vector<at::Tensor> v;
     v.reserve(n);
-    for (int i = 0; i < n; i++) {
-        if (!ts[i]) throw std::invalid_argument(std::string("NULL tensor at position ") +
-                                                std::to_string(i) + " in " + op);
-        v.push_back(ts[i]->t);
-    }
+    for (int i = 0; i < n; i++) v.push_back(ts[i]->t);
     return v;
 }
 
@@ -108,6 +111,10 @@ CT_DIM_OP(ct_min_dim, std::get<0>(x.min(dim, keepdim)))
 CT_DIM_OP(ct_argmax, x.argmax(dim, keepdim))
 CT_DIM_OP(ct_argmin, x.argmin(dim, keepdim))
 CT_DIM_OP(ct_logsumexp, at::logsumexp(x, dim, keepdim))
+ct_tensor *ct_argsort(const ct_tensor *a, int dim) {
+    if (!a) return null_input("ct_argsort"), nullptr;
+    return guard("ct_argsort", [&] { return at::argsort(a->t, (int64_t)dim, false); });
+}
 CT_DIM_OP(ct_norm_dim, at::norm(x, 2, dim, keepdim))
 ct_tensor *ct_std_dim(const ct_tensor *a, int dim, bool unbiased, bool keepdim) {
     if (!a) return null_input("ct_std_dim"), nullptr;
@@ -177,14 +184,16 @@ ct_tensor *ct_masked_select(const ct_tensor *a, const ct_tensor *mask) {
     return guard("ct_masked_select", [&] { return a->t.masked_select(mask->t); });
 }
 ct_tensor *ct_cat(const ct_tensor *const *ts, int n, int dim) {
-    return guard("ct_cat", [&] { return at::cat(tensor_list(ts, n, "ct_cat"), dim); });
+    if (has_null(ts, n)) return null_input("ct_cat"), nullptr;
+    return guard("ct_cat", [&] { return at::cat(tensor_list(ts, n), dim); });
 }
 ct_tensor *ct_cat2(const ct_tensor *a, const ct_tensor *b, int dim) {
     if (!a || !b) return null_input("ct_cat2"), nullptr;
     return guard("ct_cat2", [&] { return at::cat({a->t, b->t}, dim); });
 }
 ct_tensor *ct_stack(const ct_tensor *const *ts, int n, int dim) {
-    return guard("ct_stack", [&] { return at::stack(tensor_list(ts, n, "ct_stack"), dim); });
+    if (has_null(ts, n)) return null_input("ct_stack"), nullptr;
+    return guard("ct_stack", [&] { return at::stack(tensor_list(ts, n), dim); });
 }
 ct_tensor *ct_flip(const ct_tensor *a, int dim) {
     if (!a) return null_input("ct_flip"), nullptr;

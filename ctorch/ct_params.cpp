@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ct_internal.hpp"
+#include "ct_optim_kernel.hpp"
 
 using namespace ct;
 
@@ -65,10 +66,15 @@ static bool read_whole_file(const char *path, std::vector<unsigned char> &buf) {
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf.insert(buf.end(), chunk, chunk + n);
     bool err = ferror(f);
+    int saved = errno;
     fclose(f);
-    if (err) ct_set_error("%s: read error", path);
+    if (err) ct_set_error("%s: read error: %s", path, strerror(saved));
     return !err;
 }
+
+// ct_archive_read, telling a file that cannot be read (CT_ERR_IO) from one that is
+// not a valid archive (CT_ERR_FORMAT).
+static ct_archive *archive_read(const char *path, ct_status *status);
 
 extern "C" {
 
@@ -151,8 +157,17 @@ ct_status ct_archive_write(const ct_archive *a, const char *path) {
 
 ct_archive *ct_archive_read(const char *path) {
     if (!path) return null_input("ct_archive_read"), nullptr;
+    ct_status st;
+    return archive_read(path, &st);
+}
+
+}  // extern "C"
+
+static ct_archive *archive_read(const char *path, ct_status *status) {
+    *status = CT_ERR_IO;
     std::vector<unsigned char> buf;
     if (!read_whole_file(path, buf)) return nullptr;
+    *status = CT_ERR_FORMAT;
     if (buf.size() < 24 || memcmp(buf.data(), kMagic, 8) != 0) {
         ct_set_error("%s: not a ctorch archive (bad magic)", path);
         return nullptr;
@@ -181,15 +196,16 @@ ct_archive *ct_archive_read(const char *path) {
             if (!r.take(&name[0], nl) || !r.take(&dtu, 4) || !r.take(&nd, 4)) return fail("truncated entry");
             if (dtu >= CT_DTYPE_COUNT || nd > 16) return fail("bad dtype or rank");
             std::vector<int64_t> shape(nd);
-            int64_t numel = 1;
+            int64_t numel = 1, bytes;
             for (auto &d : shape) {
-                if (!r.take(&d, 8) || d < 0) return fail("bad shape");
-                numel *= d;
+                if (!r.take(&d, 8) || d < 0 || __builtin_mul_overflow(numel, d, &numel))
+                    return fail("bad shape");
             }
+            if (__builtin_mul_overflow(numel, (int64_t)ct_dtype_size((ct_dtype)dtu), &bytes))
+                return fail("bad shape");
             uint64_t nb;
             if (!r.take(&nb, 8)) return fail("truncated entry");
-            if (nb != (uint64_t)numel * ct_dtype_size((ct_dtype)dtu) || (size_t)(r.end - r.p) < nb)
-                return fail("bad data size");
+            if (nb != (uint64_t)bytes || (size_t)(r.end - r.p) < nb) return fail("bad data size");
             at::Tensor t = at::empty(shape, at::TensorOptions().dtype(to_scalar((ct_dtype)dtu)));
             if (nb) r.take(t.data_ptr(), nb);
             a->index[name] = a->entries.size();
@@ -199,8 +215,11 @@ ct_archive *ct_archive_read(const char *path) {
         return fail(e.what());
     }
     if (r.p != r.end) return fail("trailing bytes");
+    *status = CT_OK;
     return a;
 }
+
+extern "C" {
 
 int ct_archive_count(const ct_archive *a) { return a ? (int)a->entries.size() : 0; }
 const char *ct_archive_name(const ct_archive *a, int i) {
@@ -220,6 +239,7 @@ ct_tensor *ct_archive_get(const ct_archive *a, const char *name) {
     return guard("ct_archive_get", [&] { return a->entries[it->second].second.clone(); });
 }
 ct_status ct_archive_get_f64(const ct_archive *a, const char *name, double *v) {
+    if (!a || !name || !v) return null_input("ct_archive_get_f64"), CT_ERR_ARG;
     ct_scope *s = ct_scope_begin();
     ct_tensor *t = ct_archive_get(a, name);
     ct_status st = CT_ERR_ARG;
@@ -233,6 +253,7 @@ ct_status ct_archive_get_f64(const ct_archive *a, const char *name, double *v) {
     return st;
 }
 ct_status ct_archive_get_i64(const ct_archive *a, const char *name, int64_t *v) {
+    if (!a || !name || !v) return null_input("ct_archive_get_i64"), CT_ERR_ARG;
     ct_scope *s = ct_scope_begin();
     ct_tensor *t = ct_archive_get(a, name);
     ct_status st = CT_ERR_ARG;
@@ -259,11 +280,31 @@ struct ct_params {
     std::map<std::string, size_t> index;
 };
 
+// Consumes init in every case, so that ct_params_add(p, name, ct_randn(...)) leaks
+// nothing when it fails.
+// Σ of squared gradient entries in double: a fused pass for contiguous CPU floats.
+static double grad_sum_squares(const std::vector<at::Tensor> &grads) {
+    double sum = 0;
+    for (const at::Tensor &g : grads) {
+        if (g.device().is_cpu() && g.is_contiguous() && g.scalar_type() == at::kFloat)
+            sum += ct::sum_squares(g.data_ptr<float>(), g.numel());
+        else if (g.device().is_cpu() && g.is_contiguous() && g.scalar_type() == at::kDouble)
+            sum += ct::sum_squares(g.data_ptr<double>(), g.numel());
+        else
+            sum += g.to(at::kDouble).square().sum().item<double>();
+    }
+    return sum;
+}
+
 static ct_tensor *params_add(ct_params *p, const char *name, ct_tensor *init, bool buffer) {
     const char *op = buffer ? "ct_params_add_buffer" : "ct_params_add";
-    if (!p || !name || !init) return null_input(op), nullptr;
+    if (!p || !name || !init) {
+        ct_free(init);
+        return null_input(op), nullptr;
+    }
     if (p->index.count(name)) {
         ct_set_error("%s: duplicate name '%s'", op, name);
+        ct_free(init);
         return nullptr;
     }
     ct_unscope(init);
@@ -333,10 +374,7 @@ double ct_params_clip_grad_norm(ct_params *p, double max_norm) {
         std::vector<at::Tensor> grads;
         for (auto &e : p->items)
             if (!e.buffer && e.t->t.grad().defined()) grads.push_back(e.t->t.grad());
-        if (grads.empty()) return 0.0;
-        std::vector<at::Tensor> norms;
-        for (auto &g : grads) norms.push_back(at::norm(g.to(at::kDouble)));
-        double total = at::norm(at::stack(norms)).item<double>();
+        double total = std::sqrt(grad_sum_squares(grads));
         if (!std::isfinite(total)) return NAN;
         if (max_norm > 0 && total > max_norm) {
             double scale = max_norm / (total + 1e-6);
@@ -425,9 +463,10 @@ ct_status ct_params_save(const ct_params *p, const char *path) {
 }
 ct_status ct_params_load(ct_params *p, const char *path) {
     if (!p || !path) return null_input("ct_params_load"), CT_ERR_ARG;
-    ct_archive *a = ct_archive_read(path);
-    if (!a) return CT_ERR_FORMAT;
-    ct_status st = ct_params_get(p, a, "");
+    ct_status st;
+    ct_archive *a = archive_read(path, &st);
+    if (!a) return st;
+    st = ct_params_get(p, a, "");
     if (st) {
         std::string m = std::string(path) + ": " + ct_last_error();
         ct_set_error("%s", m.c_str());
@@ -475,6 +514,17 @@ void ct_optim_free(ct_optim *o) {
 }
 int ct_optim_add_group(ct_optim *o, const ct_params *p, ct_adam_opts opts) {
     if (!o || !p) return null_input("ct_optim_add_group"), -1;
+    // The checks of torch.optim.Adam (negated, so that NaN fails them too).
+    const char *bad = !(opts.lr >= 0) ? "lr" : !(opts.eps >= 0) ? "eps"
+                    : !(opts.beta1 >= 0 && opts.beta1 < 1) ? "beta1"
+                    : !(opts.beta2 >= 0 && opts.beta2 < 1) ? "beta2"
+                    : !(opts.weight_decay >= 0) ? "weight_decay" : nullptr;
+    if (bad) {
+        ct_set_error("ct_optim_add_group: invalid %s (lr %g, betas (%g, %g), eps %g, "
+                     "weight decay %g)", bad, opts.lr, opts.beta1, opts.beta2, opts.eps,
+                     opts.weight_decay);
+        return -1;
+    }
     ct_optim::group g;
     g.o = opts;
     for (auto &e : p->items)
@@ -486,7 +536,7 @@ int ct_optim_add_group(ct_optim *o, const ct_params *p, ct_adam_opts opts) {
 int ct_optim_groups(const ct_optim *o) { return o ? (int)o->groups.size() : 0; }
 ct_status ct_optim_set_lr(ct_optim *o, int group, double lr) {
     if (!o) return null_input("ct_optim_set_lr"), CT_ERR_ARG;
-    if (group >= (int)o->groups.size()) {
+    if (group < -1 || group >= (int)o->groups.size()) {
         ct_set_error("ct_optim_set_lr: no group %d", group);
         return CT_ERR_ARG;
     }
@@ -505,39 +555,83 @@ void ct_optim_zero_grad(ct_optim *o) {
         for (ct_tensor *p : g.params) p->t.mutable_grad().reset();
 }
 
+}  // extern "C"
+
+// Can the fused kernel update this parameter in place?
+static bool fusable(const at::Tensor &p, const at::Tensor &g, const at::Tensor &m) {
+    auto st = p.scalar_type();
+    return p.device().is_cpu() && (st == at::kFloat || st == at::kDouble) &&
+           g.scalar_type() == st && p.is_contiguous() && g.is_contiguous() &&
+           m.is_contiguous() && g.device().is_cpu();
+}
+
+// One Adam/AdamW step of every parameter with a gradient, gradients scaled by scale.
+static ct_status optim_update(ct_optim *o, double scale) {
+    at::NoGradGuard ng;
+    for (auto &g : o->groups) {
+        const ct_adam_opts &h = g.o;
+        for (size_t i = 0; i < g.params.size(); i++) {
+            at::Tensor &param = g.params[i]->t;
+            if (!param.grad().defined()) continue;
+            at::Tensor grad = param.grad();
+            auto &s = g.st[i];
+            if (!s.exp_avg.defined()) {
+                s.exp_avg = at::zeros_like(param, at::MemoryFormat::Contiguous);
+                s.exp_avg_sq = at::zeros_like(param, at::MemoryFormat::Contiguous);
+            }
+            s.step++;
+            double bc1 = 1 - std::pow(h.beta1, (double)s.step);
+            double bc2 = 1 - std::pow(h.beta2, (double)s.step);
+            if (fusable(param, grad, s.exp_avg)) {
+                ct::adam_step k = {h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, bc1, bc2,
+                                   scale, o->kind == CT_ADAMW};
+                if (param.scalar_type() == at::kFloat)
+                    ct::fused_adam(param.data_ptr<float>(), grad.data_ptr<float>(),
+                                   s.exp_avg.data_ptr<float>(), s.exp_avg_sq.data_ptr<float>(),
+                                   param.numel(), k);
+                else
+                    ct::fused_adam(param.data_ptr<double>(), grad.data_ptr<double>(),
+                                   s.exp_avg.data_ptr<double>(), s.exp_avg_sq.data_ptr<double>(),
+                                   param.numel(), k);
+                continue;
+            }
+            // any other device or layout: torch.optim.Adam's single-tensor arithmetic
+            if (scale != 1) grad = grad * scale;
+            if (h.weight_decay != 0) {
+                if (o->kind == CT_ADAMW)
+                    param.mul_(1 - h.lr * h.weight_decay);
+                else
+                    grad = grad.add(param, h.weight_decay);
+            }
+            s.exp_avg.mul_(h.beta1).add_(grad, 1 - h.beta1);
+            s.exp_avg_sq.mul_(h.beta2).addcmul_(grad, grad, 1 - h.beta2);
+            at::Tensor denom = (s.exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(h.eps);
+            param.addcdiv_(s.exp_avg, denom, -h.lr / bc1);
+        }
+    }
+    o->steps++;
+    return CT_OK;
+}
+
+extern "C" {
+
 ct_status ct_optim_step(ct_optim *o) {
     if (!o) return null_input("ct_optim_step"), CT_ERR_ARG;
-    return guard_status("ct_optim_step", [&] {
-        at::NoGradGuard ng;
-        for (auto &g : o->groups) {
-            const ct_adam_opts &h = g.o;
-            for (size_t i = 0; i < g.params.size(); i++) {
-                at::Tensor &param = g.params[i]->t;
-                if (!param.grad().defined()) continue;
-                at::Tensor grad = param.grad();
-                auto &s = g.st[i];
-                if (!s.exp_avg.defined()) {
-                    s.exp_avg = at::zeros_like(param, at::MemoryFormat::Preserve);
-                    s.exp_avg_sq = at::zeros_like(param, at::MemoryFormat::Preserve);
-                }
-                s.step++;
-                if (h.weight_decay != 0) {
-                    if (o->kind == CT_ADAMW)
-                        param.mul_(1 - h.lr * h.weight_decay);
-                    else
-                        grad = grad.add(param, h.weight_decay);
-                }
-                s.exp_avg.mul_(h.beta1).add_(grad, 1 - h.beta1);
-                s.exp_avg_sq.mul_(h.beta2).addcmul_(grad, grad, 1 - h.beta2);
-                double bc1 = 1 - std::pow(h.beta1, (double)s.step);
-                double bc2 = 1 - std::pow(h.beta2, (double)s.step);
-                double step_size = h.lr / bc1;
-                at::Tensor denom = (s.exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(h.eps);
-                param.addcdiv_(s.exp_avg, denom, -step_size);
-            }
-        }
-        o->steps++;
-        return CT_OK;
+    return guard_status("ct_optim_step", [&] { return optim_update(o, 1.0); });
+}
+
+ct_status ct_optim_step_clipped(ct_optim *o, double max_norm, double *grad_norm) {
+    if (!o) return null_input("ct_optim_step_clipped"), CT_ERR_ARG;
+    return guard_status("ct_optim_step_clipped", [&] {
+        std::vector<at::Tensor> grads;
+        for (auto &g : o->groups)
+            for (ct_tensor *p : g.params)
+                if (p->t.grad().defined()) grads.push_back(p->t.grad());
+        double norm = std::sqrt(grad_sum_squares(grads));
+        if (grad_norm) *grad_norm = norm;
+        if (!std::isfinite(norm)) return CT_OK;  // no update: the caller skips the step
+        double scale = max_norm > 0 && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
+        return optim_update(o, scale);
     });
 }
 
@@ -585,12 +679,25 @@ ct_status ct_optim_get(ct_optim *o, const ct_archive *a, const char *prefix) {
             std::string pp = gp + "p" + std::to_string(i) + ".";
             const at::Tensor *m = get(pp + "exp_avg"), *v = get(pp + "exp_avg_sq");
             if (!m) continue;
-            if (!v || !get(pp + "step") || m->sizes() != g.params[i]->t.sizes() ||
-                v->sizes() != g.params[i]->t.sizes()) {
+            const at::Tensor &param = g.params[i]->t;
+            if (!v || !get(pp + "step") || m->sizes() != param.sizes() ||
+                v->sizes() != param.sizes() || m->scalar_type() != param.scalar_type() ||
+                v->scalar_type() != param.scalar_type()) {
                 ct_set_error("optimizer state '%s*' does not fit the model", pp.c_str());
                 return CT_ERR_FORMAT;
             }
         }
+        std::string more = gp + "p" + std::to_string(g.params.size()) + ".exp_avg";
+        if (get(more)) {
+            ct_set_error("optimizer state has more parameters than group %zu ('%s')", gi,
+                         more.c_str());
+            return CT_ERR_FORMAT;
+        }
+    }
+    std::string extra = pre + "g" + std::to_string(o->groups.size()) + ".lr";
+    if (get(extra)) {
+        ct_set_error("optimizer state has more groups than the optimizer ('%s')", extra.c_str());
+        return CT_ERR_FORMAT;
     }
     return guard_status("ct_optim_get", [&] {
         o->steps = get(pre + "steps")->item<int64_t>();
@@ -626,9 +733,10 @@ ct_status ct_optim_save(const ct_optim *o, const char *path) {
 }
 ct_status ct_optim_load(ct_optim *o, const char *path) {
     if (!o || !path) return null_input("ct_optim_load"), CT_ERR_ARG;
-    ct_archive *a = ct_archive_read(path);
-    if (!a) return CT_ERR_FORMAT;
-    ct_status st = ct_optim_get(o, a, "");
+    ct_status st;
+    ct_archive *a = archive_read(path, &st);
+    if (!a) return st;
+    st = ct_optim_get(o, a, "");
     if (st) {
         std::string m = std::string(path) + ": " + ct_last_error();
         ct_set_error("%s", m.c_str());

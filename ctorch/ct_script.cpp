@@ -2,9 +2,12 @@
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/serialization/import.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "ct_internal.hpp"
 
@@ -13,6 +16,120 @@ using namespace ct;
 struct ct_script {
     torch::jit::Module m;
 };
+
+/* ---- checking the zip container ------------------------------------------------------
+ * libtorch builds its zip reader (miniz) without CRC checks, so a .pt whose tensor data
+ * was damaged loads silently with wrong weights. Before loading we walk the central
+ * directory and check the CRC-32 of every stored (uncompressed) entry: those hold the
+ * tensors and the pickles. Deflated entries (the code) are only bounds-checked; a
+ * damaged one fails to inflate or to parse inside torch::jit::load. */
+namespace {
+
+uint32_t crc32_update(uint32_t crc, const unsigned char *p, size_t n) {
+    static uint32_t table[256];
+    static bool ready = [] {
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            table[i] = c;
+        }
+        return true;
+    }();
+    (void)ready;
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+uint16_t le16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+uint32_t le32(const unsigned char *p) { return (uint32_t)le16(p) | (uint32_t)le16(p + 2) << 16; }
+uint64_t le64(const unsigned char *p) { return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32; }
+
+struct zip_file {
+    FILE *f;
+    uint64_t size;
+    bool read_at(uint64_t off, void *dst, size_t n) {
+        return off <= size && n <= size - off && fseeko(f, (off_t)off, SEEK_SET) == 0 &&
+               fread(dst, 1, n, f) == n;
+    }
+};
+
+// Empty string when the container is sound (or is not a zip: libtorch also reads
+// flatbuffer modules, and says itself what is wrong with other files), else what is
+// wrong with it.
+std::string check_zip(zip_file &z) {
+    unsigned char magic[4];
+    if (!z.read_at(0, magic, 4) || le32(magic) != 0x04034b50u) return "";
+    // End of central directory: the last 22 bytes, or before a comment of up to 64 KiB.
+    uint64_t tail_len = std::min<uint64_t>(z.size, 22 + 65535);
+    std::vector<unsigned char> tail(tail_len);
+    if (tail_len < 22 || !z.read_at(z.size - tail_len, tail.data(), tail_len))
+        return "too short for a zip archive";
+    int64_t eocd = -1;
+    for (int64_t i = (int64_t)tail_len - 22; i >= 0; i--)
+        if (le32(&tail[i]) == 0x06054b50u) {
+            eocd = i;
+            break;
+        }
+    if (eocd < 0) return "no zip directory (truncated, or not a TorchScript file)";
+    uint64_t entries = le16(&tail[eocd + 10]), cd_size = le32(&tail[eocd + 12]),
+             cd_off = le32(&tail[eocd + 16]);
+    uint64_t eocd_abs = z.size - tail_len + (uint64_t)eocd;
+    if (entries == 0xFFFF || cd_size == 0xFFFFFFFFu || cd_off == 0xFFFFFFFFu) {
+        unsigned char loc[20], rec[56];
+        if (eocd_abs < 20 || !z.read_at(eocd_abs - 20, loc, 20) || le32(loc) != 0x07064b50u ||
+            !z.read_at(le64(loc + 8), rec, 56) || le32(rec) != 0x06064b50u)
+            return "bad zip64 directory";
+        entries = le64(rec + 32);
+        cd_size = le64(rec + 40);
+        cd_off = le64(rec + 48);
+    }
+    if (cd_off > z.size || cd_size > z.size - cd_off) return "zip directory out of bounds";
+    std::vector<unsigned char> cd(cd_size);
+    if (!z.read_at(cd_off, cd.data(), cd_size)) return "cannot read the zip directory";
+    std::vector<unsigned char> buf(1 << 16);
+    size_t p = 0;
+    for (uint64_t e = 0; e < entries; e++) {
+        if (p + 46 > cd.size() || le32(&cd[p]) != 0x02014b50u) return "bad zip directory entry";
+        uint16_t method = le16(&cd[p + 10]), name_len = le16(&cd[p + 28]),
+                 extra_len = le16(&cd[p + 30]), comment_len = le16(&cd[p + 32]);
+        uint32_t crc = le32(&cd[p + 16]);
+        uint64_t comp = le32(&cd[p + 20]), uncomp = le32(&cd[p + 24]), local = le32(&cd[p + 42]);
+        if (p + 46 + name_len + extra_len + comment_len > cd.size()) return "bad zip directory entry";
+        std::string name((const char *)&cd[p + 46], name_len);
+        // zip64 sizes and offset, in this order, for the fields that overflowed
+        for (size_t x = p + 46 + name_len; x + 4 <= p + 46 + name_len + extra_len;) {
+            uint16_t id = le16(&cd[x]), len = le16(&cd[x + 2]);
+            size_t q = x + 4, end = q + len;
+            if (end > p + 46 + name_len + extra_len) return "bad zip extra field in '" + name + "'";
+            if (id == 0x0001) {
+                if (uncomp == 0xFFFFFFFFu && q + 8 <= end) uncomp = le64(&cd[q]), q += 8;
+                if (comp == 0xFFFFFFFFu && q + 8 <= end) comp = le64(&cd[q]), q += 8;
+                if (local == 0xFFFFFFFFu && q + 8 <= end) local = le64(&cd[q]), q += 8;
+            }
+            x = end;
+        }
+        p += 46 + name_len + extra_len + comment_len;
+        unsigned char lh[30];
+        if (!z.read_at(local, lh, 30) || le32(lh) != 0x04034b50u)
+            return "bad local header of '" + name + "'";
+        uint64_t data = local + 30 + le16(lh + 26) + le16(lh + 28);
+        if (data > z.size || comp > z.size - data) return "'" + name + "' is cut short";
+        if (method != 0) continue;
+        if (comp != uncomp) return "bad sizes of '" + name + "'";
+        uint32_t got = 0;
+        for (uint64_t done = 0; done < comp;) {
+            size_t n = (size_t)std::min<uint64_t>(buf.size(), comp - done);
+            if (!z.read_at(data + done, buf.data(), n)) return "cannot read '" + name + "'";
+            got = crc32_update(got, buf.data(), n);
+            done += n;
+        }
+        if (got != crc) return "checksum mismatch in '" + name + "'";
+    }
+    return "";
+}
+
+}  // namespace
 
 extern "C" {
 
@@ -23,7 +140,21 @@ ct_script *ct_script_load(const char *path, ct_device d) {
         ct_set_error("%s: cannot open: %s", path, strerror(errno));
         return nullptr;
     }
+    std::string bad;
+    {
+        zip_file z{f, 0};
+        if (fseeko(f, 0, SEEK_END) == 0) z.size = (uint64_t)ftello(f);
+        try {
+            bad = check_zip(z);
+        } catch (const std::exception &e) {  // std::bad_alloc from a huge directory
+            bad = e.what();
+        }
+    }
     fclose(f);
+    if (!bad.empty()) {
+        ct_set_error("%s: corrupt TorchScript file (%s)", path, bad.c_str());
+        return nullptr;
+    }
     try {
         auto *s = new ct_script{torch::jit::load(path, to_device(d))};
         live++;

@@ -1,0 +1,641 @@
+/* Autograd through ctorch: gradients of single ops and of composite functions match
+ * central finite differences in float64; VJPs, double-VJP JVPs and forward-mode JVPs
+ * of a small MLP match its explicit Jacobian; higher-order gradients work. */
+#include "test_ctorch_util.h"
+
+/* ---- a finite-difference checker ---------------------------------------------------- */
+
+/* A scalar function of n inputs (all F64). */
+typedef ct_tensor *(*scalar_fn)(ct_tensor *const *in, int n, const void *ctx);
+
+/* Compares the gradient of f w.r.t. every element of every input with central
+ * differences of step h; returns the largest |fd - analytic| / max(1, |analytic|),
+ * and prints the elements that are off unless quiet. */
+static double fd_check(scalar_fn f, ct_tensor *const *in, int n, const void *ctx, double h,
+                       const char *what, bool quiet)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *leaves[8];
+    cr_assert(n <= 8);
+    for (int i = 0; i < n; i++) {
+        leaves[i] = ct_detach(in[i]);
+        ct_set_requires_grad(leaves[i], true);
+    }
+    ct_tensor *y = f(leaves, n, ctx);
+    cr_assert_not_null(y, "%s: forward failed: %s", what, ct_last_error());
+    ct_tensor *grads[8];
+    cr_assert_eq(ct_grad((const ct_tensor *const[]){y}, NULL, 1,
+                         (const ct_tensor *const *)leaves, n, grads, false, false, true),
+                 CT_OK, "%s: %s", what, ct_last_error());
+    bool prev = ct_set_grad_enabled(false);
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t m = ct_numel(in[i]);
+        ct_shape sh = ct_shape_of(in[i]);
+        double *x = malloc((size_t)m * sizeof *x), *g = malloc((size_t)m * sizeof *g);
+        ct_to_data(in[i], x, (size_t)m * sizeof *x);
+        ct_to_data(grads[i], g, (size_t)m * sizeof *g);
+        for (int64_t j = 0; j < m; j++) {
+            double v[2], x0 = x[j];
+            for (int k = 0; k < 2; k++) {
+                ct_scope *e = ct_scope_begin();
+                ct_tensor *args[8];
+                x[j] = x0 + (k ? -h : h);
+                for (int q = 0; q < n; q++) args[q] = (q == i) ? ct_from_data(x, sh, CT_F64) : leaves[q];
+                v[k] = ct_item(f(args, n, ctx));
+                ct_scope_end(e);
+            }
+            x[j] = x0;
+            double fd = (v[0] - v[1]) / (2 * h);
+            double err = fabs(fd - g[j]) / fmax(1.0, fabs(g[j]));
+            if (!(err <= worst)) {
+                worst = err;
+                if (!(err < 1e-6) && !quiet)
+                    cr_log_error("%s: input %d element %lld: fd %.12g, autograd %.12g", what,
+                                 i, (long long)j, fd, g[j]);
+            }
+        }
+        free(x);
+        free(g);
+    }
+    ct_set_grad_enabled(prev);
+    ct_scope_end(s);
+    return worst;
+}
+
+static ct_tensor *randn64(ct_shape s, ct_gen *g) { return ct_randn(s, CT_F64, g); }
+
+/* ---- single ops ----------------------------------------------------------------------- */
+
+typedef ct_tensor *(*unary_op)(const ct_tensor *);
+typedef ct_tensor *(*binary_op)(const ct_tensor *, const ct_tensor *);
+
+static ct_tensor *op_leaky_relu(const ct_tensor *x) { return ct_leaky_relu(x, 0.1); }
+static ct_tensor *op_softmax(const ct_tensor *x) { return ct_softmax(x, -1); }
+static ct_tensor *op_log_softmax(const ct_tensor *x) { return ct_log_softmax(x, 0); }
+static ct_tensor *op_logsumexp(const ct_tensor *x) { return ct_logsumexp(x, 1, true); }
+static ct_tensor *op_std(const ct_tensor *x) { return ct_std_dim(x, 1, true, false); }
+static ct_tensor *op_var(const ct_tensor *x) { return ct_var_dim(x, 0, false, true); }
+static ct_tensor *op_max_dim(const ct_tensor *x) { return ct_max_dim(x, 1, false); }
+static ct_tensor *op_min_dim(const ct_tensor *x) { return ct_min_dim(x, 0, false); }
+static ct_tensor *op_norm_dim(const ct_tensor *x) { return ct_norm_dim(x, 1, false); }
+static ct_tensor *op_clamp(const ct_tensor *x) { return ct_clamp(x, -0.7, 0.9); }
+static ct_tensor *op_clamp_min(const ct_tensor *x) { return ct_clamp_min(x, 0.3); }
+static ct_tensor *op_pows(const ct_tensor *x) { return ct_pows(x, 2.5); }
+static ct_tensor *op_muls(const ct_tensor *x) { return ct_muls(x, -1.5); }
+static ct_tensor *op_adds(const ct_tensor *x) { return ct_square(ct_adds(x, 0.5)); }
+static ct_tensor *op_rsubs(const ct_tensor *x) { return ct_square(ct_rsubs(x, 2.0)); }
+static ct_tensor *op_remainders(const ct_tensor *x) { return ct_remainders(x, 0.37); }
+static ct_tensor *op_flip(const ct_tensor *x) { return ct_mul(ct_flip(x, 1), x); }
+static ct_tensor *op_roll(const ct_tensor *x) { return ct_mul(ct_roll(x, 2, 1), x); }
+static ct_tensor *op_transpose(const ct_tensor *x) { return ct_matmul(ct_transpose(x, 0, 1), x); }
+static ct_tensor *op_permute(const ct_tensor *x) { return ct_contiguous(ct_permute(x, CT_SHAPE(1, 0))); }
+static ct_tensor *op_reshape(const ct_tensor *x) { return ct_square(ct_reshape(x, CT_SHAPE(-1, 2))); }
+static ct_tensor *op_repeat(const ct_tensor *x) { return ct_square(ct_repeat(x, CT_SHAPE(2, 1))); }
+static ct_tensor *op_repeat_interleave(const ct_tensor *x) { return ct_square(ct_repeat_interleave(x, 3, 1)); }
+static ct_tensor *op_expand(const ct_tensor *x) { return ct_square(ct_expand(ct_unsqueeze(x, 0), CT_SHAPE(3, -1, -1))); }
+static ct_tensor *op_squeeze(const ct_tensor *x) { return ct_square(ct_squeeze(ct_unsqueeze(x, 1), 1)); }
+static ct_tensor *op_select(const ct_tensor *x) { return ct_exp(ct_select(x, 1, 2)); }
+static ct_tensor *op_cat(const ct_tensor *x) { return ct_cat((const ct_tensor *const[]){x, ct_exp(x), x}, 3, 0); }
+static ct_tensor *op_stack(const ct_tensor *x) { return ct_stack((const ct_tensor *const[]){x, ct_sin(x)}, 2, 2); }
+static ct_tensor *op_flatten(const ct_tensor *x) { return ct_square(ct_flatten(x, 0)); }
+static ct_tensor *op_sum_rows(const ct_tensor *x) { return ct_square(ct_sum_rows(x)); }
+static ct_tensor *op_mean(const ct_tensor *x) { return ct_square(ct_mean(x)); }
+static ct_tensor *op_mean_dim(const ct_tensor *x) { return ct_square(ct_mean_dim(x, 0, false)); }
+static ct_tensor *op_sum(const ct_tensor *x) { return ct_square(ct_sum(x)); }
+static ct_tensor *op_max_all(const ct_tensor *x) { return ct_max_all(x); }
+static ct_tensor *op_min_all(const ct_tensor *x) { return ct_min_all(x); }
+static ct_tensor *op_norm(const ct_tensor *x) { return ct_norm(x); }
+static ct_tensor *op_inverse(const ct_tensor *x) { return ct_inverse(ct_adds(ct_matmul(ct_transpose(x, 0, 1), x), 0.5)); }
+static ct_tensor *op_slogdet(const ct_tensor *x) { return ct_slogdet_abs(ct_narrow(x, 0, 0, 5)); }
+static ct_tensor *op_qr_q(const ct_tensor *x) { return ct_qr_q(x); }
+static ct_tensor *op_matrix_exp(const ct_tensor *x) { return ct_matrix_exp(ct_muls(ct_narrow(x, 0, 1, 5), 0.3)); }
+static ct_tensor *op_layer_norm(const ct_tensor *x) { return ct_layer_norm(x, NULL, NULL, 1e-5); }
+static ct_tensor *op_dropout_eval(const ct_tensor *x) { return ct_dropout(x, 0.5, false); }
+static ct_tensor *op_contiguous(const ct_tensor *x) { return ct_square(ct_contiguous(ct_transpose(x, 0, 1))); }
+static ct_tensor *op_clone(const ct_tensor *x) { return ct_square(ct_clone(x)); }
+static ct_tensor *op_half_detached(const ct_tensor *x) { return ct_mul(x, ct_detach(x)); }
+static ct_tensor *op_to_f32_and_back(const ct_tensor *x) { return ct_to_dtype(ct_muls(ct_to_dtype(x, CT_F64), 2.0), CT_F64); }
+
+static const struct {
+    const char *name;
+    unary_op op;
+    bool positive;  /* the op needs x > 0 */
+} unary_ops[] = {
+    {"neg", ct_neg, false}, {"exp", ct_exp, false}, {"log", ct_log, true}, {"log1p", ct_log1p, true},
+    {"expm1", ct_expm1, false}, {"sqrt", ct_sqrt, true}, {"rsqrt", ct_rsqrt, true},
+    {"square", ct_square, false}, {"abs", ct_abs, false}, {"sin", ct_sin, false}, {"cos", ct_cos, false},
+    {"tanh", ct_tanh, false}, {"atan", ct_atan, false}, {"sigmoid", ct_sigmoid, false},
+    {"reciprocal", ct_reciprocal, true}, {"relu", ct_relu, false}, {"leaky_relu", op_leaky_relu, false},
+    {"silu", ct_silu, false}, {"gelu", ct_gelu, false}, {"softplus", ct_softplus, false}, {"elu", ct_elu, false},
+    {"softmax", op_softmax, false}, {"log_softmax", op_log_softmax, false}, {"logsumexp", op_logsumexp, false},
+    {"std_dim", op_std, false}, {"var_dim", op_var, false}, {"max_dim", op_max_dim, false},
+    {"min_dim", op_min_dim, false}, {"norm_dim", op_norm_dim, false}, {"clamp", op_clamp, false},
+    {"clamp_min", op_clamp_min, false}, {"pows", op_pows, true}, {"muls", op_muls, false},
+    {"adds", op_adds, false}, {"rsubs", op_rsubs, false}, {"remainders", op_remainders, false},
+    {"flip", op_flip, false}, {"roll", op_roll, false}, {"transpose", op_transpose, false},
+    {"permute", op_permute, false}, {"reshape", op_reshape, false}, {"repeat", op_repeat, false},
+    {"repeat_interleave", op_repeat_interleave, false}, {"expand", op_expand, false},
+    {"squeeze", op_squeeze, false}, {"select", op_select, false}, {"cat", op_cat, false}, {"stack", op_stack, false},
+    {"flatten", op_flatten, false}, {"sum_rows", op_sum_rows, false}, {"mean", op_mean, false},
+    {"mean_dim", op_mean_dim, false}, {"sum", op_sum, false}, {"max_all", op_max_all, false},
+    {"min_all", op_min_all, false}, {"norm", op_norm, false}, {"inverse", op_inverse, false},
+    {"slogdet_abs", op_slogdet, false}, {"qr_q", op_qr_q, false}, {"matrix_exp", op_matrix_exp, false},
+    {"layer_norm", op_layer_norm, false}, {"dropout_eval", op_dropout_eval, false},
+    {"contiguous", op_contiguous, false}, {"clone", op_clone, false}, {"to_dtype", op_to_f32_and_back, false},
+};
+
+/* sum(op(x) * r) with fixed random weights r. */
+static ct_tensor *weighted_unary(ct_tensor *const *in, int n, const void *ctx)
+{
+    unary_op op = *(const unary_op *)ctx;
+    ct_tensor *y = op(in[0]);
+    ct_gen *g = ct_gen_new(99);
+    ct_tensor *r = y ? ct_randn_like(y, g) : NULL;
+    ct_gen_free(g);
+    return ct_sum(ct_mul(y, r));
+}
+
+CT_TEST(grad, every_unary_op_matches_finite_differences)
+{
+    ct_gen *g = ct_gen_new(11);
+    ct_scope *s = ct_scope_begin();
+    /* (6, 5), |x| in [0.3, 1.7]: away from kinks (abs, relu, clamp) and ties (max) */
+    ct_tensor *u = ct_rand(CT_SHAPE(6, 5), CT_F64, g);
+    ct_tensor *mag = ct_adds(ct_muls(u, 1.4), 0.3);
+    ct_tensor *sign = ct_sign(ct_randn(CT_SHAPE(6, 5), CT_F64, g));
+    ct_tensor *x_any = ct_mul(mag, sign), *x_pos = mag;
+    for (size_t i = 0; i < sizeof unary_ops / sizeof unary_ops[0]; i++) {
+        ct_tensor *x = unary_ops[i].positive ? x_pos : x_any;
+        double err =
+            fd_check(weighted_unary, &x, 1, &unary_ops[i].op, 1e-6, unary_ops[i].name, false);
+        cr_expect(err < 1e-6, "%s: relative error %.3g", unary_ops[i].name, err);
+    }
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+static ct_tensor *op_pow(const ct_tensor *a, const ct_tensor *b) { return ct_pow(ct_abs(a), b); }
+static ct_tensor *op_div(const ct_tensor *a, const ct_tensor *b) { return ct_div(a, ct_adds(ct_square(b), 0.5)); }
+static ct_tensor *op_axpy(const ct_tensor *a, const ct_tensor *b) { return ct_square(ct_axpy(a, -0.7, b)); }
+static ct_tensor *op_matmul(const ct_tensor *a, const ct_tensor *b) { return ct_matmul(a, ct_transpose(b, 0, 1)); }
+static ct_tensor *op_mm(const ct_tensor *a, const ct_tensor *b) { return ct_mm(ct_transpose(a, 0, 1), b); }
+static ct_tensor *op_bmm(const ct_tensor *a, const ct_tensor *b)
+{
+    return ct_bmm(ct_reshape(a, CT_SHAPE(2, 3, 5)), ct_reshape(b, CT_SHAPE(2, 5, 3)));
+}
+static ct_tensor *op_outer(const ct_tensor *a, const ct_tensor *b) { return ct_outer(ct_flatten(a, 0), ct_select(b, 0, 1)); }
+static ct_tensor *op_cdist(const ct_tensor *a, const ct_tensor *b) { return ct_cdist(a, ct_narrow(b, 0, 0, 4)); }
+static ct_tensor *op_mse(const ct_tensor *a, const ct_tensor *b) { return ct_mse(a, b); }
+static ct_tensor *op_cat2(const ct_tensor *a, const ct_tensor *b) { return ct_square(ct_cat2(a, b, 1)); }
+static ct_tensor *op_where(const ct_tensor *a, const ct_tensor *b) { return ct_where(ct_gt(a, b), ct_exp(a), ct_sin(b)); }
+static ct_tensor *op_index_select(const ct_tensor *a, const ct_tensor *b)
+{
+    int64_t idx[] = {4, 0, 0, 2};
+    ct_tensor *i = ct_from_data(idx, CT_SHAPE(4), CT_I64);
+    return ct_mul(ct_index_select(a, 0, i), ct_index_select(b, 0, i));
+}
+static ct_tensor *op_gather(const ct_tensor *a, const ct_tensor *b)
+{
+    ct_tensor *i = ct_argmax(b, 1, true);
+    return ct_gather(a, 1, i);
+}
+static ct_tensor *op_masked_select(const ct_tensor *a, const ct_tensor *b) { return ct_masked_select(a, ct_gts(b, 0.0)); }
+
+static const struct {
+    const char *name;
+    binary_op op;
+} binary_ops[] = {
+    {"add", ct_add}, {"sub", ct_sub}, {"mul", ct_mul}, {"div", op_div}, {"pow", op_pow},
+    {"maximum", ct_maximum}, {"minimum", ct_minimum}, {"atan2", ct_atan2},
+    {"axpy", op_axpy}, {"matmul", op_matmul}, {"mm", op_mm}, {"bmm", op_bmm},
+    {"outer", op_outer}, {"cdist", op_cdist}, {"mse", op_mse}, {"cat2", op_cat2},
+    {"where", op_where}, {"index_select", op_index_select}, {"gather", op_gather},
+    {"masked_select", op_masked_select},
+};
+
+static ct_tensor *weighted_binary(ct_tensor *const *in, int n, const void *ctx)
+{
+    binary_op op = *(const binary_op *)ctx;
+    ct_tensor *y = op(in[0], in[1]);
+    ct_gen *g = ct_gen_new(98);
+    ct_tensor *r = y ? ct_randn_like(y, g) : NULL;
+    ct_gen_free(g);
+    return ct_sum(ct_mul(y, r));
+}
+
+CT_TEST(grad, every_binary_op_matches_finite_differences)
+{
+    ct_gen *g = ct_gen_new(12);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *in[2] = {randn64(CT_SHAPE(6, 5), g), randn64(CT_SHAPE(6, 5), g)};
+    for (size_t i = 0; i < sizeof binary_ops / sizeof binary_ops[0]; i++) {
+        double err =
+            fd_check(weighted_binary, in, 2, &binary_ops[i].op, 1e-6, binary_ops[i].name, false);
+        cr_expect(err < 1e-6, "%s: relative error %.3g", binary_ops[i].name, err);
+    }
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+/* ---- composite functions ----------------------------------------------------------- */
+
+/* An image model: conv, group norm, silu, transposed conv, pooling, resampling,
+ * narrow/cat, linear, and a loss of exp/log/logsumexp/layer norm.
+ * Inputs: x (2,3,6,6), conv w (4,3,3,3), conv b (4), gn w (4), gn b (4),
+ *         deconv w (4,2,2,2), linear w (5,36), linear b (5). */
+static ct_tensor *image_model(ct_tensor *const *in, int n, const void *ctx)
+{
+    const ct_tensor *theta = ctx;                                          /* (2, 2, 3) */
+    ct_tensor *h = ct_conv2d(in[0], in[1], in[2], 1, 1, 1);                /* (2,4,6,6) */
+    h = ct_silu(ct_group_norm(h, 2, in[3], in[4], 1e-5));
+    ct_tensor *up = ct_conv_transpose2d(h, in[5], NULL, 2, 0, 0, 2);       /* (2,4,12,12) */
+    ct_tensor *p = ct_avg_pool2d(ct_tanh(up), 2, 2);                       /* (2,4,6,6) */
+    ct_tensor *q = ct_max_pool2d(ct_add(p, h), 2, 2);                      /* (2,4,3,3) */
+    ct_tensor *r = ct_upsample_bilinear2d(ct_adaptive_avg_pool2d(h, 2, 2), 3, 3);
+    ct_tensor *w = ct_affine_warp(ct_avg_pool2d(ct_upsample_nearest2d(q, 2), 2, 2), theta);
+    ct_tensor *f = ct_flatten(ct_add(ct_add(w, r), q), 1);                 /* (2,36) */
+    ct_tensor *a = ct_narrow(f, 1, 0, 18), *b = ct_narrow(f, 1, 18, 18);
+    ct_tensor *c = ct_cat2(ct_tanh(a), ct_softplus(b), 1);                 /* (2,36) */
+    ct_tensor *z = ct_linear(c, in[6], in[7]);                             /* (2,5) */
+    ct_tensor *t1 = ct_mean(ct_log(ct_adds(ct_exp(z), 1.0)));
+    ct_tensor *t2 = ct_sum(ct_logsumexp(z, 1, false));
+    ct_tensor *t3 = ct_sum(ct_mul(ct_layer_norm(z, NULL, NULL, 1e-5), z));
+    return ct_add(ct_add(t1, t2), ct_muls(t3, 0.1));
+}
+
+CT_TEST(grad, image_model_gradients_match_finite_differences)
+{
+    ct_gen *g = ct_gen_new(5);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *in[8] = {
+        randn64(CT_SHAPE(2, 3, 6, 6), g), ct_muls(randn64(CT_SHAPE(4, 3, 3, 3), g), 0.3),
+        randn64(CT_SHAPE(4), g),          ct_adds(randn64(CT_SHAPE(4), g), 1.0),
+        randn64(CT_SHAPE(4), g),          ct_muls(randn64(CT_SHAPE(4, 2, 2, 2), g), 0.5),
+        ct_muls(randn64(CT_SHAPE(5, 36), g), 0.2), randn64(CT_SHAPE(5), g),
+    };
+    double th[12] = {0.9, 0.1, 0.05, -0.1, 0.8, 0.0, 1.0, 0.0, 0.1, 0.0, 1.1, -0.05};
+    ct_tensor *theta = ct_from_data(th, CT_SHAPE(2, 2, 3), CT_F64);
+    double err = fd_check(image_model, in, 8, theta, 1e-5, "image model", false);
+    cr_expect(err < 1e-6, "relative error %.3g", err);
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+/* A matrix model: linear algebra, normalizations and the losses.
+ * Inputs: a (4,4), b (4,3), logits (5,3). */
+static ct_tensor *matrix_model(ct_tensor *const *in, int n, const void *ctx)
+{
+    const ct_tensor *target = ctx;                                         /* I64 (5,) */
+    ct_tensor *spd = ct_matmul(in[0], ct_transpose(in[0], 0, 1));
+    spd = ct_add(spd, ct_muls(ct_eye(4, CT_F64), 2.0));                    /* SPD (4,4) */
+    ct_tensor *sol = ct_matmul(ct_inverse(spd), in[1]);                    /* (4,3) */
+    ct_tensor *t1 = ct_slogdet_abs(spd);
+    ct_tensor *t2 = ct_sum(ct_mul(ct_qr_q(in[1]), sol));
+    ct_tensor *t3 = ct_sum(ct_matrix_exp(ct_muls(in[0], 0.2)));
+    ct_tensor *t4 = ct_cross_entropy(in[2], target);
+    ct_tensor *t5 = ct_mse(ct_softmax(in[2], 1), ct_sigmoid(in[2]));
+    ct_tensor *t6 = ct_sum(ct_std_dim(ct_gelu(sol), 0, true, false));
+    ct_tensor *t7 = ct_norm(ct_elu(in[1]));
+    ct_tensor *t8 = ct_sum(ct_cdist(ct_transpose(sol, 0, 1), ct_transpose(in[1], 0, 1)));
+    ct_tensor *terms[] = {t1, t2, t3, t4, t5, t6, t7, t8};
+    return ct_sum(ct_stack((const ct_tensor *const *)terms, 8, 0));
+}
+
+CT_TEST(grad, matrix_model_gradients_match_finite_differences)
+{
+    ct_gen *g = ct_gen_new(6);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *in[3] = {randn64(CT_SHAPE(4, 4), g), randn64(CT_SHAPE(4, 3), g),
+                        randn64(CT_SHAPE(5, 3), g)};
+    int64_t tg[5] = {0, 2, 1, 1, 0};
+    ct_tensor *target = ct_from_data(tg, CT_SHAPE(5), CT_I64);
+    double err = fd_check(matrix_model, in, 3, target, 1e-5, "matrix model", false);
+    cr_expect(err < 1e-6, "relative error %.3g", err);
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+CT_TEST(grad, finite_difference_check_catches_a_wrong_gradient)
+{
+    /* The checker itself can fail: x * detach(x) hides a factor from autograd, so the
+     * analytic gradient misses half of it and the check must report a large error. */
+    ct_gen *g = ct_gen_new(7);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = randn64(CT_SHAPE(4), g);
+    unary_op op = op_half_detached;
+    double err = fd_check(weighted_unary, &x, 1, &op, 1e-6, "detach", true);
+    cr_expect(err > 0.1, "relative error %.3g", err);
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+/* ---- backward, accumulation, higher order ----------------------------------------- */
+
+CT_TEST(grad, backward_accumulates_until_zero_grad)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = ct_full(CT_SHAPE(3), 2.0, CT_F64);
+    ct_set_requires_grad(x, true);
+    ct_tensor *loss = ct_sum(ct_pows(x, 3.0));              /* d/dx = 3 x^2 = 12 */
+    cr_assert_eq(ct_backward(loss, true), CT_OK, "%s", ct_last_error());
+    cr_expect_eq(ct_item(ct_sum(ct_grad_of(x))), 36.0);
+    cr_assert_eq(ct_backward(loss, false), CT_OK, "%s", ct_last_error());
+    cr_expect_eq(ct_item(ct_sum(ct_grad_of(x))), 72.0, "a second pass adds");
+    cr_expect_eq(ct_zero_grad(x), CT_OK);
+    ct_clear_error();
+    cr_expect_null(ct_grad_of(x));
+    cr_expect_eq(ct_last_error()[0], '\0', "no gradient is not an error");
+    ct_scope_end(s);
+}
+
+CT_TEST(grad, second_derivatives_through_create_graph)
+{
+    ct_scope *s = ct_scope_begin();
+    double xv[3] = {0.5, -1.0, 2.0};
+    ct_tensor *x = ct_from_data(xv, CT_SHAPE(3), CT_F64);
+    ct_set_requires_grad(x, true);
+    ct_tensor *y = ct_sum(ct_mul(ct_pows(x, 3.0), ct_sin(x)));    /* sum x^3 sin x */
+    ct_tensor *g1[1], *g2[1];
+    cr_assert_eq(ct_grad((const ct_tensor *const[]){y}, NULL, 1, (const ct_tensor *const[]){x},
+                         1, g1, true, true, false), CT_OK, "%s", ct_last_error());
+    cr_expect(ct_requires_grad(g1[0]), "create_graph makes the gradient differentiable");
+    cr_assert_eq(ct_grad((const ct_tensor *const[]){ct_sum(g1[0])}, NULL, 1,
+                         (const ct_tensor *const[]){x}, 1, g2, false, false, false), CT_OK);
+    double h[3];
+    ct_to_data(g2[0], h, sizeof h);
+    for (int i = 0; i < 3; i++) {
+        double v = xv[i];  /* d2/dx2 x^3 sin x = 6x sin x + 6x^2 cos x - x^3 sin x */
+        double want = 6 * v * sin(v) + 6 * v * v * cos(v) - v * v * v * sin(v);
+        cr_expect(fabs(h[i] - want) < 1e-12, "x=%g: %.15g vs %.15g", v, h[i], want);
+    }
+    ct_scope_end(s);
+}
+
+/* ---- VJP and JVP against the explicit Jacobian -------------------------------------- */
+
+typedef struct {
+    ct_tensor *w1, *b1, *w2, *b2, *w3, *b3;
+} mlp;
+
+/* (B, 4) -> (B, 3): linear-silu-linear-tanh-linear-softplus. */
+static ct_tensor *mlp_forward(const mlp *m, const ct_tensor *x)
+{
+    ct_tensor *h = ct_silu(ct_linear(x, m->w1, m->b1));       /* (B, 6) */
+    h = ct_tanh(ct_linear(h, m->w2, m->b2));                  /* (B, 5) */
+    return ct_softplus(ct_linear(h, m->w3, m->b3));           /* (B, 3) */
+}
+
+static mlp mlp_new(ct_gen *g)
+{
+    mlp m = {randn64(CT_SHAPE(6, 4), g), randn64(CT_SHAPE(6), g),
+             randn64(CT_SHAPE(5, 6), g), randn64(CT_SHAPE(5), g),
+             randn64(CT_SHAPE(3, 5), g), randn64(CT_SHAPE(3), g)};
+    return m;
+}
+
+/* J (3, 4) of the MLP at x (1, 4), row by row: row i = e_iᵀ J = grad of y_i. */
+static ct_tensor *mlp_jacobian(const mlp *m, const ct_tensor *x)
+{
+    ct_tensor *xl = ct_detach(x);
+    ct_set_requires_grad(xl, true);
+    ct_tensor *y = mlp_forward(m, xl);
+    ct_tensor *rows[3];
+    for (int i = 0; i < 3; i++) {
+        double e[3] = {0, 0, 0};
+        e[i] = 1;
+        ct_tensor *ei = ct_from_data(e, CT_SHAPE(1, 3), CT_F64);
+        ct_tensor *g[1];
+        cr_assert_eq(ct_grad((const ct_tensor *const[]){y}, (const ct_tensor *const[]){ei}, 1,
+                             (const ct_tensor *const[]){xl}, 1, g, true, false, false),
+                     CT_OK, "%s", ct_last_error());
+        rows[i] = ct_reshape(g[0], CT_SHAPE(4));
+    }
+    return ct_stack((const ct_tensor *const *)rows, 3, 0);
+}
+
+CT_TEST(jacobian, explicit_jacobian_matches_finite_differences)
+{
+    ct_gen *g = ct_gen_new(21);
+    ct_scope *s = ct_scope_begin();
+    mlp m = mlp_new(g);
+    double xv[4] = {0.3, -0.7, 1.1, 0.2};
+    ct_tensor *J = mlp_jacobian(&m, ct_from_data(xv, CT_SHAPE(1, 4), CT_F64));
+    double Jd[12];
+    ct_to_data(J, Jd, sizeof Jd);
+    double h = 1e-6;
+    for (int j = 0; j < 4; j++) {
+        double xp[4], xm[4], yp[3], ym[3];
+        memcpy(xp, xv, sizeof xv);
+        memcpy(xm, xv, sizeof xv);
+        xp[j] += h;
+        xm[j] -= h;
+        ct_to_data(mlp_forward(&m, ct_from_data(xp, CT_SHAPE(1, 4), CT_F64)), yp, sizeof yp);
+        ct_to_data(mlp_forward(&m, ct_from_data(xm, CT_SHAPE(1, 4), CT_F64)), ym, sizeof ym);
+        for (int i = 0; i < 3; i++) {
+            double fd = (yp[i] - ym[i]) / (2 * h);
+            cr_expect(fabs(fd - Jd[i * 4 + j]) < 1e-7, "J[%d][%d]: fd %.12g, autograd %.12g", i,
+                      j, fd, Jd[i * 4 + j]);
+        }
+    }
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+CT_TEST(jacobian, vjp_is_v_transpose_times_the_jacobian)
+{
+    ct_gen *g = ct_gen_new(22);
+    ct_scope *s = ct_scope_begin();
+    mlp m = mlp_new(g);
+    ct_tensor *x = randn64(CT_SHAPE(1, 4), g);
+    ct_tensor *v = randn64(CT_SHAPE(1, 3), g);
+    ct_tensor *J = mlp_jacobian(&m, x);
+    ct_tensor *want = ct_matmul(v, J);                       /* (1, 4) */
+    ct_tensor *xl = ct_detach(x);
+    ct_set_requires_grad(xl, true);
+    ct_tensor *got = ct_vjp(mlp_forward(&m, xl), xl, v, false);
+    cr_assert_not_null(got, "%s", ct_last_error());
+    ct_expect_close("vjp", got, want, 1e-12);
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+CT_TEST(jacobian, double_vjp_jvp_is_the_jacobian_times_u)
+{
+    ct_gen *g = ct_gen_new(23);
+    ct_scope *s = ct_scope_begin();
+    mlp m = mlp_new(g);
+    ct_tensor *x = randn64(CT_SHAPE(1, 4), g);
+    ct_tensor *u = randn64(CT_SHAPE(1, 4), g);
+    ct_tensor *J = mlp_jacobian(&m, x);
+    ct_tensor *want = ct_transpose(ct_matmul(J, ct_transpose(u, 0, 1)), 0, 1);  /* (1, 3) */
+    ct_tensor *xl = ct_detach(x);
+    ct_set_requires_grad(xl, true);
+    ct_tensor *got = ct_jvp_double_vjp(mlp_forward(&m, xl), xl, u, false);
+    cr_assert_not_null(got, "%s", ct_last_error());
+    ct_expect_close("double-vjp jvp", got, want, 1e-12);
+    cr_expect(!ct_requires_grad(got), "no graph unless asked for");
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+CT_TEST(jacobian, forward_mode_jvp_is_the_jacobian_times_u)
+{
+    ct_gen *g = ct_gen_new(24);
+    ct_scope *s = ct_scope_begin();
+    mlp m = mlp_new(g);
+    ct_tensor *x = randn64(CT_SHAPE(1, 4), g);
+    ct_tensor *u = randn64(CT_SHAPE(1, 4), g);
+    ct_tensor *J = mlp_jacobian(&m, x);
+    ct_tensor *want = ct_transpose(ct_matmul(J, ct_transpose(u, 0, 1)), 0, 1);
+    int64_t level = ct_fwad_enter();
+    cr_assert(level >= 0, "%s", ct_last_error());
+    ct_tensor *dual = ct_fwad_make_dual(x, u, level);
+    ct_tensor *y = mlp_forward(&m, dual);
+    ct_tensor *tangent = ct_fwad_tangent(y, level);
+    ct_tensor *primal = ct_fwad_primal(y, level);
+    cr_assert_not_null(tangent, "%s", ct_last_error());
+    ct_expect_close("forward-mode jvp", tangent, want, 1e-12);
+    ct_expect_close("primal", primal, mlp_forward(&m, x), 0.0);
+    ct_fwad_exit(level);
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+CT_TEST(jacobian, batched_jvps_agree_between_the_two_methods)
+{
+    ct_gen *g = ct_gen_new(25);
+    ct_scope *s = ct_scope_begin();
+    mlp m = mlp_new(g);
+    ct_tensor *x = randn64(CT_SHAPE(16, 4), g);
+    ct_tensor *u = randn64(CT_SHAPE(16, 4), g);
+    ct_tensor *xl = ct_detach(x);
+    ct_set_requires_grad(xl, true);
+    ct_tensor *by_vjp = ct_jvp_double_vjp(mlp_forward(&m, xl), xl, u, false);
+    int64_t level = ct_fwad_enter();
+    ct_tensor *by_fwad = ct_fwad_tangent(mlp_forward(&m, ct_fwad_make_dual(x, u, level)), level);
+    ct_fwad_exit(level);
+    cr_assert_not_null(by_vjp, "%s", ct_last_error());
+    cr_assert_not_null(by_fwad, "%s", ct_last_error());
+    ct_expect_close("batched jvp", by_fwad, by_vjp, 1e-12);
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+CT_TEST(jacobian, double_vjp_jvp_with_create_graph_is_differentiable)
+{
+    /* y = sin(x) elementwise: J u = cos(x) u, and d/dx sum(J u) = -sin(x) u. */
+    ct_gen *g = ct_gen_new(26);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = randn64(CT_SHAPE(5), g);
+    ct_tensor *u = randn64(CT_SHAPE(5), g);
+    ct_set_requires_grad(x, true);
+    ct_tensor *jv = ct_jvp_double_vjp(ct_sin(x), x, u, true);
+    cr_assert(ct_requires_grad(jv));
+    ct_expect_close("J u", jv, ct_mul(ct_cos(x), u), 1e-14);
+    ct_tensor *gx[1];
+    cr_assert_eq(ct_grad((const ct_tensor *const[]){ct_sum(jv)}, NULL, 1,
+                         (const ct_tensor *const[]){x}, 1, gx, false, false, false), CT_OK,
+                 "%s", ct_last_error());
+    ct_expect_close("d/dx sum(J u)", gx[0], ct_neg(ct_mul(ct_sin(x), u)), 1e-14);
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+/* Forward-mode derivatives per op, against the double-VJP JVP. In libtorch 1.13 every
+ * op of ct.h has one except ct_cdist (_cdist_forward) and ct_affine_warp
+ * (grid_sampler_2d): those fail with a message (see the next test), and have no
+ * double-VJP JVP either (no derivatives of _cdist_backward, grid_sampler_2d_backward). */
+static ct_tensor *fw_linear(const ct_tensor *x, const void *c) { return ct_linear(x, ((ct_tensor *const *)c)[0], ((ct_tensor *const *)c)[1]); }
+static ct_tensor *fw_conv(const ct_tensor *x, const void *c) { return ct_conv2d(ct_reshape(x, CT_SHAPE(2, 3, 4, 4)), ((ct_tensor *const *)c)[2], NULL, 1, 1, 1); }
+static ct_tensor *fw_group_norm(const ct_tensor *x, const void *c) { return ct_group_norm(ct_reshape(x, CT_SHAPE(2, 4, 3, 4)), 2, NULL, NULL, 1e-5); }
+static ct_tensor *fw_layer_norm(const ct_tensor *x, const void *c) { return ct_layer_norm(x, NULL, NULL, 1e-5); }
+static ct_tensor *fw_softmax(const ct_tensor *x, const void *c) { return ct_softmax(x, 1); }
+static ct_tensor *fw_logsumexp(const ct_tensor *x, const void *c) { return ct_logsumexp(x, 1, false); }
+static ct_tensor *fw_silu(const ct_tensor *x, const void *c) { return ct_silu(x); }
+static ct_tensor *fw_tanh(const ct_tensor *x, const void *c) { return ct_tanh(x); }
+static ct_tensor *fw_softplus(const ct_tensor *x, const void *c) { return ct_softplus(x); }
+static ct_tensor *fw_gelu(const ct_tensor *x, const void *c) { return ct_gelu(x); }
+static ct_tensor *fw_exp_log(const ct_tensor *x, const void *c) { return ct_log(ct_adds(ct_exp(x), 1.0)); }
+static ct_tensor *fw_cat_narrow(const ct_tensor *x, const void *c) { return ct_cat2(ct_narrow(x, 1, 0, 3), ct_square(x), 1); }
+static ct_tensor *fw_matmul(const ct_tensor *x, const void *c) { return ct_matmul(x, ct_transpose(x, 0, 1)); }
+static ct_tensor *fw_sum_mean(const ct_tensor *x, const void *c) { return ct_add(ct_sum_dim(x, 1, false), ct_mean_dim(x, 1, false)); }
+static ct_tensor *fw_pool(const ct_tensor *x, const void *c) { return ct_avg_pool2d(ct_reshape(x, CT_SHAPE(2, 3, 4, 4)), 2, 2); }
+static ct_tensor *fw_upsample(const ct_tensor *x, const void *c) { return ct_upsample_bilinear2d(ct_reshape(x, CT_SHAPE(2, 3, 4, 4)), 5, 5); }
+
+typedef ct_tensor *(*fw_fn)(const ct_tensor *x, const void *ctx);
+
+CT_TEST(jacobian, forward_mode_matches_double_vjp_for_each_supported_op)
+{
+    static const struct {
+        const char *name;
+        fw_fn f;
+    } fw_ops[] = {
+        {"linear", fw_linear}, {"conv2d", fw_conv}, {"group_norm", fw_group_norm},
+        {"layer_norm", fw_layer_norm}, {"softmax", fw_softmax}, {"logsumexp", fw_logsumexp},
+        {"silu", fw_silu}, {"tanh", fw_tanh}, {"softplus", fw_softplus}, {"gelu", fw_gelu},
+        {"exp/log", fw_exp_log}, {"cat/narrow", fw_cat_narrow}, {"matmul", fw_matmul},
+        {"sum/mean", fw_sum_mean}, {"avg_pool2d", fw_pool}, {"upsample_bilinear2d", fw_upsample},
+    };
+    ct_gen *g = ct_gen_new(27);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *ctx[3] = {randn64(CT_SHAPE(5, 48), g), randn64(CT_SHAPE(5), g),
+                         randn64(CT_SHAPE(2, 3, 3, 3), g)};
+    ct_tensor *x = randn64(CT_SHAPE(2, 48), g), *u = randn64(CT_SHAPE(2, 48), g);
+    for (size_t i = 0; i < sizeof fw_ops / sizeof fw_ops[0]; i++) {
+        ct_tensor *xl = ct_detach(x);
+        ct_set_requires_grad(xl, true);
+        ct_tensor *want = ct_jvp_double_vjp(fw_ops[i].f(xl, ctx), xl, u, false);
+        int64_t level = ct_fwad_enter();
+        ct_tensor *got = ct_fwad_tangent(fw_ops[i].f(ct_fwad_make_dual(x, u, level), ctx), level);
+        ct_fwad_exit(level);
+        cr_expect_not_null(got, "%s: %s", fw_ops[i].name, ct_last_error());
+        cr_expect_not_null(want, "%s: %s", fw_ops[i].name, ct_last_error());
+        if (got && want) ct_expect_close(fw_ops[i].name, got, want, 1e-12);
+        ct_clear_error();
+    }
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+CT_TEST(jacobian, ops_without_a_forward_derivative_fail_with_a_message)
+{
+    ct_gen *g = ct_gen_new(28);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = randn64(CT_SHAPE(2, 3, 4, 4), g), *u = randn64(CT_SHAPE(2, 3, 4, 4), g);
+    double th[12] = {1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0};
+    ct_tensor *theta = ct_from_data(th, CT_SHAPE(2, 2, 3), CT_F64);
+    int64_t level = ct_fwad_enter();
+    ct_tensor *dual = ct_fwad_make_dual(x, u, level);
+    cr_expect_null(ct_affine_warp(dual, theta));
+    ct_expect_error_mentions("ct_affine_warp");
+    ct_expect_error_mentions("forward AD");
+    ct_tensor *p = ct_flatten(dual, 1);
+    cr_expect_null(ct_cdist(p, p));
+    ct_expect_error_mentions("ct_cdist");
+    ct_fwad_exit(level);
+    /* Nor has either a double backward (_cdist_backward, grid_sampler_2d_backward have
+     * no derivatives in libtorch 1.13), so the double-VJP JVP fails on them too. */
+    ct_tensor *pl = ct_detach(ct_flatten(x, 1));
+    ct_set_requires_grad(pl, true);
+    cr_expect_null(ct_jvp_double_vjp(ct_cdist(pl, pl), pl, ct_flatten(u, 1), false));
+    ct_expect_error_mentions("_cdist_backward");
+    ct_tensor *xl = ct_detach(x);
+    ct_set_requires_grad(xl, true);
+    cr_expect_null(ct_jvp_double_vjp(ct_affine_warp(xl, theta), xl, u, false));
+    ct_expect_error_mentions("ct_jvp_double_vjp");
+    ct_expect_error_mentions("grid_sampler_2d_backward");
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+CT_TEST(jacobian, tangent_of_a_plain_tensor_is_zero)
+{
+    ct_scope *s = ct_scope_begin();
+    int64_t level = ct_fwad_enter();
+    ct_tensor *t = ct_fwad_tangent(ct_ones(CT_SHAPE(3), CT_F64), level);
+    cr_assert_not_null(t, "%s", ct_last_error());
+    cr_expect_eq(ct_item(ct_sum(ct_abs(t))), 0.0);
+    ct_fwad_exit(level);
+    ct_scope_end(s);
+}

@@ -1,0 +1,662 @@
+/* Every ctorch error path: the call fails with a status or NULL and a message naming
+ * the op or the file, nothing crashes, NULL inputs propagate without hiding the first
+ * error, and a failed load changes nothing. */
+#include <signal.h>
+#include <sys/stat.h>
+
+#include "test_ctorch_util.h"
+
+/* ---- ops ------------------------------------------------------------------------- */
+
+CT_TEST(errors, matmul_of_mismatched_shapes_names_the_op_and_shapes)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *a = ct_ones(CT_SHAPE(2, 3), CT_F32);
+    ct_tensor *b = ct_ones(CT_SHAPE(2, 3), CT_F32);
+    cr_expect_null(ct_matmul(a, b));
+    ct_expect_error_mentions("ct_matmul");
+    ct_expect_error_mentions("2x3");
+    cr_expect_null(strchr(ct_last_error(), '\n'), "one line: '%s'", ct_last_error());
+    ct_scope_end(s);
+}
+
+CT_TEST(errors, broadcast_mismatch_in_add_is_an_error)
+{
+    ct_scope *s = ct_scope_begin();
+    cr_expect_null(ct_add(ct_ones(CT_SHAPE(2, 3), CT_F32), ct_ones(CT_SHAPE(4), CT_F32)));
+    ct_expect_error_mentions("ct_add");
+    ct_scope_end(s);
+}
+
+CT_TEST(errors, linear_of_mixed_dtypes_is_an_error)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = ct_ones(CT_SHAPE(2, 3), CT_F32);
+    ct_tensor *w = ct_ones(CT_SHAPE(4, 3), CT_F64);
+    cr_expect_null(ct_linear(x, w, NULL));
+    ct_expect_error_mentions("ct_linear");
+    ct_scope_end(s);
+}
+
+CT_TEST(errors, normal_draws_of_an_integer_dtype_are_an_error)
+{
+    cr_expect_null(ct_randn(CT_SHAPE(3), CT_I64, NULL));
+    ct_expect_error_mentions("ct_randn");
+}
+
+CT_TEST(errors, unknown_dtype_is_an_error)
+{
+    cr_expect_null(ct_zeros(CT_SHAPE(3), CT_DTYPE_COUNT));
+    ct_expect_error_mentions("ct_zeros");
+    ct_expect_error_mentions("dtype");
+    float v = 1;
+    cr_expect_null(ct_from_data(&v, CT_SHAPE(1), CT_DTYPE_COUNT));
+    ct_expect_error_mentions("ct_from_data");
+}
+
+CT_TEST(errors, shape_of_too_many_dims_is_an_error)
+{
+    ct_shape bad = {CT_MAX_DIMS + 1, {1}};
+    cr_expect_null(ct_ones(bad, CT_F32));
+    ct_expect_error_mentions("ct_ones");
+    ct_shape neg = {-1, {1}};
+    ct_tensor *t = ct_ones(CT_SHAPE(2), CT_F32);
+    cr_expect_null(ct_reshape(t, neg));
+    ct_expect_error_mentions("ct_reshape");
+    ct_free(t);
+}
+
+CT_TEST(errors, cross_entropy_with_float_targets_is_an_error)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *logits = ct_zeros(CT_SHAPE(2, 5), CT_F32);
+    ct_tensor *target = ct_zeros(CT_SHAPE(2, 5, 3), CT_F32);
+    cr_expect_null(ct_cross_entropy(logits, target));
+    ct_expect_error_mentions("ct_cross_entropy");
+    ct_scope_end(s);
+}
+
+CT_TEST(errors, narrow_out_of_range_is_an_error)
+{
+    ct_scope *s = ct_scope_begin();
+    cr_expect_null(ct_narrow(ct_ones(CT_SHAPE(2, 3), CT_F32), 1, 2, 5));
+    ct_expect_error_mentions("ct_narrow");
+    cr_expect_null(ct_select(ct_ones(CT_SHAPE(2, 3), CT_F32), 0, 7));
+    ct_expect_error_mentions("ct_select");
+    ct_scope_end(s);
+}
+
+CT_TEST(errors, null_input_keeps_the_first_error)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *a = ct_ones(CT_SHAPE(2, 3), CT_F32);
+    ct_tensor *bad = ct_matmul(a, a);
+    cr_assert_null(bad);
+    ct_expect_error_mentions("ct_matmul");
+
+    const ct_tensor *list[2] = {a, bad};
+    ct_tensor *grads[1] = {a};
+    float buf[6];
+    cr_expect_null(ct_exp(bad));
+    cr_expect_null(ct_add(a, bad));
+    cr_expect_null(ct_adds(bad, 1.0));
+    cr_expect_null(ct_sum_dim(bad, 0, false));
+    cr_expect_null(ct_linear(bad, a, NULL));
+    cr_expect_null(ct_conv2d(bad, a, NULL, 1, 0, 1));
+    cr_expect_null(ct_group_norm(bad, 1, NULL, NULL, 1e-5));
+    cr_expect_null(ct_where(bad, a, a));
+    cr_expect_null(ct_cat(list, 2, 0));
+    cr_expect_null(ct_stack(list, 2, 0));
+    cr_expect_null(ct_cat2(a, bad, 0));
+    cr_expect_null(ct_vjp(bad, a, a, false));
+    cr_expect_null(ct_jvp_double_vjp(bad, a, a, false));
+    cr_expect_null(ct_fwad_make_dual(a, bad, 0));
+    cr_expect_null(ct_clone(bad));
+    cr_expect_null(ct_script_forward(NULL, a));
+    cr_expect_eq(ct_backward(bad, false), CT_ERR_ARG);
+    cr_expect_eq(ct_grad((const ct_tensor *const[]){bad}, NULL, 1,
+                         (const ct_tensor *const[]){a}, 1, grads, false, false, false),
+                 CT_ERR_ARG);
+    cr_expect_null(grads[0], "a failed ct_grad leaves no handle behind");
+    cr_expect_eq(ct_copy_(a, bad), CT_ERR_ARG);
+    cr_expect_eq(ct_to_data(bad, buf, sizeof buf), CT_ERR_ARG);
+    cr_expect(isnan(ct_item(bad)));
+    cr_expect(isnan(ct_max_abs_diff(a, bad)));
+    cr_expect_null(ct_params_add(NULL, "w", NULL));
+    cr_expect_eq(ct_archive_put(NULL, "w", bad), CT_ERR_ARG);
+    ct_expect_error_mentions("ct_matmul");
+    ct_scope_end(s);
+}
+
+CT_TEST(errors, null_input_without_an_earlier_error_names_the_op)
+{
+    cr_expect_null(ct_tanh(NULL));
+    ct_expect_error_mentions("ct_tanh");
+    ct_clear_error();
+    const ct_tensor *list[1] = {NULL};
+    cr_expect_null(ct_cat(list, 1, 0));
+    ct_expect_error_mentions("ct_cat");
+    ct_clear_error();
+    cr_expect_eq(ct_archive_get_f64(NULL, "x", NULL), CT_ERR_ARG);
+    ct_expect_error_mentions("ct_archive_get_f64");
+}
+
+CT_TEST(errors, forward_pass_is_checked_once_at_its_end)
+{
+    /* The shape of model code: a chain of ops, one fails in the middle. */
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = ct_randn(CT_SHAPE(4, 6), CT_F32, NULL);
+    ct_tensor *w = ct_randn(CT_SHAPE(5, 6), CT_F32, NULL);
+    ct_tensor *h = ct_silu(ct_linear(x, w, NULL));                   /* (4, 5) */
+    ct_tensor *y = ct_add(ct_exp(ct_narrow(h, 1, 3, 4)), h);         /* fails: 3 + 4 > 5 */
+    ct_tensor *out = ct_mean(ct_tanh(ct_mul(y, ct_muls(y, 2.0))));
+    cr_expect_null(out);
+    ct_expect_error_mentions("ct_narrow");
+    ct_scope_end(s);
+}
+
+CT_TEST(errors, item_of_many_elements_is_nan_with_a_message)
+{
+    ct_tensor *t = ct_ones(CT_SHAPE(3), CT_F32);
+    cr_expect(isnan(ct_item(t)));
+    ct_expect_error_mentions("ct_item");
+    ct_free(t);
+}
+
+CT_TEST(errors, to_data_with_a_buffer_of_the_wrong_size_is_an_error)
+{
+    ct_tensor *t = ct_ones(CT_SHAPE(3), CT_F32);
+    float buf[4];
+    cr_expect_eq(ct_to_data(t, buf, sizeof buf), CT_ERR_ARG);
+    ct_expect_error_mentions("ct_to_data");
+    cr_expect_eq(ct_to_data(t, buf, 3 * sizeof(float)), CT_OK);
+    ct_free(t);
+}
+
+CT_TEST(errors, backward_of_a_non_scalar_is_an_error)
+{
+    ct_tensor *x = ct_ones(CT_SHAPE(3), CT_F32);
+    ct_set_requires_grad(x, true);
+    ct_tensor *y = ct_muls(x, 2.0);
+    cr_expect_eq(ct_backward(y, false), CT_ERR_ARG);
+    ct_expect_error_mentions("ct_backward");
+    cr_expect_null(ct_grad_of(x));
+    ct_free(y);
+    ct_free(x);
+}
+
+CT_TEST(errors, backward_through_a_freed_graph_is_an_error)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = ct_ones(CT_SHAPE(3), CT_F64);
+    ct_set_requires_grad(x, true);
+    ct_tensor *loss = ct_sum(ct_exp(x));
+    cr_expect_eq(ct_backward(loss, false), CT_OK);
+    cr_expect_neq(ct_backward(loss, false), CT_OK);
+    ct_expect_error_mentions("ct_backward");
+    ct_scope_end(s);
+}
+
+CT_TEST(errors, gradient_of_an_unused_input_is_an_error_unless_allowed)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = ct_ones(CT_SHAPE(3), CT_F64), *z = ct_ones(CT_SHAPE(2), CT_F64);
+    ct_set_requires_grad(x, true);
+    ct_set_requires_grad(z, true);
+    ct_tensor *y = ct_sum(ct_square(x));
+    const ct_tensor *outs[1] = {y}, *ins[2] = {x, z};
+    ct_tensor *g[2];
+    cr_expect_neq(ct_grad(outs, NULL, 1, ins, 2, g, true, false, false), CT_OK);
+    ct_expect_error_mentions("ct_grad");
+    cr_expect(g[0] == NULL && g[1] == NULL);
+    cr_assert_eq(ct_grad(outs, NULL, 1, ins, 2, g, true, false, true), CT_OK);
+    cr_expect_eq(ct_item(ct_sum(g[0])), 6.0);     /* d/dx sum x^2 at 1 */
+    cr_expect_eq(ct_item(ct_sum(ct_abs(g[1]))), 0.0);
+    cr_expect_eq(ct_numel(g[1]), 2);
+    ct_scope_end(s);
+}
+
+CT_TEST(errors, requires_grad_of_a_non_leaf_cannot_be_turned_off)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = ct_ones(CT_SHAPE(3), CT_F32);
+    ct_set_requires_grad(x, true);
+    ct_tensor *y = ct_muls(x, 2.0);
+    cr_expect_neq(ct_set_requires_grad(y, false), CT_OK);
+    ct_expect_error_mentions("ct_set_requires_grad");
+    ct_scope_end(s);
+}
+
+CT_TEST(errors, unknown_device_string_is_an_error)
+{
+    ct_device d;
+    cr_expect_eq(ct_device_parse("cuda:1", &d), CT_OK);
+    cr_expect_eq(d.kind, CT_CUDA);
+    cr_expect_eq(d.index, 1);
+    const char *bad[] = {"gpu", "cuda:", "cuda:x", "cuda:-1", "cpu0", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ct_clear_error();
+        cr_expect_eq(ct_device_parse(bad[i], &d), CT_ERR_ARG, "'%s'", bad[i]);
+        cr_expect_neq(ct_last_error()[0], '\0');
+    }
+}
+
+CT_TEST(errors, generator_state_of_the_wrong_size_is_an_error)
+{
+    ct_gen *g = ct_gen_new(1);
+    ct_tensor *bad = ct_zeros(CT_SHAPE(7), CT_U8);
+    cr_expect_neq(ct_gen_set_state(g, bad), CT_OK);
+    ct_expect_error_mentions("ct_gen_set_state");
+    ct_tensor *wrong_dtype = ct_zeros(CT_SHAPE(5056), CT_F32);
+    cr_expect_neq(ct_gen_set_state(g, wrong_dtype), CT_OK);
+    ct_free(wrong_dtype);
+    ct_free(bad);
+    ct_gen_free(g);
+}
+
+CT_TEST(errors, duplicate_parameter_name_is_an_error_and_frees_the_init)
+{
+    ct_params *p = ct_params_new();
+    cr_assert_not_null(ct_params_add(p, "w", ct_ones(CT_SHAPE(2), CT_F32)));
+    cr_expect_null(ct_params_add(p, "w", ct_zeros(CT_SHAPE(3), CT_F32)));
+    ct_expect_error_mentions("'w'");
+    cr_expect_null(ct_params_add_buffer(p, "w", ct_zeros(CT_SHAPE(3), CT_F32)));
+    cr_expect_eq(ct_params_count(p), 1);
+    cr_expect_eq(ct_numel(ct_params_find(p, "w")), 2, "the first one stays");
+    ct_params_free(p);
+    /* the live-handle check at the end shows the rejected inits were freed */
+}
+
+CT_TEST(errors, invalid_adam_options_are_rejected)
+{
+    ct_params *p = ct_params_new();
+    ct_params_add(p, "w", ct_ones(CT_SHAPE(2), CT_F32));
+    ct_optim *o = ct_optim_new(CT_ADAM);
+    ct_adam_opts bad[4];
+    for (int i = 0; i < 4; i++) bad[i] = ct_adam_defaults();
+    bad[0].lr = -1;
+    bad[1].beta1 = 1.0;
+    bad[2].beta2 = -0.1;
+    bad[3].eps = NAN;
+    for (int i = 0; i < 4; i++) {
+        ct_clear_error();
+        cr_expect_eq(ct_optim_add_group(o, p, bad[i]), -1, "options %d", i);
+        ct_expect_error_mentions("ct_optim_add_group");
+    }
+    cr_expect_eq(ct_optim_groups(o), 0);
+    cr_expect_eq(ct_optim_add_group(o, p, ct_adam_defaults()), 0);
+    cr_expect_eq(ct_optim_set_lr(o, 1, 0.1), CT_ERR_ARG);
+    cr_expect_eq(ct_optim_set_lr(o, -2, 0.1), CT_ERR_ARG);
+    ct_expect_error_mentions("ct_optim_set_lr");
+    cr_expect_eq(ct_optim_get_lr(o, 0), 1e-3, "a rejected set_lr changes nothing");
+    cr_expect_null(ct_optim_new(CT_OPTIM_KIND_COUNT));
+    ct_expect_error_mentions("ct_optim_new");
+    ct_optim_free(o);
+    ct_params_free(p);
+}
+
+CT_TEST(errors, ending_a_scope_that_is_not_the_innermost_aborts, .signal = SIGABRT)
+{
+    /* A programmer error: it asserts (with file and line) rather than returns. */
+    ct_scope *outer = ct_scope_begin();
+    ct_scope_begin();
+    ct_scope_end(outer);
+}
+
+/* ---- files ----------------------------------------------------------------------- */
+
+/* Writes a small valid archive to path; returns its size. */
+static size_t write_small_archive(const char *path)
+{
+    ct_archive *a = ct_archive_new();
+    ct_tensor *t = ct_arange(6, CT_F32);
+    ct_archive_put(a, "w", t);
+    ct_archive_put_i64(a, "step", 12);
+    cr_assert_eq(ct_archive_write(a, path), CT_OK, "%s", ct_last_error());
+    ct_free(t);
+    ct_archive_free(a);
+    size_t n = 0;
+    free(ct_test_read_file(path, &n));
+    return n;
+}
+
+CT_TEST(files, missing_file_is_an_io_error_naming_it)
+{
+    const char *path = "/nonexistent-dir/params.ctar";
+    cr_expect_null(ct_archive_read(path));
+    ct_expect_error_mentions(path);
+
+    ct_params *p = ct_params_new();
+    ct_params_add(p, "w", ct_ones(CT_SHAPE(2), CT_F32));
+    ct_clear_error();
+    cr_expect_eq(ct_params_load(p, path), CT_ERR_IO);
+    ct_expect_error_mentions(path);
+    ct_optim *o = ct_optim_new(CT_ADAM);
+    ct_optim_add_group(o, p, ct_adam_defaults());
+    ct_clear_error();
+    cr_expect_eq(ct_optim_load(o, path), CT_ERR_IO);
+    ct_expect_error_mentions(path);
+    ct_optim_free(o);
+    ct_params_free(p);
+}
+
+CT_TEST(files, directory_is_not_an_archive)
+{
+    cr_expect_null(ct_archive_read("/tmp"));
+    ct_expect_error_mentions("/tmp");
+}
+
+CT_TEST(files, every_truncation_of_an_archive_is_detected)
+{
+    char path[512], cut[512];
+    ct_test_tmp_path(path, sizeof path, "trunc.ctar");
+    ct_test_tmp_path(cut, sizeof cut, "trunc_cut.ctar");
+    size_t n = write_small_archive(path);
+    unsigned char *buf = ct_test_read_file(path, &n);
+    for (size_t len = 0; len < n; len++) {
+        cr_assert(ct_test_write_file(cut, buf, len));
+        ct_clear_error();
+        ct_archive *a = ct_archive_read(cut);
+        cr_expect_null(a, "truncated to %zu of %zu bytes but read", len, n);
+        ct_archive_free(a);
+        ct_expect_error_mentions(cut);
+    }
+    ct_archive *a = ct_archive_read(path);
+    cr_expect_not_null(a, "the whole file reads: %s", ct_last_error());
+    ct_archive_free(a);
+    free(buf);
+    unlink(cut);
+    unlink(path);
+}
+
+CT_TEST(files, every_flipped_byte_of_an_archive_is_detected)
+{
+    char path[512], bad[512];
+    ct_test_tmp_path(path, sizeof path, "flip.ctar");
+    ct_test_tmp_path(bad, sizeof bad, "flip_bad.ctar");
+    size_t n = write_small_archive(path);
+    unsigned char *buf = ct_test_read_file(path, &n);
+    for (size_t i = 0; i < n; i++) {
+        buf[i] ^= 0x10;
+        cr_assert(ct_test_write_file(bad, buf, n));
+        buf[i] ^= 0x10;
+        ct_clear_error();
+        ct_archive *a = ct_archive_read(bad);
+        cr_expect_null(a, "byte %zu of %zu flipped but read", i, n);
+        ct_archive_free(a);
+        ct_expect_error_mentions(bad);
+        if (i >= 8) ct_expect_error_mentions("checksum");
+    }
+    free(buf);
+    unlink(bad);
+    unlink(path);
+}
+
+CT_TEST(files, file_of_another_format_is_reported_as_such)
+{
+    char path[512];
+    ct_test_tmp_path(path, sizeof path, "other.ctar");
+    const char text[] = "PK\003\004 this is a zip file, or a .pt, or anything but an archive";
+    cr_assert(ct_test_write_file(path, text, sizeof text));
+    cr_expect_null(ct_archive_read(path));
+    ct_expect_error_mentions(path);
+    ct_expect_error_mentions("magic");
+    cr_assert(ct_test_write_file(path, "", 0));
+    cr_expect_null(ct_archive_read(path));
+    ct_expect_error_mentions(path);
+    unlink(path);
+}
+
+/* An archive of one entry with the given header fields and a correct checksum: what a
+ * file from a buggy or hostile writer looks like. */
+static void write_crafted_archive(const char *path, uint64_t count, uint32_t dtype,
+                                  uint32_t ndim, const int64_t *dims, uint64_t nbytes,
+                                  size_t payload)
+{
+    unsigned char buf[1024];
+    size_t n = 0;
+#define PUT(p, k) (memcpy(buf + n, (p), (k)), n += (k))
+    uint32_t name_len = 1;
+    PUT("CTARCH01", 8);
+    PUT(&count, 8);
+    PUT(&name_len, 4);
+    PUT("x", 1);
+    PUT(&dtype, 4);
+    PUT(&ndim, 4);
+    for (uint32_t i = 0; i < ndim && i < 2; i++) PUT(&dims[i], 8); /* the reader stops at a bad rank */
+    PUT(&nbytes, 8);
+    memset(buf + n, 0, payload);
+    n += payload;
+    uint64_t h = ct_test_fnv1a(buf, n);
+    PUT(&h, 8);
+#undef PUT
+    cr_assert(ct_test_write_file(path, buf, n));
+}
+
+CT_TEST(files, archive_with_a_valid_checksum_but_absurd_header_is_rejected)
+{
+    char path[512];
+    ct_test_tmp_path(path, sizeof path, "crafted.ctar");
+    const int64_t ok[2] = {2, 3}, neg[2] = {-2, -3}, huge[2] = {INT64_MAX / 2, 4},
+                  overflow[2] = {(int64_t)1 << 40, (int64_t)1 << 40};
+    struct {
+        const char *what;
+        uint64_t count;
+        uint32_t dtype, ndim;
+        const int64_t *dims;
+        uint64_t nbytes;
+        size_t payload;
+    } cases[] = {
+        {"valid", 1, CT_F32, 2, ok, 24, 24},
+        {"count too large", 1000000, CT_F32, 2, ok, 24, 24},
+        {"unknown dtype", 1, 99, 2, ok, 24, 24},
+        {"rank too large", 1, CT_F32, 100, ok, 24, 24},
+        {"negative dims", 1, CT_F32, 2, neg, 24, 24},
+        {"numel overflows", 1, CT_F32, 2, huge, 0, 0},
+        {"bytes overflow", 1, CT_F64, 2, overflow, 0, 0},
+        {"size disagrees", 1, CT_F32, 2, ok, 16, 16},
+        {"missing payload", 1, CT_F32, 2, ok, 24, 8},
+        {"trailing bytes", 1, CT_F32, 2, ok, 24, 32},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_crafted_archive(path, cases[i].count, cases[i].dtype, cases[i].ndim,
+                              cases[i].dims, cases[i].nbytes, cases[i].payload);
+        ct_clear_error();
+        ct_archive *a = ct_archive_read(path);
+        if (i == 0) {
+            cr_expect_not_null(a, "the valid one reads: %s", ct_last_error());
+            cr_expect(ct_archive_has(a, "x"));
+        } else {
+            cr_expect_null(a, "%s: read", cases[i].what);
+            ct_expect_error_mentions(path);
+            ct_expect_error_mentions("corrupt");
+        }
+        ct_archive_free(a);
+    }
+    unlink(path);
+}
+
+CT_TEST(files, write_to_an_unwritable_place_is_an_io_error_naming_it)
+{
+    ct_archive *a = ct_archive_new();
+    ct_archive_put_f64(a, "x", 1.0);
+    const char *path = "/nonexistent-dir/out.ctar";
+    cr_expect_eq(ct_archive_write(a, path), CT_ERR_IO);
+    ct_expect_error_mentions(path);
+    ct_archive_free(a);
+}
+
+CT_TEST(files, archive_lookups_of_absent_names_are_errors)
+{
+    ct_archive *a = ct_archive_new();
+    ct_archive_put_f64(a, "lr", 0.5);
+    ct_tensor *v = ct_ones(CT_SHAPE(2), CT_F32);
+    ct_archive_put(a, "vec", v);
+    double d;
+    int64_t i;
+    cr_expect_null(ct_archive_get(a, "nope"));
+    ct_expect_error_mentions("'nope'");
+    cr_expect_neq(ct_archive_get_f64(a, "nope2", &d), CT_OK);
+    ct_expect_error_mentions("'nope2'");
+    cr_expect_neq(ct_archive_get_i64(a, "vec", &i), CT_OK);
+    ct_expect_error_mentions("'vec'");
+    cr_expect_eq(ct_archive_get_f64(a, "lr", &d), CT_OK);
+    cr_expect_eq(d, 0.5);
+    cr_expect_eq(ct_archive_put(a, NULL, v), CT_ERR_ARG);
+    ct_free(v);
+    ct_archive_free(a);
+}
+
+/* A set {a (2, 3), b (4,)} with the given fill values. */
+static ct_params *make_set(double va, double vb)
+{
+    ct_params *p = ct_params_new();
+    ct_params_add(p, "a", ct_full(CT_SHAPE(2, 3), va, CT_F32));
+    ct_params_add(p, "b", ct_full(CT_SHAPE(4), vb, CT_F32));
+    return p;
+}
+
+static void expect_values(const ct_params *p, double va, double vb)
+{
+    cr_expect_eq(ct_item(ct_max_all(ct_params_find(p, "a"))), va);
+    cr_expect_eq(ct_item(ct_min_all(ct_params_find(p, "a"))), va);
+    cr_expect_eq(ct_item(ct_max_all(ct_params_find(p, "b"))), vb);
+}
+
+CT_TEST(files, params_load_with_a_missing_name_changes_nothing)
+{
+    char path[512];
+    ct_test_tmp_path(path, sizeof path, "missing_name.ctar");
+    ct_params *src = ct_params_new();
+    ct_params_add(src, "a", ct_full(CT_SHAPE(2, 3), 5.0, CT_F32));  /* no "b" */
+    cr_assert_eq(ct_params_save(src, path), CT_OK);
+    ct_params *dst = make_set(1.0, 2.0);
+    ct_scope *s = ct_scope_begin();
+    cr_expect_eq(ct_params_load(dst, path), CT_ERR_FORMAT);
+    ct_expect_error_mentions(path);
+    ct_expect_error_mentions("'b'");
+    expect_values(dst, 1.0, 2.0);
+    ct_scope_end(s);
+    ct_params_free(dst);
+    ct_params_free(src);
+    unlink(path);
+}
+
+CT_TEST(files, params_load_with_a_wrong_shape_changes_nothing)
+{
+    char path[512];
+    ct_test_tmp_path(path, sizeof path, "wrong_shape.ctar");
+    ct_params *src = ct_params_new();
+    ct_params_add(src, "a", ct_full(CT_SHAPE(2, 3), 5.0, CT_F32));
+    ct_params_add(src, "b", ct_full(CT_SHAPE(5), 6.0, CT_F32));   /* (5,) not (4,) */
+    cr_assert_eq(ct_params_save(src, path), CT_OK);
+    ct_params *dst = make_set(1.0, 2.0);
+    ct_scope *s = ct_scope_begin();
+    cr_expect_eq(ct_params_load(dst, path), CT_ERR_FORMAT);
+    ct_expect_error_mentions(path);
+    ct_expect_error_mentions("'b'");
+    ct_expect_error_mentions("(5,)");
+    expect_values(dst, 1.0, 2.0);  /* "a" was loadable, but nothing changes */
+    ct_scope_end(s);
+    ct_params_free(dst);
+    ct_params_free(src);
+    unlink(path);
+}
+
+CT_TEST(files, params_load_with_a_wrong_dtype_changes_nothing)
+{
+    char path[512];
+    ct_test_tmp_path(path, sizeof path, "wrong_dtype.ctar");
+    ct_params *src = ct_params_new();
+    ct_params_add(src, "a", ct_full(CT_SHAPE(2, 3), 5.0, CT_F32));
+    ct_params_add(src, "b", ct_full(CT_SHAPE(4), 6.0, CT_F64));
+    cr_assert_eq(ct_params_save(src, path), CT_OK);
+    ct_params *dst = make_set(1.0, 2.0);
+    ct_scope *s = ct_scope_begin();
+    cr_expect_eq(ct_params_load(dst, path), CT_ERR_FORMAT);
+    ct_expect_error_mentions("'b'");
+    ct_expect_error_mentions("f64");
+    expect_values(dst, 1.0, 2.0);
+    ct_scope_end(s);
+    ct_params_free(dst);
+    ct_params_free(src);
+    unlink(path);
+}
+
+CT_TEST(files, corrupt_params_file_is_a_format_error_and_changes_nothing)
+{
+    char path[512];
+    ct_test_tmp_path(path, sizeof path, "corrupt_params.ctar");
+    ct_params *p = make_set(1.0, 2.0);
+    cr_assert_eq(ct_params_save(p, path), CT_OK);
+    size_t n = 0;
+    unsigned char *buf = ct_test_read_file(path, &n);
+    cr_assert(buf && n > 16);
+    buf[n / 2] ^= 1;
+    ct_test_write_file(path, buf, n);
+    free(buf);
+    ct_params *q = make_set(3.0, 4.0);
+    ct_scope *s = ct_scope_begin();
+    cr_expect_eq(ct_params_load(q, path), CT_ERR_FORMAT);
+    ct_expect_error_mentions(path);
+    ct_expect_error_mentions("checksum");
+    expect_values(q, 3.0, 4.0);
+    ct_scope_end(s);
+    ct_params_free(q);
+    ct_params_free(p);
+    unlink(path);
+}
+
+CT_TEST(files, optimizer_state_that_does_not_fit_is_rejected_and_changes_nothing)
+{
+    char path[512];
+    ct_test_tmp_path(path, sizeof path, "optim_misfit.ctar");
+    /* state for a (3,) parameter ... */
+    ct_params *p3 = ct_params_new();
+    ct_tensor *w3 = ct_params_add(p3, "w", ct_ones(CT_SHAPE(3), CT_F32));
+    ct_optim *o3 = ct_optim_new(CT_ADAM);
+    ct_optim_add_group(o3, p3, ct_adam_defaults());
+    ct_scope *s = ct_scope_begin();
+    ct_backward(ct_sum(ct_square(w3)), false);
+    ct_optim_step(o3);
+    cr_assert_eq(ct_optim_save(o3, path), CT_OK);
+    /* ... loaded into an optimizer of a (4,) parameter, and of two groups */
+    ct_params *p4 = ct_params_new();
+    ct_params_add(p4, "w", ct_ones(CT_SHAPE(4), CT_F32));
+    ct_optim *o4 = ct_optim_new(CT_ADAM);
+    ct_optim_add_group(o4, p4, ct_adam_defaults());
+    cr_expect_eq(ct_optim_load(o4, path), CT_ERR_FORMAT);
+    ct_expect_error_mentions(path);
+    cr_expect_eq(ct_optim_steps_taken(o4), 0);
+    ct_optim *o2 = ct_optim_new(CT_ADAM);
+    ct_optim_add_group(o2, p3, ct_adam_defaults());
+    ct_optim_add_group(o2, p3, ct_adam_defaults());
+    cr_expect_eq(ct_optim_load(o2, path), CT_ERR_FORMAT);
+    ct_expect_error_mentions("g1.");
+    /* and a file with more groups than the optimizer */
+    cr_assert_eq(ct_optim_save(o2, path), CT_OK);
+    cr_expect_eq(ct_optim_load(o3, path), CT_ERR_FORMAT);
+    ct_expect_error_mentions("more groups");
+    cr_expect_eq(ct_optim_steps_taken(o3), 1);
+    /* or with more parameters in a group: state of {w, v} into an optimizer of {w} */
+    ct_params *p2 = ct_params_new();
+    ct_tensor *w2 = ct_params_add(p2, "w", ct_ones(CT_SHAPE(3), CT_F32));
+    ct_tensor *v2 = ct_params_add(p2, "v", ct_ones(CT_SHAPE(3), CT_F32));
+    ct_optim *o22 = ct_optim_new(CT_ADAM);
+    ct_optim_add_group(o22, p2, ct_adam_defaults());
+    ct_backward(ct_sum(ct_mul(w2, v2)), false);
+    ct_optim_step(o22);
+    cr_assert_eq(ct_optim_save(o22, path), CT_OK);
+    cr_expect_eq(ct_optim_load(o3, path), CT_ERR_FORMAT);
+    ct_expect_error_mentions("more parameters");
+    cr_expect_eq(ct_optim_steps_taken(o3), 1);
+    ct_optim_free(o22);
+    ct_params_free(p2);
+    ct_scope_end(s);
+    ct_optim_free(o2);
+    ct_optim_free(o4);
+    ct_params_free(p4);
+    ct_optim_free(o3);
+    ct_params_free(p3);
+    unlink(path);
+}

@@ -4,6 +4,8 @@
 #ifndef FL_COLORLAW_H
 #define FL_COLORLAW_H
 
+#include <stdint.h>
+
 #include "core/rng.h"
 
 #define FL_COLOR_COMPONENTS 3
@@ -27,5 +29,14 @@ double fl_colorlaw_cdf(const fl_colorlaw *law, double c);
 void fl_colorlaw_bins(const fl_colorlaw *law, int nbins, double *p);
 /* One draw: pick component j with probability w_j, draw N(μ_j, σ_j²), wrap into [0, 1). */
 double fl_colorlaw_sample(const fl_colorlaw *law, fl_rng *r);
+
+/* Histogram of n colors c[i * stride] on nbins equal bins of [0, 1), as fractions
+ * (they sum to 1) written to q[nbins]; values outside [0, 1) count in the end bins. */
+void fl_color_hist(const double *c, int64_t n, int stride, int nbins, double *q);
+/* KL(q ‖ p) = Σ q_i log(q_i / p_i) between the histogram q of n colors c[i * stride]
+ * and the exact bin probabilities p of law (DESIGN.md §5); empty bins contribute 0.
+ * NAN when n ≤ 0 or out of memory. */
+double fl_colorlaw_kl(const fl_colorlaw *law, const double *c, int64_t n, int stride,
+                      int nbins);
 
 #endif

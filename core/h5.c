@@ -302,6 +302,7 @@ int fl_h5r_attr_str(fl_h5r *r, const char *obj, const char *name, char *buf, siz
         /* variable-length strings (h5py's default) */
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, H5T_VARIABLE);
+        if (H5Tget_class(ft) == H5T_STRING) H5Tset_cset(mt, H5Tget_cset(ft));
         char *s = NULL;
         if (H5Tget_class(ft) != H5T_STRING || H5Aread(a, mt, &s) < 0)
             rc = fl_fail("%s: attribute '%s' on '%s' is not a string", r->path, name, obj);
@@ -315,6 +316,7 @@ int fl_h5r_attr_str(fl_h5r *r, const char *obj, const char *name, char *buf, siz
         char *tmp = calloc(1, sz + 1);
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, sz + 1);
+        H5Tset_cset(mt, H5Tget_cset(ft)); /* UTF-8 (as written) and ASCII do not convert */
         if (!tmp || H5Aread(a, mt, tmp) < 0)
             rc = fl_fail("%s: cannot read attribute '%s' on '%s'", r->path, name, obj);
         else

@@ -1,0 +1,29 @@
+/* Options shared by the commands that work on a config (train-subject, train-vae,
+ * eval): --config FILE, --out FILE, key=value overrides, and the runtime settings
+ * (threads) applied from the config. */
+#ifndef FL_CLI_OPTS_H
+#define FL_CLI_OPTS_H
+
+#include <stdbool.h>
+
+#include "core/config.h"
+
+#define CLI_MAX_OVERRIDES 128
+typedef struct {
+    const char *config;    /* --config FILE */
+    const char *out;       /* --out FILE */
+    const char *overrides[CLI_MAX_OVERRIDES];
+    int n_overrides;
+} cli_opts;
+
+/* Parses argv[1..]: the common options, and the command's own through other (returns
+ * the number of arguments it consumed at argv[*i], 0 when the argument is not its own,
+ * -1 after printing an error). Returns 0, or 1 (an exit code) after printing an error. */
+int cli_opts_parse(const char *cmd, int argc, char **argv, cli_opts *o,
+                   int (*other)(void *ctx, int argc, char **argv, int i), void *ctx);
+/* The config of the options (file, then overrides), with ct_set_num_threads applied
+ * from `threads` (0: every core this process may run on). NULL after printing
+ * "fiberlab CMD: what". */
+fl_config *cli_opts_config(const char *cmd, const cli_opts *o);
+
+#endif

@@ -1,0 +1,189 @@
+/* fiberlab eval: the evaluation protocol (docs/evaluation.md) on a built-in sampler or
+ * on samples made elsewhere (an HDF5 file of target indices and images), with the
+ * reference lines; a table on stdout and, with --out, an HDF5 file written atomically. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "benchmarks/eval.h"
+#include "cli/cli.h"
+#include "cli/cli_opts.h"
+#include "core/h5.h"
+#include "core/log.h"
+#include "datasets/store.h"
+#include "fl_version.h"
+#include "trainers/subject.h"
+#include "trainers/vae.h"
+
+static const char *CMD = "eval";
+
+static void usage(void)
+{
+    printf("usage: fiberlab eval (--sampler NAME | --samples FILE.h5) [--out FILE.h5]\n"
+           "                     [--no-reference] [--config FILE] [key=value ...]\n"
+           "\n"
+           "Scores samples of the fiber of the subject model (DESIGN.md §5): for the first\n"
+           "eval.n_targets test images and eval.samples_per_target samples each, the fiber\n"
+           "loss (mean ± std), the per-channel 100-bin KL of the samples' colors against the\n"
+           "exact color law and their Wasserstein-1 distance; then the reference lines\n"
+           "(nearest training image, augmented target, and with a trained VAE its\n"
+           "reconstructions and unconditional samples).\n"
+           "\n"
+           "  --sampler NAME    a built-in sampler: " FL_BUILTIN_SAMPLERS "\n"
+           "                    (exact: the ideal fiber model; wrong-law, wrong-digit: checks;\n"
+           "                    vae-recon, vae-prior need the VAE and train it if missing)\n"
+           "  --samples FILE    samples made elsewhere: datasets target_index (n,) int64, the\n"
+           "                    position of each sample's target in the test split, and\n"
+           "                    samples (n, 3, 28, 28) float32 in [0, 1]\n"
+           "  --out FILE        write everything to an HDF5 file (layout: docs/evaluation.md)\n"
+           "  --no-reference    skip the reference lines\n"
+           "\n"
+           "The subject (subject.*) is trained first when it is not cached.\n");
+}
+
+typedef struct {
+    const char *sampler, *samples;
+    int no_reference;
+} flags;
+
+static int own(void *ctx, int argc, char **argv, int i)
+{
+    flags *f = ctx;
+    if (strcmp(argv[i], "--no-reference") == 0) {
+        f->no_reference = 1;
+        return 1;
+    }
+    if (strcmp(argv[i], "--sampler") != 0 && strcmp(argv[i], "--samples") != 0) return 0;
+    if (i + 1 >= argc) {
+        cli_fail(CMD, "%s needs a %s", argv[i], argv[i][8] == 'r' ? "name" : "file");
+        return -1;
+    }
+    if (argv[i][8] == 'r') f->sampler = argv[i + 1];
+    else f->samples = argv[i + 1];
+    return 2;
+}
+
+static void print_line(const fl_eval_result *r)
+{
+    printf("%-18s %7lld  %8.4g ± %-8.4g  %.4f/%.4f/%.4f (%.4f)  %.4f/%.4f/%.4f (%.4f)\n", r->name,
+           (long long)r->n_samples, r->fiber_mean, r->fiber_std, r->color.kl[0], r->color.kl[1],
+           r->color.kl[2], r->color.kl_mean, r->color.w1[0], r->color.w1[1], r->color.w1[2],
+           r->color.w1_mean);
+}
+
+static int write_root(fl_h5w *w, const fl_config *c, const fl_subject *s, const fl_vae *v,
+                      const flags *f)
+{
+    char *json = fl_config_json(c, NULL, 0);
+    const fl_subject_report *r = fl_subject_report_of(s);
+    int rc = !json || fl_h5w_attr_str(w, "/", "config", json) ||
+             fl_h5w_attr_str(w, "/", "fiberlab_version", FL_VERSION) ||
+             fl_h5w_attr_str(w, "/", "fiberlab_commit", FL_COMMIT) ||
+             fl_h5w_attr_str(w, "/", "source", f->sampler ? "sampler" : "samples_file") ||
+             fl_h5w_attr_str(w, "/", f->sampler ? "sampler" : "samples_file",
+                             f->sampler ? f->sampler : f->samples) ||
+             fl_h5w_attr_str(w, "/", "subject", fl_subject_name(s)) ||
+             fl_h5w_attr_i64(w, "/", "subject_dim", fl_subject_dim(s)) ||
+             fl_h5w_attr_str(w, "/", "subject_path", fl_subject_path(s)) ||
+             fl_h5w_attr_f64(w, "/", "subject_recon_rmse", r->recon_rmse) ||
+             fl_h5w_attr_f64(w, "/", "subject_recon_fiber", r->recon_fiber) ||
+             fl_h5w_attr_f64(w, "/", "subject_other_fiber", r->other_fiber) ||
+             fl_h5w_attr_f64(w, "/", "subject_accuracy", r->accuracy) ||
+             (v && (fl_h5w_attr_str(w, "/", "vae_path", fl_vae_path(v)) ||
+                    fl_h5w_attr_f64(w, "/", "vae_recon_rmse", fl_vae_report_of(v)->recon_rmse)));
+    free(json);
+    return rc ? -1 : 0;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        usage();
+        return 0;
+    }
+    cli_opts o;
+    flags f = {NULL, NULL, 0};
+    if (cli_opts_parse(CMD, argc, argv, &o, own, &f)) return 1;
+    if (!f.sampler == !f.samples) return cli_fail(CMD, "give one of --sampler NAME or --samples FILE");
+    fl_config *c = cli_opts_config(CMD, &o);
+    if (!c) return 1;
+    fl_h5w *w = NULL;
+    fl_dataset *ds = NULL;
+    fl_subject *subj = NULL;
+    fl_vae *vae = NULL;
+    fl_sampler smp = {0};
+    fl_eval_result res = {0};
+    fl_reference ref = {0};
+    int64_t *index = NULL, n = 0;
+    float *samples = NULL;
+    int rc = 1;
+    double t0 = fl_now();
+    /* everything a user can get wrong is checked before anything is trained */
+    if (f.sampler && fl_sampler_builtin(f.sampler, c, NULL, NULL, &smp) &&
+        !strstr(fl_error(), "needs the VAE"))
+        goto fail;
+    fl_sampler_free(&smp);
+    if (o.out && !(w = fl_h5w_create(o.out))) goto fail;
+    if (fl_dataset_open(c, &ds)) goto fail;
+    if (f.samples &&
+        fl_eval_read_samples(f.samples, fl_dataset_count(ds, FL_TEST), &index, &samples, &n))
+        goto fail;
+    if (fl_subject_open(c, ds, &subj)) goto fail;
+    bool need_vae = f.sampler && strncmp(f.sampler, "vae-", 4) == 0;
+    char vae_path[4096];
+    if (fl_vae_cache_path(c, vae_path, sizeof vae_path)) goto fail;
+    if (need_vae || (!f.no_reference && access(vae_path, F_OK) == 0)) {
+        if (fl_vae_open(c, ds, &vae)) goto fail;
+    } else if (!f.no_reference) {
+        fl_info("no trained VAE in the cache (fiberlab train-vae): the VAE reference lines are left out");
+    }
+    if (f.sampler) {
+        if (fl_sampler_builtin(f.sampler, c, ds, vae, &smp) || fl_evaluate(c, ds, subj, &smp, &res))
+            goto fail;
+    } else if (fl_eval_samples(c, ds, subj, f.samples, index, samples, n, &res)) {
+        goto fail;
+    }
+    if (!f.no_reference && fl_reference_lines(c, ds, subj, vae, &ref)) goto fail;
+
+    printf("subject %s (d = %d), %lld targets, color law: the paper's; KL on %d bins\n",
+           fl_subject_name(subj), fl_subject_dim(subj), (long long)res.n_targets, res.kl_bins);
+    printf("%-18s %7s  %-19s  %-28s  %s\n", "line", "samples", "fiber loss", "KL R/G/B (mean)",
+           "W1 R/G/B (mean)");
+    print_line(&res);
+    for (int i = 0; i < ref.n; i++) print_line(&ref.line[i]);
+    printf("time: sampling %.2f s, scoring %.2f s + metrics %.2f s (%.0f samples/s)\n",
+           res.t_sample, res.t_score, res.t_metrics, fl_eval_throughput(&res));
+    const fl_eval_result *nn = fl_reference_find(&ref, "nearest_neighbour");
+    if (nn)
+        printf("      nearest neighbour: %.2f s (encoding %lld training images %.2f s)\n",
+               nn->t_setup + nn->t_sample + nn->t_score + nn->t_metrics,
+               (long long)fl_dataset_count(ds, FL_TRAIN), nn->t_setup);
+    if (w) {
+        if (write_root(w, c, subj, vae, &f) || fl_eval_write(w, "eval", &res) ||
+            fl_reference_write(w, "reference", &ref) ||
+            fl_h5w_attr_f64(w, "/", "seconds", fl_now() - t0))
+            goto fail;
+        int crc = fl_h5w_commit(w);
+        w = NULL;
+        if (crc) goto fail;
+        printf("wrote %s\n", o.out);
+    }
+    rc = 0;
+    goto done;
+fail:
+    rc = cli_fail(CMD, "%s", fl_error());
+done:
+    fl_h5w_abort(w);
+    fl_reference_free(&ref);
+    fl_eval_result_free(&res);
+    fl_sampler_free(&smp);
+    fl_vae_free(vae);
+    fl_subject_free(subj);
+    fl_dataset_free(ds);
+    free(index);
+    free(samples);
+    fl_config_free(c);
+    return rc;
+}

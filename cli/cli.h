@@ -10,6 +10,14 @@ typedef struct {
 } fl_command;
 
 int cmd_info(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+int cmd_train_subject(int argc, char **argv);
+int cmd_train_vae(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
+int cmd_config(int argc, char **argv);
 
 /* Prints "fiberlab NAME: " and the message to stderr, returns 1 (an exit code). */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

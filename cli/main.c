@@ -9,6 +9,14 @@
 static const fl_command commands[] = {
     {"info", "show the libtorch version, the BLAS library and kernel, threads, devices",
      cmd_info},
+    {"config", "check a config and print what it resolves to; --doc documents every key", cmd_config},
+    {"data", "build, inspect or export a grid of the color-MNIST dataset", cmd_data},
+    {"train-subject", "train the subject model (or find it in the cache) and report it", cmd_train_subject},
+    {"train-vae", "train the VAE of colored images (or find it in the cache) and report it", cmd_train_vae},
+    {"sweep", "train and evaluate a grid of fiber models (families × λ × seeds), plot it", cmd_sweep},
+    {"train", "train and evaluate one fiber model (a sweep of one run)", cmd_train},
+    {"plot", "remake the plot, grids, index and timing table of a sweep folder", cmd_plot},
+    {"eval", "score a sampler or a samples file: fiber loss, color KL and W1, reference lines", cmd_eval},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];
 

@@ -9,9 +9,11 @@ const fl_key fl_keys_general[] = {
     {"device", FL_KEY_STR, "\"cpu\"", FL_NO_BOUNDS, NULL,
      "Where tensors live: cpu, cuda or cuda:N (CUDA needs a CUDA libtorch)."},
     {"cache_dir", FL_KEY_STR, "\"cache\"", FL_NO_BOUNDS, NULL,
-     "Folder for downloaded digits and built datasets, relative to the working directory "
-     "unless absolute; FIBERLAB_CACHE overrides it."},
+     "Folder for the downloaded digits (scripts/setup.sh fills it), built datasets and "
+     "trained subjects and VAEs; a relative path is taken from the source tree. The "
+     "environment variable FIBERLAB_CACHE (relative to the working directory) overrides it."},
     {"out_dir", FL_KEY_STR, "\"results\"", FL_NO_BOUNDS, NULL,
-     "Root folder of results: trained models and runs go below it."},
+     "Root folder of results, relative to the working directory: each sweep writes "
+     "<out_dir>/<sweep.name>/."},
     FL_KEYS_END,
 };

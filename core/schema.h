@@ -6,7 +6,16 @@
 #include "core/config.h"
 
 extern const fl_key fl_keys_general[];   /* core/schema.c */
+extern const fl_key fl_keys_data[];      /* datasets/data_keys.c */
+extern const fl_key fl_keys_train[];     /* trainers/loop.c */
+extern const fl_key fl_keys_model[];     /* trainers/family.c */
+extern const fl_key fl_keys_nf[];        /* trainers/nf.c */
+extern const fl_key fl_keys_subject[];   /* trainers/subject.c */
+extern const fl_key fl_keys_vae[];       /* trainers/vae.c */
+extern const fl_key fl_keys_eval[];      /* benchmarks/eval.c */
+extern const fl_key fl_keys_sweep[];     /* benchmarks/sweep.c */
 
-#define FL_SCHEMA_SECTIONS fl_keys_general
+#define FL_SCHEMA_SECTIONS fl_keys_general, fl_keys_data, fl_keys_train, fl_keys_model, fl_keys_nf, \
+    fl_keys_subject, fl_keys_vae, fl_keys_eval, fl_keys_sweep
 
 #endif

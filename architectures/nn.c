@@ -1,0 +1,100 @@
+/* Linear layers and (residual) MLPs. */
+#include "architectures/nn.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+
+int fl_act_parse(const char *name)
+{
+    static const char *names[] = {"silu", "relu", "tanh", "gelu", "leaky_relu"};
+    for (int i = 0; i < FL_ACT_COUNT; i++)
+        if (strcmp(name, names[i]) == 0) return i;
+    return -1;
+}
+
+ct_tensor *fl_act_apply(fl_act a, const ct_tensor *x)
+{
+    switch (a) {
+    case FL_ACT_SILU: return ct_silu(x);
+    case FL_ACT_RELU: return ct_relu(x);
+    case FL_ACT_TANH: return ct_tanh(x);
+    case FL_ACT_GELU: return ct_gelu(x);
+    case FL_ACT_LEAKY: return ct_leaky_relu(x, 0.01);
+    default: return NULL;
+    }
+}
+
+/* U(-bound, bound) of the given shape, in the model float dtype. */
+static ct_tensor *uniform(ct_shape s, double bound, ct_gen *g)
+{
+    ct_scope *sc = ct_scope_begin();
+    ct_tensor *u = ct_muls(ct_adds(ct_rand(s, ct_float_dtype(), g), -0.5), 2.0 * bound);
+    ct_tensor *r = ct_scope_keep(sc, u);
+    ct_scope_end(sc);
+    return r;
+}
+
+int fl_linear_init(fl_linear *l, ct_params *ps, const char *name, int in, int out,
+                   bool zero_init, ct_gen *g)
+{
+    char key[256];
+    double bound = 1.0 / sqrt((double)in);
+    l->in = in;
+    l->out = out;
+    snprintf(key, sizeof key, "%.200s.weight", name);
+    l->w = ct_params_add(ps, key, zero_init ? ct_zeros(CT_SHAPE(out, in), ct_float_dtype())
+                                            : uniform(CT_SHAPE(out, in), bound, g));
+    snprintf(key, sizeof key, "%.200s.bias", name);
+    l->b = ct_params_add(ps, key, zero_init ? ct_zeros(CT_SHAPE(out), ct_float_dtype())
+                                            : uniform(CT_SHAPE(out), bound, g));
+    if (!l->w || !l->b) return fl_fail_ctx("%s", name);
+    return 0;
+}
+
+ct_tensor *fl_linear_forward(const fl_linear *l, const ct_tensor *x)
+{
+    return ct_linear(x, l->w, l->b);
+}
+
+int fl_mlp_init(fl_mlp *m, ct_params *ps, const char *name, const fl_mlp_spec *s, ct_gen *g)
+{
+    char key[256];
+    int n_linear = s->n_blocks > 0 ? s->n_blocks * s->n_layers : s->n_layers;
+    if (n_linear > FL_MLP_MAX) return fl_fail("%s: %d hidden layers, at most %d", name, n_linear, FL_MLP_MAX);
+    memset(m, 0, sizeof *m);
+    m->n_blocks = s->n_blocks;
+    m->n_layers = s->n_layers;
+    m->hidden = s->hidden;
+    m->act = s->act;
+    snprintf(key, sizeof key, "%.200s.in", name);
+    if (fl_linear_init(&m->in_layer, ps, key, s->in, s->hidden, false, g)) return -1;
+    for (int i = 0; i < n_linear; i++) {
+        snprintf(key, sizeof key, "%.200s.h%d", name, i);
+        if (fl_linear_init(&m->layers[i], ps, key, s->hidden, s->hidden, false, g)) return -1;
+    }
+    snprintf(key, sizeof key, "%.200s.out", name);
+    return fl_linear_init(&m->out_layer, ps, key, s->hidden, s->out, s->zero_last, g);
+}
+
+ct_tensor *fl_mlp_forward(const fl_mlp *m, const ct_tensor *x)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *h = fl_act_apply(m->act, fl_linear_forward(&m->in_layer, x));   /* (B, hidden) */
+    if (m->n_blocks > 0) {
+        for (int b = 0; b < m->n_blocks; b++) {
+            ct_tensor *r = h;
+            for (int l = 0; l < m->n_layers; l++)
+                r = fl_act_apply(m->act, fl_linear_forward(&m->layers[b * m->n_layers + l], r));
+            h = ct_add(h, r);                                                  /* skip */
+        }
+    } else {
+        for (int l = 0; l < m->n_layers; l++)
+            h = fl_act_apply(m->act, fl_linear_forward(&m->layers[l], h));
+    }
+    ct_tensor *y = ct_scope_keep(s, fl_linear_forward(&m->out_layer, h));    /* (B, out) */
+    ct_scope_end(s);
+    return y;
+}

@@ -1,0 +1,47 @@
+/* Dense building blocks: linear layers, MLPs and residual MLPs, written on ctorch.
+ * A layer struct holds borrowed pointers into the ct_params set it was created in
+ * (the set owns the tensors); names follow "prefix.layer.weight". Conditioning, where
+ * a network has one, is concatenated to its input by the caller. */
+#ifndef FL_NN_H
+#define FL_NN_H
+
+#include <stdbool.h>
+
+#include "ctorch/ct.h"
+
+typedef enum { FL_ACT_SILU = 0, FL_ACT_RELU, FL_ACT_TANH, FL_ACT_GELU, FL_ACT_LEAKY, FL_ACT_COUNT } fl_act;
+/* Parses "silu", "relu", "tanh", "gelu", "leaky_relu"; -1 when unknown. */
+int fl_act_parse(const char *name);
+ct_tensor *fl_act_apply(fl_act a, const ct_tensor *x);
+
+/* y = x Wᵀ + b, W (out, in); initialised like torch.nn.Linear (U(±1/√in)), or to zero
+ * when zero_init (so a residual branch or a coupling starts as the identity). */
+typedef struct {
+    ct_tensor *w, *b;  /* borrowed */
+    int in, out;
+} fl_linear;
+int fl_linear_init(fl_linear *l, ct_params *ps, const char *name, int in, int out,
+                   bool zero_init, ct_gen *g);
+ct_tensor *fl_linear_forward(const fl_linear *l, const ct_tensor *x);  /* (.., in) -> (.., out) */
+
+/* A residual MLP: in -> hidden, then n_blocks blocks of n_layers (linear, act) with a
+ * skip around each block, then hidden -> out. n_blocks = 0 gives a plain MLP with
+ * n_layers hidden layers. zero_last starts the output at 0. */
+#define FL_MLP_MAX 32
+typedef struct {
+    fl_linear in_layer, out_layer;
+    fl_linear layers[FL_MLP_MAX];
+    int n_blocks, n_layers, hidden;
+    fl_act act;
+} fl_mlp;
+typedef struct {
+    int in, out, hidden;
+    int n_blocks;    /* residual blocks; 0 = plain MLP */
+    int n_layers;    /* linear layers per block (or hidden layers of a plain MLP) */
+    fl_act act;
+    bool zero_last;
+} fl_mlp_spec;
+int fl_mlp_init(fl_mlp *m, ct_params *ps, const char *name, const fl_mlp_spec *spec, ct_gen *g);
+ct_tensor *fl_mlp_forward(const fl_mlp *m, const ct_tensor *x);  /* (B, in) -> (B, out) */
+
+#endif

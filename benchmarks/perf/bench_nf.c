@@ -1,0 +1,146 @@
+/* NF training steps per second, ours against the same model in Python PyTorch
+ * (bench_nf.py, same libtorch, same sizes, parameter counts checked equal), measured in
+ * the same run. Goal: never slower; at least 1.5x at batch 64.
+ *   bench_nf [--threads N] [--python /usr/bin/python3] */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/blas.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "ctorch/ct.h"
+#include "trainers/family.h"
+#include "trainers/loop.h"
+
+#define POOL 8192
+#define DIM 54
+#define COND 48
+#define WARMUP 10
+
+typedef struct {
+    const fl_family *fam;
+    void *model;
+    ct_tensor *u, *z;  /* (POOL, DIM), (POOL, COND) */
+    int batch;
+    int64_t pos;
+    int64_t calls;
+    double t_start;
+} bench;
+
+static ct_tensor *bench_loss(void *ctx, fl_terms *terms)
+{
+    bench *b = ctx;
+    if (++b->calls == WARMUP + 1) b->t_start = fl_now();
+    if (b->pos + b->batch > POOL) b->pos = 0;
+    ct_tensor *u = ct_narrow(b->u, 0, b->pos, b->batch);   /* (B, DIM) */
+    ct_tensor *z = ct_narrow(b->z, 0, b->pos, b->batch);   /* (B, COND) */
+    b->pos += b->batch;
+    return b->fam->loss(b->model, u, z, NULL, terms);
+}
+
+/* Steps per second of ours at one batch size; *n_params set. */
+static double run_ours(int batch, int steps, int64_t *n_params)
+{
+    fl_config *c = fl_config_default();
+    bench b = {.fam = fl_family_find("nf"), .batch = batch};
+    ct_params *ps = ct_params_new();
+    ct_gen *g = ct_gen_new(0);
+    b.model = b.fam->create(c, DIM, COND, ps, g);
+    b.u = ct_randn(CT_SHAPE(POOL, DIM), CT_F32, g);
+    b.z = ct_randn(CT_SHAPE(POOL, COND), CT_F32, g);
+    if (!b.model || !b.u || !b.z) {
+        fprintf(stderr, "bench_nf: %s\n", ct_last_error());
+        exit(1);
+    }
+    *n_params = ct_params_numel(ps);
+    fl_task task = {ps, &b, bench_loss, NULL, NULL, NULL};
+    fl_train_opts o;
+    fl_train_opts_from_config(&o, c, "train");
+    o.steps = steps + WARMUP;
+    o.lr = 1e-3;
+    o.val_every = 0;
+    o.checkpoint_every = 0;
+    fl_train_result r;
+    if (fl_train_run(&task, &o, &r)) {
+        fprintf(stderr, "bench_nf: %s\n", fl_error());
+        exit(1);
+    }
+    double dt = fl_now() - b.t_start;
+    fl_train_result_free(&r);
+    ct_free(b.u);
+    ct_free(b.z);
+    b.fam->destroy(b.model);
+    ct_params_free(ps);
+    ct_gen_free(g);
+    fl_config_free(c);
+    return steps / dt;
+}
+
+int main(int argc, char **argv)
+{
+    fl_blas_ensure_best_kernel(argv);
+    int threads = 2;
+    const char *python = "/usr/bin/python3";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--python") == 0 && i + 1 < argc)
+            python = argv[++i];
+        else {
+            fprintf(stderr, "usage: bench_nf [--threads N] [--python PATH]\n");
+            return 2;
+        }
+    }
+    ct_set_num_threads(threads);
+    fl_log_set_quiet(true);
+    const int batches[2] = {64, 256}, steps[2] = {300, 120};
+
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s %s/benchmarks/perf/bench_nf.py --threads %d --batch %d %d --steps %d %d",
+             python, FL_SOURCE_DIR, threads, batches[0], batches[1], steps[0], steps[1]);
+    printf("NF training steps/s, u %d-d given z %d-d, 8 coupling blocks of width 256, %d threads, "
+           "BLAS kernel %s\n", DIM, COND, threads, fl_blas_corename() ? fl_blas_corename() : "?");
+    printf("%6s %12s %12s %8s %10s\n", "batch", "fiberlab", "pytorch", "ratio", "params");
+    /* interleave: ours, then Python, per batch size, twice; keep the best of each */
+    double ours[2] = {0}, py[2] = {0};
+    int64_t np_ours = 0, np_py[2] = {0};
+    for (int rep = 0; rep < 2; rep++) {
+        for (int i = 0; i < 2; i++) {
+            double s = run_ours(batches[i], steps[i], &np_ours);
+            if (s > ours[i]) ours[i] = s;
+        }
+        FILE *p = popen(cmd, "r");
+        if (!p) {
+            fprintf(stderr, "bench_nf: cannot run %s\n", python);
+            return 1;
+        }
+        char line[512];
+        for (int i = 0; i < 2 && fgets(line, sizeof line, p); i++) {
+            const char *sp = strstr(line, "\"steps_per_s\": ");
+            const char *pp = strstr(line, "\"params\": ");
+            if (!sp || !pp) break;
+            double s = atof(sp + 15);
+            if (s > py[i]) py[i] = s;
+            np_py[i] = atoll(pp + 10);
+        }
+        if (pclose(p) != 0 || !py[0] || !py[1]) {
+            fprintf(stderr, "bench_nf: the Python reference failed (%s)\n", cmd);
+            return 1;
+        }
+    }
+    int rc = 0;
+    for (int i = 0; i < 2; i++) {
+        printf("%6d %12.1f %12.1f %7.2fx %10lld\n", batches[i], ours[i], py[i], ours[i] / py[i],
+               (long long)np_ours);
+        if (np_py[i] != np_ours) {
+            fprintf(stderr, "bench_nf: parameter counts differ: ours %lld, Python %lld\n",
+                    (long long)np_ours, (long long)np_py[i]);
+            rc = 1;
+        }
+    }
+    printf("goal: never slower; >= 1.5x at batch 64 -> %s\n",
+           ours[0] >= 1.5 * py[0] && ours[1] >= py[1] ? "met" : "NOT met");
+    return rc;
+}

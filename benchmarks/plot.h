@@ -1,0 +1,26 @@
+/* The paper's figure: fidelity (fiber loss) against consistency (mean KL of the colors),
+ * one marker per run, a line per family through its λ values, error bars over seeds,
+ * horizontal reference lines; PNG and SVG through PLplot's cairo drivers. */
+#ifndef FL_PLOT_H
+#define FL_PLOT_H
+
+typedef struct {
+    const char *label;       /* legend entry, e.g. "NF" */
+    int n;                   /* points, in λ order */
+    const double *lambda;    /* (n) the λ of each point, written next to it */
+    const double *kl, *kl_err;     /* (n) mean KL over R,G,B and its std over seeds (may be NULL) */
+    const double *fib, *fib_err;   /* (n) mean fiber loss and its std over seeds (may be NULL) */
+} fl_plot_series;
+
+typedef struct {
+    const char *label;       /* e.g. "nearest neighbour" */
+    double value;            /* fiber loss */
+} fl_plot_hline;
+
+/* Writes the plot to path; the format follows the extension (.png or .svg). The file is
+ * written to a temporary name and renamed, so a failed plot leaves nothing. */
+int fl_plot_fidelity_consistency(const char *path, const char *title,
+                                 const fl_plot_series *series, int n_series,
+                                 const fl_plot_hline *lines, int n_lines);
+
+#endif

@@ -1,0 +1,594 @@
+/* The sweep runner and the run store: a grid of fiber models trained, sampled and
+ * evaluated, one HDF5 file per run, and the report (index, plot, grids, timing) made
+ * from those files. */
+#include "benchmarks/sweep.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "benchmarks/eval.h"
+#include "benchmarks/plot.h"
+#include "core/h5.h"
+#include "core/image.h"
+#include "core/log.h"
+#include "datasets/batch.h"
+#include "fl_version.h"
+#include "trainers/fiber.h"
+
+const fl_key fl_keys_sweep[] = {
+    {"sweep.name", FL_KEY_STR, "\"sweep\"", FL_NO_BOUNDS, NULL,
+     "Folder of the sweep under out_dir; runs with the same name share it and are reused."},
+    {"sweep.families", FL_KEY_STR_LIST, "[\"nf\"]", FL_NO_BOUNDS, FL_FAMILY_NAMES,
+     "Fiber-model families of the grid."},
+    {"sweep.lambdas", FL_KEY_NUM_LIST, "[0, 1, 10]", 0, 1e6, NULL,
+     "Fiber-loss weights λ of the grid (train.lambda of each run)."},
+    {"sweep.seeds", FL_KEY_INT_LIST, "[0]", 0, 4294967295.0, NULL,
+     "Seeds of the grid (seed of each run); the plot's error bars are the spread over them."},
+    {"sweep.val_fraction", FL_KEY_NUM, "0.1", 0, 0.5, NULL,
+     "Share of the training pairs held out for the validation loss (early stopping)."},
+    {"sweep.grid_targets", FL_KEY_INT, "8", 0, 64, NULL,
+     "Targets (rows) in each run's sample grid; each row is the target, then its samples."},
+    FL_KEYS_END,
+};
+
+void fl_sweep_dir(const fl_config *c, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/%s", fl_cfg_str(c, "out_dir"), fl_cfg_str(c, "sweep.name"));
+}
+
+void fl_run_name(const char *family, double lambda, int64_t seed, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s_lam%g_seed%lld", family, lambda, (long long)seed);
+}
+
+static int make_dir(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return fl_fail("%s: cannot create folder: %s", buf, strerror(errno));
+            if (!c) return 0;
+            *p = c;
+        }
+    }
+}
+
+/* The settings hash of a run: every key but sweep.*, which only say what else runs. */
+static void run_hash(const fl_config *run, char hash[17])
+{
+    fl_config *c = fl_config_copy(run);
+    char assign[512];
+    for (const fl_key *k = fl_keys_sweep; k->key; k++) {
+        snprintf(assign, sizeof assign, "%s=%s", k->key, k->def);
+        fl_config_override(c, assign);
+    }
+    fl_config_hash(c, NULL, 0, hash);
+    fl_config_free(c);
+}
+
+/* Does path hold a finished run (or references) with these settings? */
+static bool file_matches(const char *path, const char *hash)
+{
+    if (access(path, F_OK) != 0) return false;
+    fl_h5r *r = fl_h5r_open(path);
+    char have[64] = "";
+    bool ok = r && !fl_h5r_attr_str(r, "/", "config_hash", have, sizeof have) &&
+              strcmp(have, hash) == 0;
+    fl_h5r_close(r);
+    ct_clear_error();
+    return ok;
+}
+
+/* Train pairs split into training and validation (the last val_fraction). */
+static int split_latents(const fl_latents *all, double frac, fl_latents *train, fl_latents *val)
+{
+    int64_t n = ct_size(all->u, 0), nv = (int64_t)(frac * (double)n);
+    memset(train, 0, sizeof *train);
+    memset(val, 0, sizeof *val);
+    train->u = ct_unscope(ct_narrow(all->u, 0, 0, n - nv));
+    train->z = ct_unscope(ct_narrow(all->z, 0, 0, n - nv));
+    if (nv > 0) {
+        val->u = ct_unscope(ct_narrow(all->u, 0, n - nv, nv));
+        val->z = ct_unscope(ct_narrow(all->z, 0, n - nv, nv));
+    }
+    return train->u && train->z ? 0 : -1;
+}
+
+static int write_curves(fl_h5w *w, const fl_train_result *r)
+{
+    int64_t dc[2] = {r->n_points, r->n_terms}, dn[1] = {r->n_points}, dv[1] = {r->n_val};
+    char names[FL_MAX_TERMS * 33] = "";
+    size_t len = 0;
+    for (int i = 0; i < r->n_terms; i++)
+        len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", i ? "," : "", r->term_names[i]);
+    double none = 0;
+    int64_t none_i = 0;
+    return fl_h5w_write(w, "train/curve", FL_F64, 2, dc, r->n_points ? (void *)r->curve : &none) ||
+           fl_h5w_write(w, "train/curve_steps", FL_I64, 1, dn, r->n_points ? (void *)r->curve_steps : &none_i) ||
+           fl_h5w_write(w, "train/val", FL_F64, 1, dv, r->n_val ? (void *)r->val : &none) ||
+           fl_h5w_write(w, "train/val_steps", FL_I64, 1, dv, r->n_val ? (void *)r->val_steps : &none_i) ||
+           fl_h5w_attr_str(w, "train", "term_names", names) ||
+           fl_h5w_attr_i64(w, "train", "steps", r->steps_done) ||
+           fl_h5w_attr_f64(w, "train", "seconds", r->seconds) ||
+           fl_h5w_attr_i64(w, "train", "skipped_nonfinite", r->skipped_nonfinite) ||
+           fl_h5w_attr_i64(w, "train", "stopped_early", r->stopped_early) ||
+           fl_h5w_attr_i64(w, "train", "best_step", r->best_step) ||
+           fl_h5w_attr_f64(w, "train", "best_val", r->best_val);
+}
+
+/* The target images of the stored samples, for the grids: (G, 3, 28, 28). */
+static int write_grid_targets(fl_h5w *w, const fl_dataset *ds, const fl_eval_result *er, int g)
+{
+    int64_t n = 0, idx[64];
+    for (int64_t i = 0; i < er->n_stored && n < g && n < 64; i++)
+        if (n == 0 || idx[n - 1] != er->stored_target[i]) idx[n++] = er->stored_target[i];
+    const float *gray = fl_dataset_gray(ds, FL_TEST), *bg = fl_dataset_colors(ds, FL_TEST),
+                *fg = fl_dataset_fg(ds, FL_TEST);
+    int h = fl_dataset_height(ds), wd = fl_dataset_width(ds);
+    float *img = malloc((size_t)(n ? n : 1) * 3 * h * wd * sizeof *img);
+    if (!img) return fl_fail("out of memory");
+    for (int64_t i = 0; i < n; i++)
+        fl_colorize_f32(gray + idx[i] * h * wd, bg + idx[i] * 3, fg + idx[i] * 3, 1, h, wd,
+                        img + i * 3 * h * wd);
+    int64_t dims[4] = {n, 3, h, wd}, di[1] = {n};
+    int rc = fl_h5w_write(w, "grid/targets", FL_F32, 4, dims, img) ||
+             fl_h5w_write(w, "grid/target_index", FL_I64, 1, di, idx);
+    free(img);
+    return rc ? -1 : 0;
+}
+
+static void iso_now(char *buf, size_t n)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int write_run(const char *path, const fl_config *run, const char *hash, const char *family,
+                     double lambda, int64_t seed, const fl_train_result *tr,
+                     const fl_eval_result *er, const fl_dataset *ds, int grid_targets)
+{
+    fl_h5w *w = fl_h5w_create(path);
+    if (!w) return -1;
+    char *json = fl_config_json(run, NULL, 0);
+    char created[32], version[64];
+    iso_now(created, sizeof created);
+    snprintf(version, sizeof version, "%s (%s)", FL_VERSION, FL_COMMIT);
+    double per_sample = er->n_samples ? er->t_sample / (double)er->n_samples : NAN;
+    int rc = write_curves(w, tr) || fl_eval_write(w, "eval", er) ||
+             write_grid_targets(w, ds, er, grid_targets) ||
+             fl_h5w_attr_str(w, "/", "family", family) ||
+             fl_h5w_attr_f64(w, "/", "lambda", lambda) || fl_h5w_attr_i64(w, "/", "seed", seed) ||
+             fl_h5w_attr_str(w, "/", "config", json) ||
+             fl_h5w_attr_str(w, "/", "config_hash", hash) ||
+             fl_h5w_attr_str(w, "/", "code_version", version) ||
+             fl_h5w_attr_str(w, "/", "created", created) ||
+             fl_h5w_attr_f64(w, "/", "fiber_mean", er->fiber_mean) ||
+             fl_h5w_attr_f64(w, "/", "fiber_std", er->fiber_std) ||
+             fl_h5w_attr_f64(w, "/", "kl_mean", er->color.kl_mean) ||
+             fl_h5w_attr_f64(w, "/", "w1_mean", er->color.w1_mean) ||
+             fl_h5w_attr_f64(w, "/", "train_seconds", tr->seconds) ||
+             fl_h5w_attr_f64(w, "/", "seconds_per_sample", per_sample);
+    free(json);
+    if (rc) {
+        fl_h5w_abort(w);
+        return fl_fail_ctx("%s", path);
+    }
+    return fl_h5w_commit(w);
+}
+
+/* Computes the reference lines into dir/references.h5 unless they are there. */
+static int ensure_references(const fl_config *c, const char *dir, const fl_dataset *ds,
+                             fl_subject *subj, fl_vae *vae)
+{
+    char path[4200], hash[17];
+    const char *secs[] = {"data", "subject", "vae", "eval"};
+    fl_config_hash(c, secs, 4, hash);
+    snprintf(path, sizeof path, "%s/references.h5", dir);
+    if (file_matches(path, hash)) return 0;
+    fl_info("computing the reference lines");
+    fl_reference ref = {0};
+    if (fl_reference_lines(c, ds, subj, vae, &ref)) return fl_fail_ctx("reference lines");
+    fl_h5w *w = fl_h5w_create(path);
+    int rc = !w || fl_reference_write(w, "lines", &ref) ||
+             fl_h5w_attr_str(w, "/", "config_hash", hash);
+    for (int i = 0; !rc && i < ref.n; i++)
+        fl_info("  %-18s fiber loss %.4f ± %.4f   mean KL %.4f", ref.line[i].name,
+                ref.line[i].fiber_mean, ref.line[i].fiber_std, ref.line[i].color.kl_mean);
+    fl_reference_free(&ref);
+    if (rc) {
+        fl_h5w_abort(w);
+        return -1;
+    }
+    return fl_h5w_commit(w);
+}
+
+int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    double t0 = fl_now();
+    fl_sweep_dir(c, sum->dir, sizeof sum->dir);
+    char sub[4200];
+    const char *subs[] = {"", "/runs", "/checkpoints", "/grids"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(sub, sizeof sub, "%s%s", sum->dir, subs[i]);
+        if (make_dir(sub)) return -1;
+    }
+    int nf = fl_cfg_len(c, "sweep.families"), nl = fl_cfg_len(c, "sweep.lambdas"),
+        ns = fl_cfg_len(c, "sweep.seeds");
+    sum->runs_total = nf * nl * ns;
+    if (sum->runs_total == 0) return fl_fail("sweep: the grid is empty (sweep.families, sweep.lambdas, sweep.seeds)");
+
+    fl_dataset *ds = NULL;
+    fl_subject *subj = NULL;
+    fl_vae *vae = NULL;
+    fl_latents all = {0}, train = {0}, val = {0};
+    int rc = 0;
+    if (fl_dataset_open(c, &ds) || fl_subject_open(c, ds, &subj) || fl_vae_open(c, ds, &vae) ||
+        ensure_references(c, sum->dir, ds, subj, vae)) {
+        rc = -1;
+        goto done;
+    }
+    sum->seconds_setup = fl_now() - t0;
+
+    for (int fi = 0; fi < nf && !rc; fi++)
+        for (int li = 0; li < nl && !rc; li++)
+            for (int si = 0; si < ns && !rc; si++) {
+                const char *family = fl_cfg_list_str(c, "sweep.families", fi);
+                double lambda = fl_cfg_list_num(c, "sweep.lambdas", li);
+                int64_t seed = (int64_t)fl_cfg_list_num(c, "sweep.seeds", si);
+                fl_config *run = fl_config_copy(c);
+                char name[128], path[4400], ckpt[4400], hash[17];
+                fl_run_name(family, lambda, seed, name, sizeof name);
+                snprintf(path, sizeof path, "%s/runs/%s.h5", sum->dir, name);
+                snprintf(ckpt, sizeof ckpt, "%s/checkpoints/%s.ckpt", sum->dir, name);
+                if (fl_cfg_set_str(run, "model.family", family) ||
+                    fl_cfg_set_num(run, "train.lambda", lambda) ||
+                    fl_cfg_set_num(run, "seed", (double)seed)) {
+                    fl_config_free(run);
+                    rc = -1;
+                    break;
+                }
+                run_hash(run, hash);
+                if (file_matches(path, hash)) {
+                    fl_info("%s: done before, reused", name);
+                    sum->runs_reused++;
+                    fl_config_free(run);
+                    continue;
+                }
+                if (!all.u) { /* the pairs are needed only when something trains */
+                    double tl = fl_now();
+                    if (fl_latents_compute(vae, subj, ds, FL_TRAIN, &all) ||
+                        split_latents(&all, fl_cfg_num(c, "sweep.val_fraction"), &train, &val)) {
+                        fl_config_free(run);
+                        rc = -1;
+                        break;
+                    }
+                    sum->seconds_setup += fl_now() - tl;
+                }
+                double tt = fl_now();
+                fl_fiber *m = fl_fiber_new(run, &train);
+                fl_train_result tr = {0};
+                fl_eval_result er = {0};
+                fl_sampler smp = {0};
+                if (!m || fl_fiber_train(m, run, vae, subj, &train, &val, ckpt, &tr)) {
+                    rc = fl_fail_ctx("%s", name);
+                } else {
+                    sum->seconds_train += fl_now() - tt;
+                    double te = fl_now();
+                    fl_fiber_sampler(m, vae, &smp);
+                    if (fl_evaluate(run, ds, subj, &smp, &er) ||
+                        write_run(path, run, hash, family, lambda, seed, &tr, &er, ds,
+                                  (int)fl_cfg_int(c, "sweep.grid_targets")))
+                        rc = fl_fail_ctx("%s", name);
+                    else
+                        fl_info("%s: fiber loss %.4f ± %.4f, mean KL %.4f, W1 %.4f (trained in %.0f s)",
+                                name, er.fiber_mean, er.fiber_std, er.color.kl_mean,
+                                er.color.w1_mean, tr.seconds);
+                    sum->seconds_eval += fl_now() - te;
+                    sum->runs_trained += !rc;
+                }
+                fl_sampler_free(&smp);
+                fl_eval_result_free(&er);
+                fl_train_result_free(&tr);
+                fl_fiber_free(m);
+                fl_config_free(run);
+            }
+    if (!rc) {
+        double tr = fl_now();
+        rc = fl_sweep_report(sum->dir);
+        sum->seconds_report = fl_now() - tr;
+    }
+done:
+    fl_latents_free(&train);
+    fl_latents_free(&val);
+    fl_latents_free(&all);
+    fl_vae_free(vae);
+    fl_subject_free(subj);
+    fl_dataset_free(ds);
+    sum->seconds_total = fl_now() - t0;
+    sum->peak_rss_mib = fl_peak_rss_mib();
+    return rc;
+}
+
+/* ---- the report ----------------------------------------------------------------- */
+
+typedef struct {
+    char file[256], name[128], family[32];
+    double lambda;
+    int64_t seed;
+    double fiber_mean, fiber_std, kl_mean, kl[3], w1_mean, w1[3];
+    double train_seconds, seconds_per_sample;
+    int64_t steps;
+} run_row;
+
+static int read_run(const char *path, run_row *r)
+{
+    fl_h5r *h = fl_h5r_open(path);
+    if (!h) return -1;
+    int rc = fl_h5r_attr_str(h, "/", "family", r->family, sizeof r->family) ||
+             fl_h5r_attr_f64(h, "/", "lambda", &r->lambda) ||
+             fl_h5r_attr_i64(h, "/", "seed", &r->seed) ||
+             fl_h5r_attr_f64(h, "/", "fiber_mean", &r->fiber_mean) ||
+             fl_h5r_attr_f64(h, "/", "fiber_std", &r->fiber_std) ||
+             fl_h5r_attr_f64(h, "/", "kl_mean", &r->kl_mean) ||
+             fl_h5r_attr_f64(h, "/", "w1_mean", &r->w1_mean) ||
+             fl_h5r_attr_f64(h, "/", "train_seconds", &r->train_seconds) ||
+             fl_h5r_attr_f64(h, "/", "seconds_per_sample", &r->seconds_per_sample) ||
+             fl_h5r_attr_i64(h, "train", "steps", &r->steps) ||
+             fl_h5r_read(h, "eval/kl", FL_F64, r->kl, sizeof r->kl) ||
+             fl_h5r_read(h, "eval/w1", FL_F64, r->w1, sizeof r->w1);
+    fl_h5r_close(h);
+    return rc ? -1 : 0;
+}
+
+static int cmp_rows(const void *a, const void *b)
+{
+    const run_row *x = a, *y = b;
+    int c = strcmp(x->family, y->family);
+    if (c) return c;
+    if (x->lambda != y->lambda) return x->lambda < y->lambda ? -1 : 1;
+    return x->seed < y->seed ? -1 : x->seed > y->seed;
+}
+
+/* The grid of one run: each row a target, then its stored samples. */
+static int write_grid(const char *run_path, const char *png)
+{
+    fl_h5r *h = fl_h5r_open(run_path);
+    if (!h) return -1;
+    int64_t nt = 0, ns = 0, nst = 0, k = 0;
+    float *targets = fl_h5r_read_alloc(h, "grid/targets", FL_F32, &nt);
+    float *samples = fl_h5r_read_alloc(h, "eval/samples", FL_F32, &ns);
+    int64_t *tidx = fl_h5r_read_alloc(h, "grid/target_index", FL_I64, &nt);
+    int64_t *sidx = fl_h5r_read_alloc(h, "eval/samples_target", FL_I64, &nst);
+    fl_h5r_attr_i64(h, "eval", "k", &k);
+    fl_h5r_close(h);
+    int rc = -1;
+    const int64_t tile = 3 * 28 * 28;
+    if (targets && samples && tidx && sidx && nt > 0) {
+        int64_t cols = 1 + (k > 0 ? (k < 10 ? k : 10) : 8);
+        float *img = calloc((size_t)(nt * cols * tile), sizeof *img);
+        if (img) {
+            for (int64_t t = 0; t < nt; t++) {
+                memcpy(img + t * cols * tile, targets + t * tile, tile * sizeof *img);
+                int64_t col = 1;
+                for (int64_t i = 0; i < nst && col < cols; i++)
+                    if (sidx[i] == tidx[t]) memcpy(img + (t * cols + col++) * tile, samples + i * tile, tile * sizeof *img);
+                for (; col < cols; col++) /* fewer samples stored: blank tiles */
+                    for (int64_t j = 0; j < tile; j++) img[(t * cols + col) * tile + j] = NAN;
+            }
+            fl_grid_opts o = fl_grid_defaults();
+            o.cols = (int)cols;
+            rc = fl_png_grid_write(png, img, nt * cols, 3, 28, 28, &o);
+            free(img);
+        }
+    } else {
+        fl_fail("%s: no stored samples for a grid", run_path);
+    }
+    free(targets);
+    free(samples);
+    free(tidx);
+    free(sidx);
+    return rc;
+}
+
+/* The reference lines in dir/references.h5 as plot lines (name and fiber loss). */
+static int read_references(const char *dir, fl_plot_hline *lines, char names[][40], int max)
+{
+    static const struct { const char *group, *label; } known[] = {
+        {"nearest_neighbour", "nearest neighbour"},
+        {"augmented", "augmented original"},
+        {"vae_recon", "VAE reconstruction (floor)"},
+        {"vae_prior", "unconditional VAE sample"},
+    };
+    char path[4200];
+    snprintf(path, sizeof path, "%s/references.h5", dir);
+    fl_h5r *h = fl_h5r_open(path);
+    if (!h) return 0;
+    int n = 0;
+    for (size_t i = 0; i < sizeof known / sizeof known[0] && n < max; i++) {
+        char g[128];
+        snprintf(g, sizeof g, "lines/%s", known[i].group);
+        double v;
+        if (!fl_h5r_has(h, g) || fl_h5r_attr_f64(h, g, "fiber_mean", &v)) continue;
+        snprintf(names[n], 40, "%s", known[i].label);
+        lines[n].label = names[n];
+        lines[n].value = v;
+        n++;
+    }
+    fl_h5r_close(h);
+    ct_clear_error();
+    return n;
+}
+
+static int write_index(const char *dir, const run_row *rows, int n, const fl_plot_hline *lines,
+                       int n_lines)
+{
+    cJSON *root = cJSON_CreateObject(), *runs = cJSON_AddArrayToObject(root, "runs");
+    for (int i = 0; i < n; i++) {
+        const run_row *r = &rows[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "file", r->file);
+        cJSON_AddStringToObject(o, "family", r->family);
+        cJSON_AddNumberToObject(o, "lambda", r->lambda);
+        cJSON_AddNumberToObject(o, "seed", (double)r->seed);
+        cJSON_AddNumberToObject(o, "fiber_mean", r->fiber_mean);
+        cJSON_AddNumberToObject(o, "fiber_std", r->fiber_std);
+        cJSON_AddNumberToObject(o, "kl_mean", r->kl_mean);
+        cJSON_AddItemToObject(o, "kl_rgb", cJSON_CreateDoubleArray(r->kl, 3));
+        cJSON_AddNumberToObject(o, "w1_mean", r->w1_mean);
+        cJSON_AddItemToObject(o, "w1_rgb", cJSON_CreateDoubleArray(r->w1, 3));
+        cJSON_AddNumberToObject(o, "train_steps", (double)r->steps);
+        cJSON_AddNumberToObject(o, "train_seconds", r->train_seconds);
+        cJSON_AddNumberToObject(o, "seconds_per_sample", r->seconds_per_sample);
+        cJSON_AddItemToArray(runs, o);
+    }
+    cJSON *refs = cJSON_AddObjectToObject(root, "references");
+    for (int i = 0; i < n_lines; i++) cJSON_AddNumberToObject(refs, lines[i].label, lines[i].value);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/index.json", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    int rc = !f || fputs(text, f) < 0 || fputc('\n', f) < 0;
+    if (f) rc = fclose(f) || rc;
+    free(text);
+    if (rc || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return fl_fail("%s: cannot write", path);
+    }
+    return 0;
+}
+
+static int write_timing(const char *dir, const run_row *rows, int n)
+{
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/timing.md", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return fl_fail("%s: cannot write: %s", path, strerror(errno));
+    fprintf(f, "| run | steps | training [s] | time per sample [ms] |\n|---|---:|---:|---:|\n");
+    for (int i = 0; i < n; i++)
+        fprintf(f, "| %s | %lld | %.1f | %.3f |\n", rows[i].name, (long long)rows[i].steps,
+                rows[i].train_seconds, 1e3 * rows[i].seconds_per_sample);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return fl_fail("%s: cannot write", path);
+    }
+    return 0;
+}
+
+static int write_plots(const char *dir, const run_row *rows, int n, const fl_plot_hline *lines,
+                       int n_lines)
+{
+    /* one series per family; one point per λ: mean and std over seeds */
+    fl_plot_series series[16];
+    double buf[16][5][64];
+    char labels[16][32];
+    int n_series = 0;
+    for (int i = 0; i < n && n_series < 16;) {
+        int j = i;
+        while (j < n && strcmp(rows[j].family, rows[i].family) == 0) j++;
+        fl_plot_series *s = &series[n_series];
+        double *lam = buf[n_series][0], *kl = buf[n_series][1], *kle = buf[n_series][2],
+               *fib = buf[n_series][3], *fibe = buf[n_series][4];
+        int m = 0;
+        for (int a = i; a < j && m < 64;) {
+            int b = a;
+            double sk = 0, sf = 0, sk2 = 0, sf2 = 0;
+            while (b < j && rows[b].lambda == rows[a].lambda) {
+                sk += rows[b].kl_mean;
+                sf += rows[b].fiber_mean;
+                sk2 += rows[b].kl_mean * rows[b].kl_mean;
+                sf2 += rows[b].fiber_mean * rows[b].fiber_mean;
+                b++;
+            }
+            double cnt = b - a;
+            lam[m] = rows[a].lambda;
+            kl[m] = sk / cnt;
+            fib[m] = sf / cnt;
+            kle[m] = cnt > 1 ? sqrt(fmax(0, sk2 / cnt - kl[m] * kl[m])) : 0;
+            fibe[m] = cnt > 1 ? sqrt(fmax(0, sf2 / cnt - fib[m] * fib[m])) : 0;
+            m++;
+            a = b;
+        }
+        snprintf(labels[n_series], 32, "%s", rows[i].family);
+        for (char *p = labels[n_series]; *p; p++)
+            if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 32);
+        *s = (fl_plot_series){labels[n_series], m, lam, kl, kle, fib, fibe};
+        n_series++;
+        i = j;
+    }
+    char png[4200], svg[4200];
+    snprintf(png, sizeof png, "%s/fidelity_consistency.png", dir);
+    snprintf(svg, sizeof svg, "%s/fidelity_consistency.svg", dir);
+    const char *title = "Fidelity vs consistency on color MNIST";
+    return fl_plot_fidelity_consistency(png, title, series, n_series, lines, n_lines) ||
+                   fl_plot_fidelity_consistency(svg, title, series, n_series, lines, n_lines)
+               ? -1
+               : 0;
+}
+
+int fl_sweep_report(const char *dir)
+{
+    char runs_dir[4200];
+    snprintf(runs_dir, sizeof runs_dir, "%s/runs", dir);
+    DIR *d = opendir(runs_dir);
+    if (!d) return fl_fail("%s: cannot open: %s", runs_dir, strerror(errno));
+    run_row *rows = NULL;
+    int n = 0, cap = 0, rc = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 3, ".h5") != 0 || strstr(e->d_name, ".tmp.")) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            rows = realloc(rows, (size_t)cap * sizeof *rows);
+        }
+        run_row *r = &rows[n];
+        memset(r, 0, sizeof *r);
+        snprintf(r->file, sizeof r->file, "runs/%s", e->d_name);
+        snprintf(r->name, sizeof r->name, "%.*s", (int)(len - 3), e->d_name);
+        char path[4600];
+        snprintf(path, sizeof path, "%s/%s", runs_dir, e->d_name);
+        if (read_run(path, r)) {
+            rc = fl_fail_ctx("%s", path);
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (!rc && n == 0) rc = fl_fail("%s: no finished runs to report", runs_dir);
+    char grids[4200];
+    snprintf(grids, sizeof grids, "%s/grids", dir);
+    if (!rc) rc = make_dir(grids);
+    if (!rc) {
+        qsort(rows, (size_t)n, sizeof *rows, cmp_rows);
+        fl_plot_hline lines[8];
+        char names[8][40];
+        int n_lines = read_references(dir, lines, names, 8);
+        rc = write_index(dir, rows, n, lines, n_lines) || write_timing(dir, rows, n) ||
+             write_plots(dir, rows, n, lines, n_lines);
+        for (int i = 0; !rc && i < n; i++) {
+            char run_path[4600], png[4600];
+            snprintf(run_path, sizeof run_path, "%s/%s", dir, rows[i].file);
+            snprintf(png, sizeof png, "%s/grids/%s.png", dir, rows[i].name);
+            rc = write_grid(run_path, png);
+        }
+    }
+    free(rows);
+    return rc ? -1 : 0;
+}

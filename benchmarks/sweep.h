@@ -1,0 +1,42 @@
+/* Sweeps and the run store. A sweep trains and evaluates a grid of fiber models
+ * (families × λ × seeds) on one dataset, subject and VAE, and writes under
+ * <out_dir>/<sweep.name>/:
+ *     runs/<family>_lam<λ>_seed<s>.h5   one HDF5 per run (docs/runs.md)
+ *     checkpoints/<run>.ckpt             the training state (an interrupted run resumes)
+ *     references.h5                      the reference lines, computed once
+ *     index.json                         every run's settings and metrics
+ *     fidelity_consistency.png / .svg    the paper's figure 4
+ *     grids/<run>.png                    targets and their samples
+ *     timing.md                          training time and time per sample
+ * What is done is reused: the dataset, subject and VAE from the cache, the references
+ * and every run whose file exists with the same settings, so an interrupted sweep
+ * reruns only what is missing. */
+#ifndef FL_SWEEP_H
+#define FL_SWEEP_H
+
+#include <stdbool.h>
+
+#include "core/config.h"
+
+typedef struct {
+    int runs_total, runs_trained, runs_reused;
+    double seconds_total, seconds_setup, seconds_train, seconds_eval, seconds_report;
+    double peak_rss_mib;
+    char dir[4096];
+} fl_sweep_summary;
+
+/* Runs the sweep of c (sweep.* keys). -1 and a message on failure; finished runs stay. */
+int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum);
+
+/* Rewrites index.json, the plot, the grids and the timing table of a sweep folder from
+ * its run files and references. */
+int fl_sweep_report(const char *dir);
+
+/* The folder of the sweep of c: <out_dir>/<sweep.name>. */
+void fl_sweep_dir(const fl_config *c, char *buf, size_t n);
+/* The file name stem of a run: nf_lam1_seed0. */
+void fl_run_name(const char *family, double lambda, int64_t seed, char *buf, size_t n);
+
+extern const fl_key fl_keys_sweep[];
+
+#endif

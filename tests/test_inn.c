@@ -1,0 +1,153 @@
+/* Invertible blocks and the conditional INN: exact inverses and log-determinants equal
+ * to log|det| of the autograd Jacobian (float64). */
+#include <criterion/criterion.h>
+#include <math.h>
+
+#include "architectures/inn.h"
+#include "ctorch/ct.h"
+
+static long live0;
+static ct_dtype prev_dtype;
+
+static void setup(void)
+{
+    live0 = ct_live_handles();
+    prev_dtype = ct_set_float_dtype(CT_F64);
+}
+
+static void teardown(void)
+{
+    ct_set_float_dtype(prev_dtype);
+    cr_expect_eq(ct_live_handles(), live0, "leaked %ld handles", ct_live_handles() - live0);
+}
+
+TestSuite(inn, .init = setup, .fini = teardown);
+
+/* Moves every trainable parameter away from its (often identity) initial value. */
+static void perturb(ct_params *ps, ct_gen *g)
+{
+    for (int i = 0; i < ct_params_count(ps); i++) {
+        if (ct_params_is_buffer(ps, i)) continue;
+        ct_tensor *p = ct_params_at(ps, i);
+        ct_scope *s = ct_scope_begin();
+        ct_copy_(p, ct_add(p, ct_muls(ct_randn_like(p, g), 0.3)));
+        ct_scope_end(s);
+    }
+}
+
+typedef ct_tensor *(*fwd_fn)(void *obj, const ct_tensor *x, const ct_tensor *c, ct_tensor **ld);
+typedef ct_tensor *(*inv_fn)(void *obj, const ct_tensor *y, const ct_tensor *c);
+
+/* Checks inverse(forward(x)) = x and logdet = log|det J| for every sample. */
+static void check_invertible(void *obj, fwd_fn fwd, inv_fn inv, int dim, int cond_dim, ct_gen *g)
+{
+    const int B = 5;
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = ct_randn(CT_SHAPE(B, dim), CT_F64, g);
+    ct_tensor *c = cond_dim ? ct_randn(CT_SHAPE(B, cond_dim), CT_F64, g) : NULL;
+    ct_set_requires_grad(x, true);
+    ct_tensor *ld = NULL;
+    ct_tensor *y = fwd(obj, x, c, &ld);
+    cr_assert_not_null(y, "forward failed: %s", ct_last_error());
+    cr_assert_not_null(ld);
+    ct_tensor *xr = inv(obj, y, c);
+    cr_assert_not_null(xr, "inverse failed: %s", ct_last_error());
+    double err = ct_max_abs_diff(x, xr);
+    cr_expect_lt(err, 1e-6, "inverse(forward(x)) differs from x by %g", err);
+
+    /* Jacobian rows: d y[:, i] / d x, for all samples at once (samples are independent). */
+    ct_tensor *jac = ct_zeros(CT_SHAPE(B, dim, dim), CT_F64);
+    for (int i = 0; i < dim; i++) {
+        ct_tensor *sel = ct_zeros(CT_SHAPE(B, dim), CT_F64);
+        ct_tensor *col = ct_narrow(sel, 1, i, 1);
+        ct_fill_(col, 1.0);
+        ct_tensor *row = ct_vjp(y, x, sel, false);                  /* (B, dim) */
+        cr_assert_not_null(row, "%s", ct_last_error());
+        ct_copy_(ct_narrow(jac, 1, i, 1), ct_unsqueeze(row, 1));
+    }
+    ct_tensor *want = ct_slogdet_abs(jac);                          /* (B,) */
+    double lerr = ct_max_abs_diff(ct_detach(ld), want);
+    if (!(lerr < 1e-6)) {
+        ct_print("logdet", ld);
+        ct_print("log|det J|", want);
+    }
+    cr_expect_lt(lerr, 1e-6, "log-determinant differs from log|det J| by %g", lerr);
+    ct_scope_end(s);
+}
+
+static ct_tensor *block_fwd(void *b, const ct_tensor *x, const ct_tensor *c, ct_tensor **ld)
+{
+    return fl_block_forward(b, x, c, ld);
+}
+static ct_tensor *block_inv(void *b, const ct_tensor *y, const ct_tensor *c)
+{
+    return fl_block_inverse(b, y, c);
+}
+static ct_tensor *inn_fwd(void *n, const ct_tensor *x, const ct_tensor *c, ct_tensor **ld)
+{
+    return fl_inn_forward(n, x, c, ld);
+}
+static ct_tensor *inn_inv(void *n, const ct_tensor *y, const ct_tensor *c)
+{
+    return fl_inn_inverse(n, y, c);
+}
+
+static void check_block(fl_block_kind kind, int dim, int cond_dim)
+{
+    ct_gen *g = ct_gen_new(7);
+    ct_params *ps = ct_params_new();
+    fl_coupling_spec cs = {.hidden = 16, .n_layers = 2, .n_blocks = 0, .act = FL_ACT_SILU, .clamp = 2.0};
+    fl_block *b = fl_block_new(kind, ps, "b", dim, cond_dim, &cs, g);
+    cr_assert_not_null(b, "%s", ct_last_error());
+    if (kind == FL_BLOCK_ACTNORM) {
+        /* the first pass initialises it from the batch; then it is a plain affine map */
+        ct_scope *s = ct_scope_begin();
+        ct_tensor *x0 = ct_adds(ct_muls(ct_randn(CT_SHAPE(64, dim), CT_F64, g), 3.0), 2.0);
+        ct_tensor *y0 = fl_block_forward(b, x0, NULL, NULL);
+        double m = ct_item(ct_mean(y0)), sd = ct_item(ct_mean(ct_std_dim(y0, 0, false, false)));
+        cr_expect_lt(fabs(m), 1e-9, "ActNorm output mean %g after initialisation", m);
+        cr_expect_lt(fabs(sd - 1), 1e-5, "ActNorm output std %g after initialisation", sd);
+        ct_scope_end(s);
+    }
+    perturb(ps, g);
+    check_invertible(b, block_fwd, block_inv, dim, cond_dim, g);
+    fl_block_free(b);
+    ct_params_free(ps);
+    ct_gen_free(g);
+}
+
+Test(inn, actnorm_is_invertible_with_exact_logdet) { check_block(FL_BLOCK_ACTNORM, 5, 0); }
+Test(inn, coupling_is_invertible_with_exact_logdet) { check_block(FL_BLOCK_COUPLING, 6, 3); }
+Test(inn, odd_coupling_is_invertible_with_exact_logdet) { check_block(FL_BLOCK_COUPLING, 5, 2); }
+Test(inn, permutation_is_invertible_with_zero_logdet) { check_block(FL_BLOCK_PERMUTE, 7, 0); }
+Test(inn, orthogonal_mixing_is_invertible_with_zero_logdet) { check_block(FL_BLOCK_ORTHOGONAL, 6, 0); }
+
+Test(inn, whole_conditional_inn_is_invertible_with_exact_logdet)
+{
+    for (int mix = 0; mix < FL_MIX_COUNT; mix++) {
+        ct_gen *g = ct_gen_new(11 + mix);
+        ct_params *ps = ct_params_new();
+        fl_inn_spec sp = {.dim = 6, .cond_dim = 4, .n_steps = 3, .actnorm = true,
+                          .mixing = (fl_mixing)mix,
+                          .coupling = {.hidden = 16, .n_layers = 2, .n_blocks = 1,
+                                       .act = FL_ACT_TANH, .clamp = 1.5}};
+        fl_inn *n = fl_inn_new(ps, "nf", &sp, g);
+        cr_assert_not_null(n, "%s", ct_last_error());
+        cr_expect_eq(fl_inn_n_blocks(n), 9);
+        perturb(ps, g);
+        check_invertible(n, inn_fwd, inn_inv, 6, 4, g);
+        fl_inn_free(n);
+        ct_params_free(ps);
+        ct_gen_free(g);
+    }
+}
+
+Test(inn, coupling_without_dims_to_split_is_an_error)
+{
+    ct_params *ps = ct_params_new();
+    fl_coupling_spec cs = {.hidden = 4, .n_layers = 1, .act = FL_ACT_SILU, .clamp = 2};
+    fl_block *b = fl_block_new(FL_BLOCK_COUPLING, ps, "c", 1, 0, &cs, NULL);
+    cr_expect_null(b);
+    cr_expect(strstr(ct_last_error(), "dim >= 2") != NULL, "message: %s", ct_last_error());
+    ct_params_free(ps);
+}

@@ -1,0 +1,322 @@
+/* The shared training loop: NF fits a conditional Gaussian to its known NLL, a run
+ * killed between checkpoints resumes bit-identically, non-finite steps are skipped and
+ * then refused, early stopping restores the best parameters, the one-cycle schedule. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "ctorch/ct.h"
+#include "trainers/family.h"
+#include "trainers/loop.h"
+
+/* Toy problem: z ~ N(0, I₂), u = A z + L ε. The true conditional NLL per sample is
+ * ½ log det(2πe Σ), Σ = L Lᵀ. */
+static const double A[4] = {1.0, 0.5, -0.3, 0.8};
+static const double L[4] = {0.3, 0.0, 0.2, 0.1};
+static double true_nll(void) { return log(2 * M_PI * M_E) + log(L[0] * L[3]); }
+
+typedef struct {
+    const fl_family *fam;
+    void *model;
+    ct_params *ps;
+    ct_gen *data, *noise;
+    int batch;
+    int calls, kill_at, nan_every;
+    ct_tensor *a, *l;
+} toy;
+
+static void toy_batch(toy *t, int n, ct_gen *g, ct_tensor **u, ct_tensor **z)
+{
+    *z = ct_randn(CT_SHAPE(n, 2), CT_F32, g);
+    ct_tensor *e = ct_randn(CT_SHAPE(n, 2), CT_F32, g);
+    *u = ct_add(ct_matmul(*z, ct_transpose(t->a, 0, 1)), ct_matmul(e, ct_transpose(t->l, 0, 1)));
+}
+
+static ct_tensor *toy_loss(void *ctx, fl_terms *terms)
+{
+    toy *t = ctx;
+    if (++t->calls == t->kill_at) raise(SIGKILL);
+    ct_tensor *u, *z;
+    toy_batch(t, t->batch, t->data, &u, &z);
+    ct_tensor *loss = t->fam->loss(t->model, u, z, t->noise, terms);
+    if (t->nan_every && t->calls % t->nan_every == 0) loss = ct_muls(loss, NAN);
+    return loss;
+}
+
+static int toy_put(void *ctx, ct_archive *a)
+{
+    toy *t = ctx;
+    ct_scope *s = ct_scope_begin();
+    int rc = ct_archive_put(a, "toy/data", ct_gen_get_state(t->data)) ||
+             ct_archive_put(a, "toy/noise", ct_gen_get_state(t->noise)) ||
+             ct_archive_put_i64(a, "toy/calls", t->calls);
+    ct_scope_end(s);
+    return rc ? -1 : 0;
+}
+
+static int toy_get(void *ctx, const ct_archive *a)
+{
+    toy *t = ctx;
+    ct_scope *s = ct_scope_begin();
+    int64_t calls = 0;
+    int rc = ct_gen_set_state(t->data, ct_archive_get(a, "toy/data")) ||
+             ct_gen_set_state(t->noise, ct_archive_get(a, "toy/noise")) ||
+             ct_archive_get_i64(a, "toy/calls", &calls);
+    t->calls = (int)calls;
+    ct_scope_end(s);
+    return rc ? -1 : 0;
+}
+
+static void toy_init(toy *t, fl_config *c, uint64_t seed)
+{
+    memset(t, 0, sizeof *t);
+    t->fam = fl_family_find("nf");
+    t->ps = ct_params_new();
+    t->data = ct_gen_new(seed);
+    t->noise = ct_gen_new(seed + 1);
+    t->batch = 256;
+    ct_gen *init = ct_gen_new(seed + 2);
+    t->model = t->fam->create(c, 2, 2, t->ps, init);
+    ct_gen_free(init);
+    cr_assert_not_null(t->model, "%s", ct_last_error());
+    t->a = ct_from_data(A, CT_SHAPE(2, 2), CT_F64);
+    t->l = ct_from_data(L, CT_SHAPE(2, 2), CT_F64);
+    ct_tensor *a32 = ct_to_dtype(t->a, CT_F32), *l32 = ct_to_dtype(t->l, CT_F32);
+    ct_free(t->a);
+    ct_free(t->l);
+    t->a = a32;
+    t->l = l32;
+}
+
+static void toy_free(toy *t)
+{
+    t->fam->destroy(t->model);
+    ct_params_free(t->ps);
+    ct_gen_free(t->data);
+    ct_gen_free(t->noise);
+    ct_free(t->a);
+    ct_free(t->l);
+}
+
+static fl_task toy_task(toy *t)
+{
+    fl_task task = {t->ps, t, toy_loss, NULL, toy_put, toy_get};
+    return task;
+}
+
+static fl_config *toy_config(void)
+{
+    fl_config *c = fl_config_default();
+    cr_assert(!fl_config_override(c, "nf.blocks=4") && !fl_config_override(c, "nf.hidden=32"));
+    return c;
+}
+
+static fl_train_opts toy_opts(fl_config *c, int64_t steps, double lr)
+{
+    fl_train_opts o;
+    fl_train_opts_from_config(&o, c, "train");
+    o.steps = steps;
+    o.lr = lr;
+    o.val_every = 0;
+    o.checkpoint_every = 0;
+    return o;
+}
+
+Test(loop, nf_fits_a_conditional_gaussian_to_its_true_nll, .timeout = 300)
+{
+    fl_config *c = toy_config();
+    toy t;
+    toy_init(&t, c, 1);
+    fl_task task = toy_task(&t);
+    fl_train_opts o = toy_opts(c, 800, 5e-3);
+    fl_train_result r;
+    cr_assert_eq(fl_train_run(&task, &o, &r), 0, "%s", ct_last_error());
+    cr_expect_eq(r.steps_done, 800);
+    cr_expect_str_eq(r.term_names[0], "nll");
+
+    bool prev = ct_set_grad_enabled(false);
+    ct_scope *s = ct_scope_begin();
+    ct_gen *test = ct_gen_new(99);
+    ct_tensor *u, *z;
+    toy_batch(&t, 20000, test, &u, &z);
+    double nll = ct_item(t.fam->loss(t.model, u, z, NULL, NULL));
+    ct_gen_free(test);
+    ct_scope_end(s);
+    ct_set_grad_enabled(prev);
+    double want = true_nll();
+    cr_expect_lt(nll, want + 0.12, "test NLL %.4f, true conditional NLL %.4f", nll, want);
+    cr_expect_gt(nll, want - 0.05, "test NLL %.4f below the true NLL %.4f: the NLL is wrong", nll, want);
+    fl_train_result_free(&r);
+    toy_free(&t);
+    fl_config_free(c);
+}
+
+Test(loop, run_killed_between_checkpoints_resumes_bit_identically, .timeout = 300)
+{
+    char dir[] = "/tmp/fl_loop_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char ckpt[256], ckpt_ref[256];
+    snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", dir);
+    snprintf(ckpt_ref, sizeof ckpt_ref, "%s/ref.ckpt", dir);
+
+    /* the killed run, in a child forked before libtorch starts its threads */
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        fl_config *c = toy_config();
+        toy t;
+        toy_init(&t, c, 5);
+        t.kill_at = 27;
+        fl_task task = toy_task(&t);
+        fl_train_opts o = toy_opts(c, 40, 3e-3);
+        o.checkpoint = ckpt;
+        o.checkpoint_every = 10;
+        fl_train_result r;
+        fl_train_run(&task, &o, &r);
+        _exit(3); /* not reached: killed at step 27 */
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the child was not killed");
+    cr_assert_eq(access(ckpt, F_OK), 0, "no checkpoint left by the killed run");
+
+    fl_config *c = toy_config();
+    /* uninterrupted reference */
+    toy ref;
+    toy_init(&ref, c, 5);
+    fl_task rt = toy_task(&ref);
+    fl_train_opts ro = toy_opts(c, 40, 3e-3);
+    ro.checkpoint = ckpt_ref;
+    ro.checkpoint_every = 10;
+    fl_train_result rr;
+    cr_assert_eq(fl_train_run(&rt, &ro, &rr), 0, "%s", ct_last_error());
+
+    /* resume the killed one */
+    toy t;
+    toy_init(&t, c, 5);
+    fl_task task = toy_task(&t);
+    fl_train_opts o = toy_opts(c, 40, 3e-3);
+    o.checkpoint = ckpt;
+    o.checkpoint_every = 10;
+    o.resume = true;
+    fl_train_result r;
+    cr_assert_eq(fl_train_run(&task, &o, &r), 0, "%s", ct_last_error());
+    cr_expect(r.resumed);
+    cr_expect_eq(r.steps_done, 40);
+    cr_expect_eq(t.calls, 40, "the resumed run made %d loss calls in all", t.calls);
+    for (int i = 0; i < ct_params_count(ref.ps); i++) {
+        double d = ct_max_abs_diff(ct_params_at(ref.ps, i), ct_params_at(t.ps, i));
+        cr_expect_eq(d, 0.0, "parameter %s differs by %g after resuming", ct_params_name(ref.ps, i), d);
+    }
+    cr_expect_eq(r.n_points, rr.n_points);
+    for (int64_t i = 0; i < r.n_points * r.n_terms && i < rr.n_points * rr.n_terms; i++)
+        cr_expect_eq(r.curve[i], rr.curve[i], "loss curve differs at %lld", (long long)i);
+
+    /* a checkpoint from other settings is refused */
+    toy t2;
+    toy_init(&t2, c, 5);
+    fl_task task2 = toy_task(&t2);
+    o.fingerprint = 12345;
+    fl_train_result r2;
+    cr_expect_eq(fl_train_run(&task2, &o, &r2), -1);
+    cr_expect(strstr(ct_last_error(), "other settings") != NULL, "message: %s", ct_last_error());
+    fl_train_result_free(&r2);
+    toy_free(&t2);
+
+    fl_train_result_free(&r);
+    fl_train_result_free(&rr);
+    toy_free(&t);
+    toy_free(&ref);
+    fl_config_free(c);
+    unlink(ckpt);
+    unlink(ckpt_ref);
+    rmdir(dir);
+}
+
+Test(loop, nonfinite_steps_are_skipped_then_refused)
+{
+    fl_config *c = toy_config();
+    toy t;
+    toy_init(&t, c, 3);
+    t.nan_every = 4;
+    fl_task task = toy_task(&t);
+    fl_train_opts o = toy_opts(c, 20, 1e-3);
+    o.max_nonfinite = 10;
+    fl_train_result r;
+    cr_assert_eq(fl_train_run(&task, &o, &r), 0, "%s", ct_last_error());
+    cr_expect_eq(r.skipped_nonfinite, 5);
+    for (int i = 0; i < ct_params_count(t.ps); i++)
+        cr_expect(isfinite(ct_item(ct_sum(ct_params_at(t.ps, i)))), "a NaN reached the parameters");
+    fl_train_result_free(&r);
+
+    t.nan_every = 1;
+    o.max_nonfinite = 3;
+    cr_expect_eq(fl_train_run(&task, &o, &r), -1);
+    cr_expect(strstr(ct_last_error(), "NaN") != NULL && strstr(ct_last_error(), "max_nonfinite") != NULL,
+              "message: %s", ct_last_error());
+    cr_expect_eq(r.steps_done, 4);
+    fl_train_result_free(&r);
+    toy_free(&t);
+    fl_config_free(c);
+}
+
+/* Validation that improves until step 30, then worsens; keeps the parameters it saw
+ * at step 30. */
+static ct_archive *seen_at_30;
+static int toy_validate(void *ctx, double *loss)
+{
+    toy *t = ctx;
+    *loss = fabs((double)t->calls - 30.0);
+    if (t->calls == 30) ct_params_put(t->ps, seen_at_30, "");
+    return 0;
+}
+
+Test(loop, early_stopping_restores_the_best_parameters)
+{
+    fl_config *c = toy_config();
+    toy t;
+    toy_init(&t, c, 4);
+    fl_task task = toy_task(&t);
+    task.validate = toy_validate;
+    seen_at_30 = ct_archive_new();
+    fl_train_opts o = toy_opts(c, 100, 1e-2);
+    o.val_every = 10;
+    o.patience = 2;
+    fl_train_result r;
+    cr_assert_eq(fl_train_run(&task, &o, &r), 0, "%s", ct_last_error());
+    cr_expect(r.stopped_early);
+    cr_expect_eq(r.best_step, 30);
+    cr_expect_eq(r.steps_done, 50);
+    cr_expect_eq(r.n_val, 5);
+    for (int i = 0; i < ct_params_count(t.ps); i++) {
+        ct_scope *s = ct_scope_begin();
+        ct_tensor *want = ct_archive_get(seen_at_30, ct_params_name(t.ps, i));
+        double d = ct_max_abs_diff(ct_params_at(t.ps, i), want);
+        cr_expect_eq(d, 0.0, "%s is not the step-30 value (differs by %g)", ct_params_name(t.ps, i), d);
+        ct_scope_end(s);
+    }
+    ct_archive_free(seen_at_30);
+    fl_train_result_free(&r);
+    toy_free(&t);
+    fl_config_free(c);
+}
+
+Test(loop, one_cycle_schedule_matches_pytorch_shape)
+{
+    fl_config *c = fl_config_default();
+    fl_train_opts o;
+    fl_train_opts_from_config(&o, c, "train");
+    o.steps = 1000;
+    o.lr = 1e-3;
+    cr_expect_float_eq(fl_schedule_lr(&o, 0), 1e-3 / 25, 1e-15);
+    cr_expect_float_eq(fl_schedule_lr(&o, 299), 1e-3, 1e-15);       /* peak at pct·N − 1 */
+    cr_expect_float_eq(fl_schedule_lr(&o, 999), 1e-3 / 25 / 1e4, 1e-15);
+    for (int k = 1; k < 299; k++) cr_expect_gt(fl_schedule_lr(&o, k), fl_schedule_lr(&o, k - 1));
+    for (int k = 300; k < 1000; k++) cr_expect_lt(fl_schedule_lr(&o, k), fl_schedule_lr(&o, k - 1));
+    fl_config_free(c);
+}

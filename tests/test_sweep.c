@@ -1,0 +1,154 @@
+/* `fiberlab sweep` end to end (the built binary, FL_BIN) on a small color-MNIST
+ * setting: a config error fails before anything is trained or written, naming the key;
+ * λ > 0 lowers the fiber loss of the samples against λ = 0 (same seed, same steps); a
+ * sweep interrupted and rerun trains only the missing runs; the report is complete. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/h5.h"
+#include "core/log.h"
+#include "store_fixture.h"
+
+TestSuite(sweep, .init = make_tmp, .fini = remove_tmp);
+
+static char out[16384], err[16384];
+
+/* Runs fiberlab with args in <tmp>, FIBERLAB_CACHE=<tmp>/cache; stdout in out, stderr in
+ * err; the exit code. */
+static int run(const char *args)
+{
+    char cmd[4096], op[400], ep[400];
+    snprintf(op, sizeof op, "%s/stdout.txt", tmp);
+    snprintf(ep, sizeof ep, "%s/stderr.txt", tmp);
+    snprintf(cmd, sizeof cmd, "cd '%s' && FIBERLAB_CACHE='%s/cache' FIBERLAB_PLAIN_LOG=1 '%s' %s >'%s' 2>'%s'",
+             tmp, tmp, FL_BIN, args, op, ep);
+    int st = system(cmd);
+    FILE *f = fopen(op, "r");
+    size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
+    out[n] = 0;
+    if (f) fclose(f);
+    f = fopen(ep, "r");
+    n = f ? fread(err, 1, sizeof err - 1, f) : 0;
+    err[n] = 0;
+    if (f) fclose(f);
+    unlink(op);
+    unlink(ep);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static bool exists(const char *rel)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", tmp, rel);
+    return access(p, F_OK) == 0;
+}
+
+static void write_config(const char *name, const char *text)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", tmp, name);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void expect_config_error(const char *config_text, const char *args, const char *key)
+{
+    write_config("bad.json", config_text);
+    char a[1024];
+    snprintf(a, sizeof a, "sweep bad.json %s", args);
+    int rc = run(a);
+    cr_expect_neq(rc, 0, "'%s' with %s exited 0", a, config_text);
+    cr_expect(strncmp(err, "fiberlab sweep: ", 16) == 0, "stderr: %s", err);
+    cr_expect(strstr(err, key) != NULL, "the message does not name '%s': %s", key, err);
+    cr_expect(strchr(err, '\n') == strrchr(err, '\n'), "not one line: %s", err);
+    cr_expect_not(exists("results"), "a results folder was written: %s", config_text);
+    cr_expect_not(exists("cache"), "a cache folder was written: %s", config_text);
+}
+
+Test(sweep, config_errors_fail_before_training_naming_the_key)
+{
+    expect_config_error("{\"sweep\": {\"families\": [\"nf\", \"gan\"]}}", "", "sweep.families");
+    expect_config_error("{\"model\": {\"family\": \"gan\"}}", "", "model.family");
+    expect_config_error("{\"train\": {\"stepz\": 10}}", "", "train.stepz");
+    expect_config_error("{\"train\": {\"steps\": \"many\"}}", "", "train.steps");
+    expect_config_error("{\"train\": {\"steps\": 1.5}}", "", "train.steps");
+    expect_config_error("{\"sweep\": {\"lambdas\": [0, -1]}}", "", "sweep.lambdas");
+    expect_config_error("{}", "train.lambda=-0.5", "train.lambda");
+    expect_config_error("{\"train\": {\"lr\": 1e-3,}}", "", "bad.json");   /* malformed JSON */
+    expect_config_error("{}", "nf.blocks=0", "nf.blocks");
+}
+
+/* A setting small enough to train subject, VAE and two fiber models in seconds. */
+static const char *small =
+    "{\"sweep\": {\"name\": \"t\", \"lambdas\": [0, 30], \"grid_targets\": 2},"
+    " \"data\": {\"n_train\": 1500, \"n_test\": 200},"
+    " \"subject\": {\"widths\": [8, 16], \"dim\": 16, \"steps\": 150, \"batch_size\": 64},"
+    " \"vae\": {\"widths\": [8, 16], \"hidden\": 64, \"latent\": 8, \"steps\": 150, \"batch_size\": 64},"
+    " \"nf\": {\"blocks\": 3, \"hidden\": 32},"
+    " \"train\": {\"steps\": 150, \"batch_size\": 64, \"lr\": 3e-3, \"checkpoint_every\": 50, \"val_every\": 50},"
+    " \"eval\": {\"n_targets\": 40, \"samples_per_target\": 4, \"n_aug\": 2, \"n_random\": 2,"
+    "  \"nn_train\": 300, \"store_samples\": 2}}";
+
+static double run_attr(const char *run, const char *attr)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/results/t/runs/%s.h5", tmp, run);
+    fl_h5r *r = fl_h5r_open(p);
+    cr_assert_not_null(r, "%s", fl_error());
+    double v = NAN;
+    cr_assert_eq(fl_h5r_attr_f64(r, "/", attr, &v), 0, "%s", fl_error());
+    fl_h5r_close(r);
+    return v;
+}
+
+Test(sweep, fiber_loss_term_lowers_the_fiber_loss_and_reruns_train_only_what_is_missing,
+     .timeout = 900)
+{
+    if (access(NPM_DIR "/0.json", R_OK) != 0) cr_skip_test("the npm digits are not fetched (scripts/setup.sh)");
+    write_config("small.json", small);
+    char args[1024];
+    snprintf(args, sizeof args, "sweep small.json data.path='%s' threads=1", NPM_DIR);
+    cr_assert_eq(run(args), 0, "the sweep failed:\n%s", err);
+    cr_expect(strstr(out, "2 runs: 2 trained, 0 reused") != NULL, "stdout: %s", out);
+    double f0 = run_attr("nf_lam0_seed0", "fiber_mean"), f30 = run_attr("nf_lam30_seed0", "fiber_mean");
+    cr_expect_lt(f30, f0, "fiber loss with λ=30: %.4f, with λ=0: %.4f", f30, f0);
+    const char *report[] = {"results/t/index.json", "results/t/timing.md", "results/t/references.h5",
+                            "results/t/fidelity_consistency.png", "results/t/fidelity_consistency.svg",
+                            "results/t/grids/nf_lam0_seed0.png", "results/t/grids/nf_lam30_seed0.png",
+                            "results/t/checkpoints/nf_lam0_seed0.ckpt"};
+    for (size_t i = 0; i < sizeof report / sizeof report[0]; i++)
+        cr_expect(exists(report[i]), "missing %s", report[i]);
+
+    /* interrupted before the second run finished: its file is missing */
+    char p[600];
+    struct stat st0;
+    snprintf(p, sizeof p, "%s/results/t/runs/nf_lam0_seed0.h5", tmp);
+    cr_assert_eq(stat(p, &st0), 0);
+    snprintf(p, sizeof p, "%s/results/t/runs/nf_lam30_seed0.h5", tmp);
+    cr_assert_eq(unlink(p), 0);
+    snprintf(p, sizeof p, "%s/results/t/checkpoints/nf_lam30_seed0.ckpt", tmp);
+    unlink(p);
+    cr_assert_eq(run(args), 0, "the rerun failed:\n%s", err);
+    cr_expect(strstr(out, "2 runs: 1 trained, 1 reused") != NULL, "stdout: %s", out);
+    cr_expect(strstr(err, "nf_lam0_seed0: done before, reused") != NULL, "stderr: %s", err);
+    struct stat st1;
+    snprintf(p, sizeof p, "%s/results/t/runs/nf_lam0_seed0.h5", tmp);
+    cr_assert_eq(stat(p, &st1), 0);
+    cr_expect_eq(st0.st_mtime, st1.st_mtime, "the finished run was rewritten");
+    cr_expect(exists("results/t/runs/nf_lam30_seed0.h5"));
+    cr_expect(strstr(err, "training subject") == NULL && strstr(err, "training the VAE") == NULL,
+              "the rerun trained the subject or VAE again:\n%s", err);
+
+    /* a changed setting retrains that run; the same settings again train nothing */
+    snprintf(args, sizeof args, "sweep small.json data.path='%s' threads=1 sweep.lambdas=0", NPM_DIR);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_expect(strstr(out, "1 runs: 0 trained, 1 reused") != NULL, "stdout: %s", out);
+}

@@ -1,0 +1,91 @@
+/* The one training loop every trainer runs (fiber-model families, the subject models,
+ * the VAE, the diffusion priors). A task supplies its parameters and the loss of the
+ * next batch; the loop owns the optimizer, the one-cycle schedule, gradient clipping,
+ * the guard against non-finite losses, validation with early stopping, atomic
+ * checkpoints with bit-identical resume, the progress bar and the loss curves. */
+#ifndef FL_LOOP_H
+#define FL_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "ctorch/ct.h"
+
+#define FL_MAX_TERMS 8
+/* Named scalar terms of one loss evaluation, for logs and curves. */
+typedef struct {
+    int n;
+    const char *name[FL_MAX_TERMS];  /* static strings */
+    double value[FL_MAX_TERMS];
+} fl_terms;
+void fl_terms_add(fl_terms *t, const char *name, double value);
+
+typedef struct {
+    ct_params *params;  /* the trainable set (borrowed) */
+    void *ctx;
+    /* Loss of the next training batch, with a graph to the parameters; fills terms.
+     * NULL on failure (with fl_error set). */
+    ct_tensor *(*step_loss)(void *ctx, fl_terms *terms);
+    /* Validation loss, called with grad off; NULL disables validation. */
+    int (*validate)(void *ctx, double *loss);
+    /* State beyond parameters and optimizer that resuming needs (batch order, random
+     * streams); both may be NULL. */
+    int (*put_state)(void *ctx, ct_archive *a);
+    int (*get_state)(void *ctx, const ct_archive *a);
+} fl_task;
+
+typedef enum { FL_SCHED_ONECYCLE = 0, FL_SCHED_CONSTANT, FL_SCHED_COUNT } fl_schedule;
+
+typedef struct {
+    const char *label;          /* progress label, e.g. "nf λ=1" */
+    int64_t steps;
+    double lr;                  /* the peak learning rate of the one-cycle schedule */
+    fl_schedule schedule;
+    double pct_start, div_factor, final_div_factor;
+    ct_optim_kind optimizer;
+    double weight_decay;
+    double clip_grad;           /* max global gradient norm; 0: no clipping */
+    int64_t val_every;          /* steps between validations; 0: none */
+    int patience;               /* validations without improvement before stopping; 0: never */
+    int64_t checkpoint_every;   /* steps between checkpoints; 0: only at the end */
+    const char *checkpoint;     /* path, or NULL for none */
+    bool resume;                /* continue from checkpoint when it exists */
+    uint64_t fingerprint;       /* settings hash stored in the checkpoint; a resume with
+                                   another one is refused */
+    int max_nonfinite;          /* skipped steps (NaN/inf loss or gradient) before giving up */
+    int64_t curve_every;        /* steps averaged into one point of the loss curves */
+} fl_train_opts;
+
+/* Fills opts from the config: <section>.steps, <section>.lr, <section>.batch_size are
+ * read by the caller's task; the loop settings come from the train.* keys, with
+ * <section>.steps and <section>.lr when the section has them. */
+void fl_train_opts_from_config(fl_train_opts *o, const fl_config *c, const char *section);
+
+/* The learning rate at optimizer step k (0-based) of the schedule. */
+double fl_schedule_lr(const fl_train_opts *o, int64_t k);
+
+typedef struct {
+    int64_t steps_done, skipped_nonfinite, best_step;
+    double best_val, last_val, seconds;
+    bool stopped_early, resumed;
+    /* loss curves: n_points rows of n_terms mean values, at curve_steps */
+    int n_terms;
+    char term_names[FL_MAX_TERMS][32];
+    int64_t n_points;
+    double *curve;          /* (n_points, n_terms) */
+    int64_t *curve_steps;   /* (n_points) */
+    int64_t n_val;
+    double *val;            /* (n_val) validation losses */
+    int64_t *val_steps;
+} fl_train_result;
+void fl_train_result_free(fl_train_result *r);
+
+/* Runs the loop. On early stopping the parameters are set back to the best validated
+ * ones. -1 and fl_error() on failure (too many non-finite steps, I/O, a task error);
+ * the last good checkpoint stays. */
+int fl_train_run(const fl_task *task, const fl_train_opts *o, fl_train_result *res);
+
+extern const fl_key fl_keys_train[];
+
+#endif

@@ -25,7 +25,8 @@ const fl_key fl_keys_eval[] = {
     {"eval.batch_size", FL_KEY_INT, "500", 1, 1e7, NULL,
      "Samples drawn and scored together (memory, not results)."},
     {"eval.store_samples", FL_KEY_INT, "16", 0, 1e9, NULL,
-     "Targets whose samples are kept in the results (for sample grids); 0 keeps none."},
+     "Targets whose samples are kept in the results (for sample grids), spread evenly over "
+     "the targets; 0 keeps none."},
     {"eval.nn_train", FL_KEY_INT, "0", 0, 1e9, NULL,
      "Training images searched by the nearest-neighbour reference line (N spread evenly over "
      "the training split; 0: all)."},
@@ -328,6 +329,12 @@ static int64_t n_targets_of(const fl_config *c, const fl_dataset *ds)
     return n;
 }
 
+/* Position among the N targets of the j-th of n_store targets whose samples are kept. */
+static int64_t store_pos(int64_t j, int64_t n_store, int64_t N)
+{
+    return n_store > 0 ? j * N / n_store : 0;
+}
+
 int fl_evaluate_k(const fl_config *c, const fl_dataset *ds, fl_subject *subj, fl_sampler *s,
                   int k, fl_eval_result *r)
 {
@@ -348,7 +355,9 @@ int fl_evaluate_k(const fl_config *c, const fl_dataset *ds, fl_subject *subj, fl
         row[j] = j / k;
         r->sample_target[j] = r->target_index[j / k];
     }
-    for (int64_t j = 0; j < n_store * k; j++) r->stored_target[j] = r->target_index[j / k];
+    /* the stored samples belong to targets spread over all of them (the split is stored
+     * class by class: the first targets would all show one digit) */
+    for (int64_t j = 0; j < n_store * k; j++) r->stored_target[j] = r->target_index[store_pos(j / k, n_store, N)];
 
     bool prev = ct_set_grad_enabled(false);
     ct_scope *sc = ct_scope_begin();
@@ -389,11 +398,13 @@ int fl_evaluate_k(const fl_config *c, const fl_dataset *ds, fl_subject *subj, fl
             ts = fl_now();
             rc = score(subj, smp, ct_repeat_interleave(z, k, 0), r, i * k);
             r->t_score += fl_now() - ts;
-            int64_t keep = (i + len > n_store ? n_store - i : len) * k;       /* samples to keep */
-            if (!rc && keep > 0 &&
-                ct_to_data(ct_narrow(smp, 0, 0, keep), r->samples + i * k * 3 * 28 * 28,
-                           (size_t)keep * 3 * 28 * 28 * sizeof(float)))
-                rc = fl_fail_ctx("sampler %s", s->name);
+            for (int64_t j = 0; !rc && j < n_store; j++) {                     /* samples to keep */
+                int64_t p = store_pos(j, n_store, N);
+                if (p < i || p >= i + len) continue;
+                if (ct_to_data(ct_narrow(smp, 0, (p - i) * k, k), r->samples + j * k * 3 * 28 * 28,
+                               (size_t)k * 3 * 28 * 28 * sizeof(float)))
+                    rc = fl_fail_ctx("sampler %s", s->name);
+            }
         }
         ct_scope_end(inner);
     }

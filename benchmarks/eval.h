@@ -67,7 +67,7 @@ typedef struct {
     double fiber_mean, fiber_std;   /* over all samples (std with ddof 0) */
     fl_color_metrics color;     /* KL and W1 per channel and their means */
     int kl_bins;
-    int64_t n_stored;           /* samples kept: those of the first eval.store_samples targets */
+    int64_t n_stored;           /* samples kept: those of eval.store_samples targets spread over all */
     float *samples;             /* (n_stored, 3, 28, 28) */
     int64_t *stored_target;     /* (n_stored) test-split positions */
     double t_setup;             /* seconds before sampling (e.g. encoding the training set) */

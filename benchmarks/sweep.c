@@ -65,19 +65,6 @@ static int make_dir(const char *path)
     }
 }
 
-/* The settings hash of a run: every key but sweep.*, which only say what else runs. */
-static void run_hash(const fl_config *run, char hash[17])
-{
-    fl_config *c = fl_config_copy(run);
-    char assign[512];
-    for (const fl_key *k = fl_keys_sweep; k->key; k++) {
-        snprintf(assign, sizeof assign, "%s=%s", k->key, k->def);
-        fl_config_override(c, assign);
-    }
-    fl_config_hash(c, NULL, 0, hash);
-    fl_config_free(c);
-}
-
 /* Does path hold a finished run (or references) with these settings? */
 static bool file_matches(const char *path, const char *hash)
 {
@@ -91,19 +78,41 @@ static bool file_matches(const char *path, const char *hash)
     return ok;
 }
 
-/* Train pairs split into training and validation (the last val_fraction). */
-static int split_latents(const fl_latents *all, double frac, fl_latents *train, fl_latents *val)
+/* Training pairs split by digit into training and validation: the last val_fraction of
+ * the digits, in every one of the K colorings (rows are coloring-major), are held out,
+ * so that no validation digit is seen in training under other colors. */
+static int split_latents(const fl_latents *all, double frac, int colorings, fl_latents *train,
+                         fl_latents *val)
 {
-    int64_t n = ct_size(all->u, 0), nv = (int64_t)(frac * (double)n);
+    int64_t rows = ct_size(all->u, 0), n = rows / colorings, nv = (int64_t)(frac * (double)n);
+    int64_t *ti = malloc((size_t)rows * sizeof *ti), *vi = malloc((size_t)(rows ? rows : 1) * sizeof *vi);
+    if (!ti || !vi) {
+        free(ti);
+        free(vi);
+        return fl_fail("out of memory");
+    }
+    int64_t nt = 0, nvv = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        if (r % n < n - nv)
+            ti[nt++] = r;
+        else
+            vi[nvv++] = r;
+    }
     memset(train, 0, sizeof *train);
     memset(val, 0, sizeof *val);
-    train->u = ct_unscope(ct_narrow(all->u, 0, 0, n - nv));
-    train->z = ct_unscope(ct_narrow(all->z, 0, 0, n - nv));
-    if (nv > 0) {
-        val->u = ct_unscope(ct_narrow(all->u, 0, n - nv, nv));
-        val->z = ct_unscope(ct_narrow(all->z, 0, n - nv, nv));
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *it = ct_from_data(ti, CT_SHAPE(nt), CT_I64);
+    train->u = ct_unscope(ct_index_select(all->u, 0, it));
+    train->z = ct_unscope(ct_index_select(all->z, 0, it));
+    if (nvv > 0) {
+        ct_tensor *iv = ct_from_data(vi, CT_SHAPE(nvv), CT_I64);
+        val->u = ct_unscope(ct_index_select(all->u, 0, iv));
+        val->z = ct_unscope(ct_index_select(all->z, 0, iv));
     }
-    return train->u && train->z ? 0 : -1;
+    ct_scope_end(s);
+    free(ti);
+    free(vi);
+    return train->u && train->z ? 0 : fl_fail_ctx("splitting the training pairs");
 }
 
 static int write_curves(fl_h5w *w, const fl_train_result *r)
@@ -262,7 +271,7 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
                     rc = -1;
                     break;
                 }
-                run_hash(run, hash);
+                fl_config_hash_except(run, "sweep", hash); /* sweep.* only say what else runs */
                 if (file_matches(path, hash)) {
                     fl_info("%s: done before, reused", name);
                     sum->runs_reused++;
@@ -271,8 +280,9 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
                 }
                 if (!all.u) { /* the pairs are needed only when something trains */
                     double tl = fl_now();
-                    if (fl_latents_compute(vae, subj, ds, FL_TRAIN, &all) ||
-                        split_latents(&all, fl_cfg_num(c, "sweep.val_fraction"), &train, &val)) {
+                    int k = (int)fl_cfg_int(c, "train.colorings");
+                    if (fl_latents_compute(vae, subj, ds, FL_TRAIN, k, &all) ||
+                        split_latents(&all, fl_cfg_num(c, "sweep.val_fraction"), k, &train, &val)) {
                         fl_config_free(run);
                         rc = -1;
                         break;

@@ -2,12 +2,11 @@
 #define _GNU_SOURCE
 #include "cli/cli_opts.h"
 
-#include <dlfcn.h>
-#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/blas.h"
 #include "core/log.h"
 #include "ctorch/ct.h"
 
@@ -39,24 +38,6 @@ int cli_opts_parse(const char *cmd, int argc, char **argv, cli_opts *o,
     return 0;
 }
 
-static int cores_available(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
-/* libtorch parallelizes inside its ops (OpenMP); OpenBLAS's own thread pool, called
- * from inside those regions, oversubscribes the cores: on 2 cores the conv nets of the
- * subject and the VAE trained 3–5x slower with both on. So BLAS runs single-threaded
- * within libtorch's threads. */
-static void single_threaded_blas(void)
-{
-    void (*set)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
-    if (set) set(1);
-}
-
 fl_config *cli_opts_config(const char *cmd, const cli_opts *o)
 {
     fl_config *c = o->config ? fl_config_load(o->config) : fl_config_default();
@@ -71,7 +52,6 @@ fl_config *cli_opts_config(const char *cmd, const cli_opts *o)
             return NULL;
         }
     int threads = (int)fl_cfg_int(c, "threads");
-    ct_set_num_threads(threads > 0 ? threads : cores_available());
-    single_threaded_blas();
+    fl_threads_set(threads, FL_WORK_CONV);
     return c;
 }

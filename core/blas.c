@@ -2,7 +2,10 @@
 #define _GNU_SOURCE
 #include "core/blas.h"
 
+#include "ctorch/ct.h"
+
 #include <dlfcn.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,4 +74,31 @@ void fl_blas_ensure_best_kernel(char **argv)
     execv("/proc/self/exe", argv);
     /* exec failed: carry on with the slower kernel rather than not at all */
     unsetenv("OPENBLAS_CORETYPE");
+}
+
+int fl_cores_available(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static int cur_threads = 1;
+static fl_workload cur_work = FL_WORK_DENSE; /* Debian's libtorch: 1 thread, BLAS all */
+
+void fl_threads_set(int n, fl_workload w)
+{
+    if (n <= 0) n = fl_cores_available();
+    void (*blas)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+    ct_set_num_threads(w == FL_WORK_CONV ? n : 1);
+    if (blas) blas(w == FL_WORK_CONV ? 1 : n);
+    cur_threads = n;
+    cur_work = w;
+}
+
+void fl_threads_get(int *n, fl_workload *w)
+{
+    *n = cur_threads;
+    *w = cur_work;
 }

@@ -20,4 +20,18 @@ const char *fl_blas_best_coretype(void);
  * normally when nothing needs doing or the re-exec is impossible. */
 void fl_blas_ensure_best_kernel(char **argv);
 
+/* Threads. libtorch parallelizes inside its ops (OpenMP) and OpenBLAS has a pool of its
+ * own; with both parallel they oversubscribe the cores (OpenBLAS's threads spin while
+ * libtorch's wait). Measured on 2 cores: a conv subject trained 3x slower with both pools
+ * at 2 threads than with BLAS at 1, and NF training at batch 256 5x slower. So exactly
+ * one pool runs n threads: libtorch's for conv work (its conv kernels split the batch),
+ * BLAS's for dense work (MLPs, whose time is in matrix products). */
+typedef enum { FL_WORK_CONV = 0, FL_WORK_DENSE, FL_WORK_COUNT } fl_workload;
+/* The cores this process may run on. */
+int fl_cores_available(void);
+/* Uses n threads (0: every available core) for work of kind w. */
+void fl_threads_set(int n, fl_workload w);
+/* The current setting, to restore it after a phase of another kind. */
+void fl_threads_get(int *n, fl_workload *w);
+
 #endif

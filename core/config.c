@@ -386,9 +386,8 @@ char *fl_config_json(const fl_config *c, const char *const *secs, int n)
     return text;
 }
 
-void fl_config_hash(const fl_config *c, const char *const *secs, int n, char buf[17])
+static void hash_text(char *text, char buf[17])
 {
-    char *text = fl_config_json(c, secs, n);
     uint64_t h = 1469598103934665603ull;
     for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
         h ^= *p;
@@ -396,6 +395,34 @@ void fl_config_hash(const fl_config *c, const char *const *secs, int n, char buf
     }
     free(text);
     snprintf(buf, 17, "%016llx", (unsigned long long)h);
+}
+
+void fl_config_hash(const fl_config *c, const char *const *secs, int n, char buf[17])
+{
+    hash_text(fl_config_json(c, secs, n), buf);
+}
+
+void fl_config_hash_except(const fl_config *c, const char *section, char buf[17])
+{
+    /* the sections of every key but those of section, in schema order */
+    const char *secs[64];
+    char names[64][32];
+    int n = 0;
+    for (const fl_key *const *s = sections(); *s; s++)
+        for (const fl_key *k = *s; k->key; k++) {
+            const char *dot = strchr(k->key, '.');
+            char sec[32];
+            snprintf(sec, sizeof sec, "%.*s", dot ? (int)(dot - k->key) : (int)strlen(k->key), k->key);
+            if (strcmp(sec, section) == 0) continue;
+            bool seen = false;
+            for (int i = 0; i < n && !seen; i++) seen = strcmp(names[i], sec) == 0;
+            if (!seen && n < 64) {
+                snprintf(names[n], sizeof names[n], "%s", sec);
+                secs[n] = names[n];
+                n++;
+            }
+        }
+    hash_text(fl_config_json(c, secs, n), buf);
 }
 
 void fl_config_write_doc(FILE *f)

@@ -61,6 +61,9 @@ char *fl_config_json(const fl_config *c, const char *const *sections, int n);
 /* FNV-1a 64 of fl_config_json, as 16 hex digits into buf[17]. */
 void fl_config_hash(const fl_config *c, const char *const *sections, int n, char buf[17]);
 
+/* The same over every key outside section (e.g. "sweep": what a run depends on). */
+void fl_config_hash_except(const fl_config *c, const char *section, char buf[17]);
+
 /* Markdown documentation of every key (configs/README.md is generated from it). */
 void fl_config_write_doc(FILE *f);
 /* The schema entry of key, or NULL. */

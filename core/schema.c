@@ -1,13 +1,13 @@
-/* Keys that belong to no layer: seeding, threads, device and where files go. */
+/* Keys that belong to no layer: seeding, threads and where files go. */
 #include "core/schema.h"
 
 const fl_key fl_keys_general[] = {
     {"seed", FL_KEY_INT, "0", 0, 4294967295.0, NULL,
      "Seed of every random choice of a run (data colors, initialisation, batches, noise)."},
     {"threads", FL_KEY_INT, "0", 0, 1024, NULL,
-     "CPU threads for libtorch; 0 uses every core the process may run on."},
-    {"device", FL_KEY_STR, "\"cpu\"", FL_NO_BOUNDS, NULL,
-     "Where tensors live: cpu, cuda or cuda:N (CUDA needs a CUDA libtorch)."},
+     "CPU cores to use; 0: every core the process may run on. They go to libtorch's own "
+     "threads for conv work and to OpenBLAS's for dense work, never to both at once "
+     "(nested pools oversubscribe the cores; see core/blas.h)."},
     {"cache_dir", FL_KEY_STR, "\"cache\"", FL_NO_BOUNDS, NULL,
      "Folder for the downloaded digits (scripts/setup.sh fills it), built datasets and "
      "trained subjects and VAEs; a relative path is taken from the source tree. The "

@@ -5,29 +5,76 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "core/blas.h"
 #include "core/fiber.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "core/colorlaw.h"
 #include "datasets/batch.h"
 
+/* The colored images of split s under coloring k (0: the stored colors). */
+static ct_tensor *colored_images(const fl_dataset *ds, fl_split s, int k)
+{
+    int64_t n = fl_dataset_count(ds, s);
+    int h = fl_dataset_height(ds), w = fl_dataset_width(ds);
+    float *bg = malloc((size_t)n * 3 * sizeof *bg), *fg = malloc((size_t)n * 3 * sizeof *fg);
+    float *img = malloc((size_t)n * 3 * h * w * sizeof *img);
+    ct_tensor *x = NULL;
+    if (!bg || !fg || !img) {
+        fl_fail("out of memory colorizing %lld images", (long long)n);
+    } else {
+        const fl_data_spec *spec = fl_dataset_spec(ds);
+        if (k == 0) {
+            memcpy(bg, fl_dataset_colors(ds, s), (size_t)n * 3 * sizeof *bg);
+            memcpy(fg, fl_dataset_fg(ds, s), (size_t)n * 3 * sizeof *fg);
+        } else {
+            fl_rng r;
+            fl_colorlaw law = fl_colorlaw_paper();
+            fl_rng_seed_stream(&r, spec->seed ^ 0x636f6c6f72696e67ull, (uint64_t)(2 * k + s));
+            fl_draw_colors(spec->variant, &law, spec->fixed_color, &r, n, bg, fg);
+        }
+        fl_colorize_f32(fl_dataset_gray(ds, s), bg, fg, n, h, w, img);
+        x = ct_from_data(img, CT_SHAPE(n, 3, h, w), CT_F32);                 /* (n, 3, h, w) */
+    }
+    free(bg);
+    free(fg);
+    free(img);
+    return x;
+}
+
 int fl_latents_compute(fl_vae *vae, fl_subject *subj, const fl_dataset *ds, fl_split s,
-                       fl_latents *out)
+                       int colorings, fl_latents *out)
 {
     memset(out, 0, sizeof *out);
-    int64_t n = fl_dataset_count(ds, s);
-    fl_batch all;
-    bool prev = ct_set_grad_enabled(false);
-    int rc = 0;
-    if (fl_dataset_slice(ds, s, 0, n, &all)) {
-        rc = -1;
-    } else {
-        out->u = ct_unscope(fl_vae_encode_all(vae, all.colored, 512));          /* (N, D) */
-        out->z = ct_unscope(fl_subject_forward_all(subj, all.colored, 512));    /* (N, d) */
-        if (!out->u || !out->z) rc = fl_fail_ctx("encoding the %s split", fl_split_name(s));
-        fl_batch_free(&all);
+    if (colorings < 1) colorings = 1;
+    ct_tensor **us = calloc((size_t)colorings, sizeof *us), **zs = calloc((size_t)colorings, sizeof *zs);
+    if (!us || !zs) {
+        free(us);
+        free(zs);
+        return fl_fail("out of memory");
     }
+    bool prev = ct_set_grad_enabled(false);
+    ct_scope *sc = ct_scope_begin();
+    int rc = 0;
+    for (int k = 0; k < colorings && !rc; k++) {
+        ct_scope *sk = ct_scope_begin();
+        ct_tensor *x = colored_images(ds, s, k);                              /* (n, 3, 28, 28) */
+        us[k] = ct_scope_keep(sk, fl_vae_encode_all(vae, x, 512));            /* (n, D) */
+        zs[k] = ct_scope_keep(sk, fl_subject_forward_all(subj, x, 512));      /* (n, d) */
+        ct_scope_end(sk);
+        if (!us[k] || !zs[k]) rc = fl_fail_ctx("encoding the %s split (coloring %d)", fl_split_name(s), k);
+    }
+    if (!rc) {
+        out->u = ct_unscope(ct_cat((const ct_tensor *const *)us, colorings, 0));   /* (K·n, D) */
+        out->z = ct_unscope(ct_cat((const ct_tensor *const *)zs, colorings, 0));   /* (K·n, d) */
+        if (!out->u || !out->z) rc = fl_fail_ctx("latents");
+    }
+    ct_scope_end(sc);
     ct_set_grad_enabled(prev);
+    free(us);
+    free(zs);
     if (rc) fl_latents_free(out);
     return rc;
 }
@@ -118,7 +165,8 @@ typedef struct {
     fl_subject *subj;
     const fl_latents *train, *val;
     double lambda;
-    int64_t batch, n;
+    int64_t batch, n, fiber_batch;
+    double latent_noise;
     /* batch order: epoch e visits a permutation drawn from (seed, e) */
     int64_t epoch, pos;
     int64_t *perm;
@@ -141,8 +189,13 @@ static ct_tensor *objective(fiber_task *t, const ct_tensor *u, const ct_tensor *
     ct_tensor *zs = standardize(m, z);                                   /* (B, d) */
     ct_tensor *loss = m->fam->loss(m->model, u, zs, g, terms);           /* () */
     if (!loss || t->lambda == 0) return loss;
-    ct_tensor *u_hat = m->fam->sample(m->model, zs, g);                  /* (B, D) */
-    ct_tensor *x_hat = fl_vae_decode(t->vae, u_hat);                     /* (B, 3, 28, 28) */
+    int64_t b = ct_size(z, 0);
+    if (t->fiber_batch > 0 && t->fiber_batch < b) {
+        zs = ct_narrow(zs, 0, 0, t->fiber_batch);                        /* (F, d) */
+        z = ct_narrow(z, 0, 0, t->fiber_batch);
+    }
+    ct_tensor *u_hat = m->fam->sample(m->model, zs, g);                  /* (F, D) */
+    ct_tensor *x_hat = fl_vae_decode(t->vae, u_hat);                     /* (F, 3, 28, 28) */
     ct_tensor *fib = fl_fiber_loss_mean(fl_subject_forward(t->subj, x_hat), z);
     if (fib && terms) fl_terms_add(terms, "fiber", ct_item(fib));
     return ct_axpy(loss, t->lambda, fib);
@@ -159,6 +212,7 @@ static ct_tensor *fiber_step(void *ctx, fl_terms *terms)
     ct_tensor *idx = ct_from_data(t->perm + t->pos, CT_SHAPE(t->batch), CT_I64);
     t->pos += t->batch;
     ct_tensor *u = ct_index_select(t->train->u, 0, idx);                 /* (B, D) */
+    if (t->latent_noise > 0) u = ct_axpy(u, t->latent_noise, ct_randn_like(u, t->noise));
     ct_tensor *z = ct_index_select(t->train->z, 0, idx);                 /* (B, d) */
     ct_tensor *loss = objective(t, u, z, t->noise, terms);
     if (loss) fl_terms_add(terms, "loss", ct_item(loss));
@@ -221,6 +275,8 @@ int fl_fiber_train(fl_fiber *m, const fl_config *c, fl_vae *vae, fl_subject *sub
         .m = m, .vae = vae, .subj = subj, .train = train, .val = val,
         .lambda = fl_cfg_num(c, "train.lambda"),
         .batch = fl_cfg_int(c, "train.batch_size"),
+        .fiber_batch = fl_cfg_int(c, "train.fiber_batch"),
+        .latent_noise = fl_cfg_num(c, "train.latent_noise"),
         .n = ct_size(train->u, 0),
     };
     if (t.batch > t.n)
@@ -237,6 +293,10 @@ int fl_fiber_train(fl_fiber *m, const fl_config *c, fl_vae *vae, fl_subject *sub
     fl_task task = {m->ps, &t, fiber_step, val && val->u ? fiber_validate : NULL, fiber_put, fiber_get};
     fl_train_opts o;
     fl_train_opts_from_config(&o, c, "train");
+    int threads;
+    fl_workload work;
+    fl_threads_get(&threads, &work);
+    fl_threads_set(threads, FL_WORK_DENSE); /* the fiber models are MLPs */
     char label[64];
     snprintf(label, sizeof label, "%s λ=%g seed %lld", m->fam->name, t.lambda,
              (long long)m->seed);
@@ -244,9 +304,18 @@ int fl_fiber_train(fl_fiber *m, const fl_config *c, fl_vae *vae, fl_subject *sub
     o.checkpoint = checkpoint;
     o.resume = checkpoint != NULL;
     char hash[17];
-    fl_config_hash(c, NULL, 0, hash);
+    fl_config_hash_except(c, "sweep", hash);
     o.fingerprint = strtoull(hash, NULL, 16);
+    uint64_t have;
+    if (checkpoint && access(checkpoint, F_OK) == 0 &&
+        (fl_train_checkpoint_fingerprint(checkpoint, &have) || have != o.fingerprint)) {
+        /* left by a run of other settings (or unreadable): it cannot be continued */
+        fl_info("%s: not resumable with these settings; training from the start", checkpoint);
+        unlink(checkpoint);
+        ct_clear_error();
+    }
     int rc = fl_train_run(&task, &o, res);
+    fl_threads_set(threads, work);
     free(t.perm);
     ct_gen_free(t.noise);
     return rc;

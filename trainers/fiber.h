@@ -16,13 +16,16 @@
 #include "trainers/vae.h"
 
 /* Training pairs of a split: u = the VAE's standardized encoder means, z = the
- * subject's representations of the same colored images (stored colors). */
+ * subject's representations of the same colored images. With colorings K > 1 every
+ * digit appears K times: with its stored colors, then with K − 1 colorings drawn from
+ * the dataset's variant (seeded by the dataset's seed and k), so the model sees several
+ * points of each fiber. Rows are coloring-major: (K·n, ·). */
 typedef struct {
     ct_tensor *u;   /* (N, D) */
     ct_tensor *z;   /* (N, d) */
 } fl_latents;
 int fl_latents_compute(fl_vae *vae, fl_subject *subj, const fl_dataset *ds, fl_split s,
-                       fl_latents *out);
+                       int colorings, fl_latents *out);
 void fl_latents_free(fl_latents *l);   /* frees the tensors; NULL fields are fine */
 
 typedef struct fl_fiber fl_fiber;
@@ -35,8 +38,9 @@ const fl_family *fl_fiber_family(const fl_fiber *m);
 ct_params *fl_fiber_params(fl_fiber *m);   /* borrowed */
 
 /* Trains m with the shared loop (train.* keys, λ = train.lambda). checkpoint: where the
- * loop keeps its state (resumed when it exists and matches), or NULL. The validation
- * loss is the family loss plus λ times the fiber loss on val, with fixed noise. */
+ * loop keeps its state, or NULL; it is resumed when it was written with the same
+ * settings (every key but sweep.*) and discarded otherwise. The validation loss is the
+ * family loss plus λ times the fiber loss on val, with fixed noise. */
 int fl_fiber_train(fl_fiber *m, const fl_config *c, fl_vae *vae, fl_subject *subj,
                    const fl_latents *train, const fl_latents *val, const char *checkpoint,
                    fl_train_result *res);

@@ -18,6 +18,16 @@ const fl_key fl_keys_train[] = {
      "Peak learning rate of the one-cycle schedule (the paper's max lr: 2e-4)."},
     {"train.lambda", FL_KEY_NUM, "0", 0, 1e6, NULL,
      "Weight λ of the fiber loss of samples in the training objective; 0 skips that path."},
+    {"train.fiber_batch", FL_KEY_INT, "0", 0, 1e6, NULL,
+     "Samples per step for the fiber-loss term (the first ones of the batch); 0: the "
+     "whole batch. Decoding and the subject dominate a step's time when λ > 0."},
+    {"train.latent_noise", FL_KEY_NUM, "0", 0, 10, NULL,
+     "Standard deviation of Gaussian noise added to the (standardized) training latents u "
+     "at every step: keeps a flow from contracting onto the data manifold, whose samples "
+     "then leave it."},
+    {"train.colorings", FL_KEY_INT, "1", 1, 1000, NULL,
+     "Colorings of each training digit the fiber model learns from: the stored one and "
+     "colorings − 1 drawn from the data variant's law, i.e. several points of each fiber."},
     {"train.schedule", FL_KEY_STR, "\"onecycle\"", FL_NO_BOUNDS, "onecycle|constant",
      "Learning-rate schedule: PyTorch's OneCycleLR (cosine) or a constant rate."},
     {"train.pct_start", FL_KEY_NUM, "0.3", 0.01, 0.99, NULL,
@@ -455,4 +465,14 @@ done:
     ct_optim_free(opt);
     if (rc) return -1;
     return 0;
+}
+
+int fl_train_checkpoint_fingerprint(const char *path, uint64_t *fingerprint)
+{
+    ct_archive *a = ct_archive_read(path);
+    int64_t fp;
+    int rc = !a || ct_archive_get_i64(a, "loop/fingerprint", &fp) ? -1 : 0;
+    if (!rc) *fingerprint = (uint64_t)fp;
+    ct_archive_free(a);
+    return rc;
 }

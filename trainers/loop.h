@@ -86,6 +86,9 @@ void fl_train_result_free(fl_train_result *r);
  * the last good checkpoint stays. */
 int fl_train_run(const fl_task *task, const fl_train_opts *o, fl_train_result *res);
 
+/* The fingerprint stored in a checkpoint file; -1 when it cannot be read. */
+int fl_train_checkpoint_fingerprint(const char *path, uint64_t *fingerprint);
+
 extern const fl_key fl_keys_train[];
 
 #endif

@@ -5,7 +5,6 @@
  * Uses the default config's dataset and subject (trained into the cache first when
  * missing: run `fiberlab train-subject` beforehand to time only the evaluation).
  *   bench_eval [--threads N] [--targets N] [--k K] [key=value ...] */
-#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,11 +39,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    ct_set_num_threads(threads);
-    /* as the fiberlab command does (cli/cli_opts.c): BLAS single-threaded inside
-     * libtorch's own threads, which it would otherwise oversubscribe */
-    void (*blas_threads)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
-    if (blas_threads) blas_threads(1);
+    fl_threads_set(threads, FL_WORK_CONV); /* as the fiberlab command does */
     char kv[64];
     snprintf(kv, sizeof kv, "eval.n_targets=%d", targets);
     fl_config_override(c, kv);

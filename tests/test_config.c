@@ -1,0 +1,127 @@
+/* The config store: defaults from the one schema, files and overrides checked key by
+ * key with messages that name the key, and configs/README.md in step with the schema. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/log.h"
+
+static char path[64];
+
+static fl_config *load_text(const char *text)
+{
+    snprintf(path, sizeof path, "/tmp/fl_config_XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_neq(fd, -1);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    fl_config *c = fl_config_load(path);
+    unlink(path);
+    return c;
+}
+
+static void expect_error(const char *text, const char *needle)
+{
+    fl_config *c = load_text(text);
+    cr_expect_null(c, "%s was accepted", text);
+    cr_expect(strstr(fl_error(), needle) != NULL, "%s: message '%s' lacks '%s'", text, fl_error(), needle);
+    cr_expect(strstr(fl_error(), path) != NULL, "%s: message '%s' does not name the file", text, fl_error());
+    fl_config_free(c);
+}
+
+Test(config, defaults_come_from_the_schema)
+{
+    fl_config *c = fl_config_default();
+    cr_expect_eq(fl_cfg_int(c, "train.steps"), 2000);
+    cr_expect_float_eq(fl_cfg_num(c, "train.lr"), 2e-4, 1e-15);
+    cr_expect_str_eq(fl_cfg_str(c, "model.family"), "nf");
+    cr_expect_eq(fl_cfg_len(c, "sweep.lambdas"), 3);
+    fl_config_free(c);
+}
+
+Test(config, files_and_overrides_set_nested_keys)
+{
+    fl_config *c = load_text("{\"train\": {\"lr\": 1e-3, \"steps\": 10}, \"seed\": 3}");
+    cr_assert_not_null(c, "%s", fl_error());
+    cr_expect_float_eq(fl_cfg_num(c, "train.lr"), 1e-3, 1e-15);
+    cr_expect_eq(fl_cfg_int(c, "seed"), 3);
+    cr_expect_eq(fl_config_override(c, "sweep.lambdas=0,0.5,2"), 0, "%s", fl_error());
+    cr_expect_float_eq(fl_cfg_list_num(c, "sweep.lambdas", 1), 0.5, 1e-15);
+    cr_expect_eq(fl_config_override(c, "sweep.families=[\"nf\"]"), 0, "%s", fl_error());
+    cr_expect_eq(fl_config_override(c, "sweep.name=1e-3"), 0, "%s", fl_error());
+    cr_expect_str_eq(fl_cfg_str(c, "sweep.name"), "1e-3");
+    fl_config_free(c);
+}
+
+Test(config, bad_files_name_the_key_and_the_file)
+{
+    expect_error("{\"train\": {\"lrr\": 1}}", "unknown key 'train.lrr'");
+    expect_error("{\"bogus\": 1}", "unknown key 'bogus'");
+    expect_error("{\"train\": {\"steps\": \"ten\"}}", "'train.steps' must be an integer");
+    expect_error("{\"train\": {\"steps\": 2.5}}", "'train.steps' must be an integer");
+    expect_error("{\"train\": {\"lambda\": -1}}", "'train.lambda' must be in [0, ");
+    expect_error("{\"model\": {\"family\": \"gan\"}}", "'model.family' must be one of");
+    expect_error("{\"sweep\": {\"lambdas\": [0, \"x\"]}}", "'sweep.lambdas' must be a list of numbers");
+    expect_error("{\"train\": {\"lr\": }", "malformed JSON near line 1");
+    expect_error("[1, 2]", "top level must be a JSON object");
+}
+
+Test(config, bad_overrides_name_the_key)
+{
+    fl_config *c = fl_config_default();
+    cr_expect_eq(fl_config_override(c, "train.lambda=-2"), -1);
+    cr_expect(strstr(fl_error(), "train.lambda") != NULL, "%s", fl_error());
+    cr_expect_eq(fl_config_override(c, "nope.key=1"), -1);
+    cr_expect(strstr(fl_error(), "nope.key") != NULL, "%s", fl_error());
+    cr_expect_eq(fl_config_override(c, "train.steps"), -1);
+    cr_expect(strstr(fl_error(), "key=value") != NULL, "%s", fl_error());
+    cr_expect_float_eq(fl_cfg_num(c, "train.lambda"), 0, 0); /* unchanged */
+    fl_config_free(c);
+}
+
+Test(config, hash_without_a_section_ignores_it)
+{
+    fl_config *a = fl_config_default(), *b = fl_config_default();
+    char ha[17], hb[17];
+    cr_assert_eq(fl_config_override(b, "sweep.lambdas=5"), 0);
+    fl_config_hash_except(a, "sweep", ha);
+    fl_config_hash_except(b, "sweep", hb);
+    cr_expect_str_eq(ha, hb);
+    cr_assert_eq(fl_config_override(b, "train.lambda=5"), 0);
+    fl_config_hash_except(b, "sweep", hb);
+    cr_expect_str_neq(ha, hb);
+    fl_config_free(a);
+    fl_config_free(b);
+}
+
+Test(config, configs_readme_is_the_schema_documentation)
+{
+    char *doc = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&doc, &len);
+    fl_config_write_doc(m);
+    fclose(m);
+    FILE *f = fopen(FL_SOURCE_DIR "/configs/README.md", "r");
+    cr_assert_not_null(f, "configs/README.md is missing");
+    char *have = calloc(1, len + 2);
+    size_t n = fread(have, 1, len + 1, f);
+    fclose(f);
+    cr_expect(n == len && memcmp(have, doc, len) == 0,
+              "configs/README.md is out of date: regenerate it with "
+              "'fiberlab config --doc > configs/README.md'");
+    free(have);
+    free(doc);
+}
+
+Test(config, the_shipped_configs_load)
+{
+    const char *files[] = {FL_SOURCE_DIR "/configs/demo.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        fl_config *c = fl_config_load(files[i]);
+        cr_expect_not_null(c, "%s", fl_error());
+        fl_config_free(c);
+    }
+}

@@ -167,6 +167,8 @@ typedef struct {
     double lambda;
     int64_t batch, n, fiber_batch;
     double latent_noise;
+    double warmup;     /* steps over which λ rises from 0 */
+    int64_t step;      /* training steps taken (for the warm-up) */
     /* batch order: epoch e visits a permutation drawn from (seed, e) */
     int64_t epoch, pos;
     int64_t *perm;
@@ -182,13 +184,13 @@ static void draw_perm(fiber_task *t)
 }
 
 /* family loss + λ · fiber loss of samples for the pairs (u, z); adds the terms. */
-static ct_tensor *objective(fiber_task *t, const ct_tensor *u, const ct_tensor *z, ct_gen *g,
-                            fl_terms *terms)
+static ct_tensor *objective(fiber_task *t, const ct_tensor *u, const ct_tensor *z, double lambda,
+                            ct_gen *g, fl_terms *terms)
 {
     fl_fiber *m = t->m;
     ct_tensor *zs = standardize(m, z);                                   /* (B, d) */
     ct_tensor *loss = m->fam->loss(m->model, u, zs, g, terms);           /* () */
-    if (!loss || t->lambda == 0) return loss;
+    if (!loss || lambda == 0) return loss;
     int64_t b = ct_size(z, 0);
     if (t->fiber_batch > 0 && t->fiber_batch < b) {
         zs = ct_narrow(zs, 0, 0, t->fiber_batch);                        /* (F, d) */
@@ -198,7 +200,7 @@ static ct_tensor *objective(fiber_task *t, const ct_tensor *u, const ct_tensor *
     ct_tensor *x_hat = fl_vae_decode(t->vae, u_hat);                     /* (F, 3, 28, 28) */
     ct_tensor *fib = fl_fiber_loss_mean(fl_subject_forward(t->subj, x_hat), z);
     if (fib && terms) fl_terms_add(terms, "fiber", ct_item(fib));
-    return ct_axpy(loss, t->lambda, fib);
+    return ct_axpy(loss, lambda, fib);
 }
 
 static ct_tensor *fiber_step(void *ctx, fl_terms *terms)
@@ -214,7 +216,10 @@ static ct_tensor *fiber_step(void *ctx, fl_terms *terms)
     ct_tensor *u = ct_index_select(t->train->u, 0, idx);                 /* (B, D) */
     if (t->latent_noise > 0) u = ct_axpy(u, t->latent_noise, ct_randn_like(u, t->noise));
     ct_tensor *z = ct_index_select(t->train->z, 0, idx);                 /* (B, d) */
-    ct_tensor *loss = objective(t, u, z, t->noise, terms);
+    double lambda = t->lambda;
+    if (t->warmup > 0 && (double)t->step < t->warmup) lambda *= (double)t->step / t->warmup;
+    t->step++;
+    ct_tensor *loss = objective(t, u, z, lambda, t->noise, terms);
     if (loss) fl_terms_add(terms, "loss", ct_item(loss));
     return loss;
 }
@@ -231,7 +236,7 @@ static int fiber_validate(void *ctx, double *out)
         int64_t b = n - start < t->batch ? n - start : t->batch;
         ct_scope *s = ct_scope_begin();
         ct_tensor *loss = objective(t, ct_narrow(t->val->u, 0, start, b),
-                                    ct_narrow(t->val->z, 0, start, b), g, NULL);
+                                    ct_narrow(t->val->z, 0, start, b), t->lambda, g, NULL);
         if (!loss)
             rc = -1;
         else
@@ -249,6 +254,7 @@ static int fiber_put(void *ctx, ct_archive *a)
     fiber_task *t = ctx;
     ct_scope *s = ct_scope_begin();
     int rc = ct_archive_put_i64(a, "fiber/epoch", t->epoch) ||
+             ct_archive_put_i64(a, "fiber/step", t->step) ||
              ct_archive_put_i64(a, "fiber/pos", t->pos) ||
              ct_archive_put(a, "fiber/noise", ct_gen_get_state(t->noise));
     ct_scope_end(s);
@@ -260,6 +266,7 @@ static int fiber_get(void *ctx, const ct_archive *a)
     fiber_task *t = ctx;
     ct_scope *s = ct_scope_begin();
     int rc = ct_archive_get_i64(a, "fiber/epoch", &t->epoch) ||
+             ct_archive_get_i64(a, "fiber/step", &t->step) ||
              ct_archive_get_i64(a, "fiber/pos", &t->pos) ||
              ct_gen_set_state(t->noise, ct_archive_get(a, "fiber/noise"));
     ct_scope_end(s);
@@ -277,6 +284,7 @@ int fl_fiber_train(fl_fiber *m, const fl_config *c, fl_vae *vae, fl_subject *sub
         .batch = fl_cfg_int(c, "train.batch_size"),
         .fiber_batch = fl_cfg_int(c, "train.fiber_batch"),
         .latent_noise = fl_cfg_num(c, "train.latent_noise"),
+        .warmup = fl_cfg_num(c, "train.fiber_warmup") * (double)fl_cfg_int(c, "train.steps"),
         .n = ct_size(train->u, 0),
     };
     if (t.batch > t.n)

@@ -18,6 +18,9 @@ const fl_key fl_keys_train[] = {
      "Peak learning rate of the one-cycle schedule (the paper's max lr: 2e-4)."},
     {"train.lambda", FL_KEY_NUM, "0", 0, 1e6, NULL,
      "Weight λ of the fiber loss of samples in the training objective; 0 skips that path."},
+    {"train.fiber_warmup", FL_KEY_NUM, "0", 0, 1, NULL,
+     "Share of the steps over which the fiber-loss weight rises linearly from 0 to λ, so "
+     "that the family's own loss shapes the model first (as the authors' warm_up_fiber)."},
     {"train.fiber_batch", FL_KEY_INT, "0", 0, 1e6, NULL,
      "Samples per step for the fiber-loss term (the first ones of the batch); 0: the "
      "whole batch. Decoding and the subject dominate a step's time when λ > 0."},

@@ -7,16 +7,6 @@
 
 #include "core/log.h"
 
-/* U(-bound, bound) of the given shape, in the model float dtype. */
-static ct_tensor *uniform(ct_shape s, double bound, ct_gen *g)
-{
-    ct_scope *sc = ct_scope_begin();
-    ct_tensor *u = ct_muls(ct_adds(ct_rand(s, ct_float_dtype(), g), -0.5), 2.0 * bound);
-    ct_tensor *r = ct_scope_keep(sc, u);
-    ct_scope_end(sc);
-    return r;
-}
-
 int fl_conv2d_init(fl_conv2d *l, ct_params *ps, const char *name, int in, int out, int k,
                    int stride, int pad, bool transposed, ct_gen *g)
 {
@@ -32,9 +22,9 @@ int fl_conv2d_init(fl_conv2d *l, ct_params *ps, const char *name, int in, int ou
     double bound = 1.0 / sqrt((double)(transposed ? out : in) * k * k);
     ct_shape ws = transposed ? CT_SHAPE(in, out, k, k) : CT_SHAPE(out, in, k, k);
     snprintf(key, sizeof key, "%.200s.weight", name);
-    l->w = ct_params_add(ps, key, uniform(ws, bound, g));
+    l->w = ct_params_add(ps, key, fl_uniform(ws, bound, g));
     snprintf(key, sizeof key, "%.200s.bias", name);
-    l->b = ct_params_add(ps, key, uniform(CT_SHAPE(out), bound, g));
+    l->b = ct_params_add(ps, key, fl_uniform(CT_SHAPE(out), bound, g));
     if (!l->w || !l->b) return fl_fail_ctx("%s", name);
     return 0;
 }

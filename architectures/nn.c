@@ -27,8 +27,7 @@ ct_tensor *fl_act_apply(fl_act a, const ct_tensor *x)
     }
 }
 
-/* U(-bound, bound) of the given shape, in the model float dtype. */
-static ct_tensor *uniform(ct_shape s, double bound, ct_gen *g)
+ct_tensor *fl_uniform(ct_shape s, double bound, ct_gen *g)
 {
     ct_scope *sc = ct_scope_begin();
     ct_tensor *u = ct_muls(ct_adds(ct_rand(s, ct_float_dtype(), g), -0.5), 2.0 * bound);
@@ -46,10 +45,10 @@ int fl_linear_init(fl_linear *l, ct_params *ps, const char *name, int in, int ou
     l->out = out;
     snprintf(key, sizeof key, "%.200s.weight", name);
     l->w = ct_params_add(ps, key, zero_init ? ct_zeros(CT_SHAPE(out, in), ct_float_dtype())
-                                            : uniform(CT_SHAPE(out, in), bound, g));
+                                            : fl_uniform(CT_SHAPE(out, in), bound, g));
     snprintf(key, sizeof key, "%.200s.bias", name);
     l->b = ct_params_add(ps, key, zero_init ? ct_zeros(CT_SHAPE(out), ct_float_dtype())
-                                            : uniform(CT_SHAPE(out), bound, g));
+                                            : fl_uniform(CT_SHAPE(out), bound, g));
     if (!l->w || !l->b) return fl_fail_ctx("%s", name);
     return 0;
 }

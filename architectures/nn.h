@@ -14,6 +14,10 @@ typedef enum { FL_ACT_SILU = 0, FL_ACT_RELU, FL_ACT_TANH, FL_ACT_GELU, FL_ACT_LE
 int fl_act_parse(const char *name);
 ct_tensor *fl_act_apply(fl_act a, const ct_tensor *x);
 
+/* U(−bound, bound) of shape s in the model float dtype (ct_float_dtype), from g: the
+ * initialisation of torch.nn.Linear and Conv2d (bound 1/√fan_in). */
+ct_tensor *fl_uniform(ct_shape s, double bound, ct_gen *g);
+
 /* y = x Wᵀ + b, W (out, in); initialised like torch.nn.Linear (U(±1/√in)), or to zero
  * when zero_init (so a residual branch or a coupling starts as the identity). */
 typedef struct {

@@ -16,6 +16,7 @@
 
 #include "benchmarks/eval.h"
 #include "benchmarks/plot.h"
+#include "core/files.h"
 #include "core/h5.h"
 #include "core/image.h"
 #include "core/log.h"
@@ -47,22 +48,6 @@ void fl_sweep_dir(const fl_config *c, char *buf, size_t n)
 void fl_run_name(const char *family, double lambda, int64_t seed, char *buf, size_t n)
 {
     snprintf(buf, n, "%s_lam%g_seed%lld", family, lambda, (long long)seed);
-}
-
-static int make_dir(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return fl_fail("%s: cannot create folder: %s", buf, strerror(errno));
-            if (!c) return 0;
-            *p = c;
-        }
-    }
 }
 
 /* Does path hold a finished run (or references) with these settings? */
@@ -234,7 +219,7 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
     const char *subs[] = {"", "/runs", "/checkpoints", "/grids"};
     for (int i = 0; i < 4; i++) {
         snprintf(sub, sizeof sub, "%s%s", sum->dir, subs[i]);
-        if (make_dir(sub)) return -1;
+        if (fl_mkdir_p(sub)) return -1;
     }
     int nf = fl_cfg_len(c, "sweep.families"), nl = fl_cfg_len(c, "sweep.lambdas"),
         ns = fl_cfg_len(c, "sweep.seeds");
@@ -470,36 +455,28 @@ static int write_index(const char *dir, const run_row *rows, int n, const fl_plo
     for (int i = 0; i < n_lines; i++) cJSON_AddNumberToObject(refs, lines[i].label, lines[i].value);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
-    char path[4200], tmp[4300];
+    char path[4200];
     snprintf(path, sizeof path, "%s/index.json", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    int rc = !f || fputs(text, f) < 0 || fputc('\n', f) < 0;
-    if (f) rc = fclose(f) || rc;
+    int rc = text ? fl_write_text_atomic(path, text) : fl_fail("out of memory");
     free(text);
-    if (rc || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return fl_fail("%s: cannot write", path);
-    }
-    return 0;
+    return rc;
 }
 
 static int write_timing(const char *dir, const run_row *rows, int n)
 {
-    char path[4200], tmp[4300];
-    snprintf(path, sizeof path, "%s/timing.md", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return fl_fail("%s: cannot write: %s", path, strerror(errno));
+    char path[4200], *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return fl_fail("out of memory");
     fprintf(f, "| run | steps | training [s] | time per sample [ms] |\n|---|---:|---:|---:|\n");
     for (int i = 0; i < n; i++)
         fprintf(f, "| %s | %lld | %.1f | %.3f |\n", rows[i].name, (long long)rows[i].steps,
                 rows[i].train_seconds, 1e3 * rows[i].seconds_per_sample);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return fl_fail("%s: cannot write", path);
-    }
-    return 0;
+    fclose(f);
+    snprintf(path, sizeof path, "%s/timing.md", dir);
+    int rc = fl_write_text_atomic(path, text);
+    free(text);
+    return rc;
 }
 
 static int write_plots(const char *dir, const run_row *rows, int n, const fl_plot_hline *lines,
@@ -584,7 +561,7 @@ int fl_sweep_report(const char *dir)
     if (!rc && n == 0) rc = fl_fail("%s: no finished runs to report", runs_dir);
     char grids[4200];
     snprintf(grids, sizeof grids, "%s/grids", dir);
-    if (!rc) rc = make_dir(grids);
+    if (!rc) rc = fl_mkdir_p(grids);
     if (!rc) {
         qsort(rows, (size_t)n, sizeof *rows, cmp_rows);
         fl_plot_hline lines[8];

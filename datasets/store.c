@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/h5.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "fl_version.h"
 
@@ -51,22 +52,6 @@ static void absolute(const char *p, char *buf, size_t n)
         snprintf(buf, n, "%s", cwd);
     else
         snprintf(buf, n, "%s/%s", cwd, p[0] == '.' && p[1] == '/' ? p + 2 : p);
-}
-
-static int mkdir_p(const char *dir)
-{
-    char buf[4200];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return fl_fail("%s: cannot create folder: %s", buf, strerror(errno));
-            if (!c) return 0;
-            *p = c;
-        }
-    }
 }
 
 /* Removes "<file>.tmp.<pid>" left by a build that died: its process is gone and the
@@ -523,7 +508,7 @@ int fl_dataset_open_spec(const fl_data_spec *s, bool force, fl_dataset **out)
     char path[4200], dir[4200];
     fl_data_store_path(s, path, sizeof path);
     snprintf(dir, sizeof dir, "%s/datasets", s->cache_dir);
-    if (mkdir_p(dir)) return -1;
+    if (fl_mkdir_p(dir)) return -1;
     remove_stale_temps(dir);
     fl_dataset_stats st = {0};
     if (!force && access(path, F_OK) == 0) {

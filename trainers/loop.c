@@ -162,20 +162,29 @@ static int push_val(fl_train_result *r, loop_state *st, double v, int64_t step)
     return 0;
 }
 
-static int put_f64_array(ct_archive *a, const char *name, const double *v, int64_t n, int64_t m)
+/* An (n, m) array of doubles or (n) of int64s as an archive entry, and back. */
+static int put_array(ct_archive *a, const char *name, const void *v, int64_t n, int64_t m,
+                     ct_dtype dt)
 {
     ct_scope *s = ct_scope_begin();
-    ct_tensor *t = (n * m) != 0 ? ct_from_data(v, CT_SHAPE(n, m), CT_F64) : ct_zeros(CT_SHAPE(0, m), CT_F64);
+    ct_shape shape = dt == CT_F64 ? CT_SHAPE(n, m) : CT_SHAPE(n);
+    ct_tensor *t = (n * m) != 0 ? ct_from_data(v, shape, dt) : ct_zeros(shape, dt);
     int rc = ct_archive_put(a, name, t) ? -1 : 0;
     ct_scope_end(s);
     return rc;
 }
 
-static int put_i64_array(ct_archive *a, const char *name, const int64_t *v, int64_t n)
+static int get_array(const ct_archive *a, const char *name, void **out, int64_t *n)
 {
     ct_scope *s = ct_scope_begin();
-    ct_tensor *t = n ? ct_from_data(v, CT_SHAPE(n), CT_I64) : ct_zeros(CT_SHAPE(0), CT_I64);
-    int rc = ct_archive_put(a, name, t) ? -1 : 0;
+    ct_tensor *t = ct_archive_get(a, name);
+    int rc = -1;
+    if (t) {
+        size_t size = ct_dtype_size(ct_dtype_of(t));
+        *n = ct_numel(t);
+        *out = malloc((size_t)(*n ? *n : 1) * size);
+        rc = *out && !ct_to_data(t, *out, (size_t)*n * size) ? 0 : -1;
+    }
     ct_scope_end(s);
     return rc;
 }
@@ -223,10 +232,10 @@ static int write_checkpoint(const fl_task *task, const fl_train_opts *o, ct_opti
         ct_archive_put_i64(a, "loop/finished", finished) ||
         ct_archive_put_i64(a, "loop/fingerprint", (int64_t)o->fingerprint) ||
         ct_archive_put_i64(a, "loop/n_terms", r->n_terms) ||
-        put_f64_array(a, "loop/curve", r->curve, r->n_points, r->n_terms) ||
-        put_i64_array(a, "loop/curve_steps", r->curve_steps, r->n_points) ||
-        put_f64_array(a, "loop/val", r->val, r->n_val, 1) ||
-        put_i64_array(a, "loop/val_steps", r->val_steps, r->n_val) || put_names(a, r))
+        put_array(a, "loop/curve", r->curve, r->n_points, r->n_terms, CT_F64) ||
+        put_array(a, "loop/curve_steps", r->curve_steps, r->n_points, 1, CT_I64) ||
+        put_array(a, "loop/val", r->val, r->n_val, 1, CT_F64) ||
+        put_array(a, "loop/val_steps", r->val_steps, r->n_val, 1, CT_I64) || put_names(a, r))
         rc = -1;
     for (int i = 0; !rc && best && i < ct_archive_count(best); i++) {
         char key[512];
@@ -239,34 +248,6 @@ static int write_checkpoint(const fl_task *task, const fl_train_opts *o, ct_opti
     if (!rc && ct_archive_write(a, o->checkpoint)) rc = -1;
     ct_archive_free(a);
     if (rc) fl_fail_ctx("checkpoint %s", o->checkpoint);
-    return rc;
-}
-
-static int get_f64_array(const ct_archive *a, const char *name, double **out, int64_t *n)
-{
-    ct_scope *s = ct_scope_begin();
-    ct_tensor *t = ct_archive_get(a, name);
-    int rc = -1;
-    if (t) {
-        *n = ct_numel(t);
-        *out = malloc((size_t)(*n ? *n : 1) * sizeof **out);
-        rc = ct_to_data(t, *out, (size_t)*n * sizeof **out) ? -1 : 0;
-    }
-    ct_scope_end(s);
-    return rc;
-}
-
-static int get_i64_array(const ct_archive *a, const char *name, int64_t **out, int64_t *n)
-{
-    ct_scope *s = ct_scope_begin();
-    ct_tensor *t = ct_archive_get(a, name);
-    int rc = -1;
-    if (t) {
-        *n = ct_numel(t);
-        *out = malloc((size_t)(*n ? *n : 1) * sizeof **out);
-        rc = ct_to_data(t, *out, (size_t)*n * sizeof **out) ? -1 : 0;
-    }
-    ct_scope_end(s);
     return rc;
 }
 
@@ -292,10 +273,10 @@ static int read_checkpoint(const fl_task *task, const fl_train_opts *o, ct_optim
         rc = fl_fail_ctx("%s", o->checkpoint);
     } else {
         r->n_terms = (int)nterms;
-        if (get_f64_array(a, "loop/curve", &r->curve, &n) ||
-            get_i64_array(a, "loop/curve_steps", &r->curve_steps, &r->n_points) ||
-            get_f64_array(a, "loop/val", &r->val, &r->n_val) ||
-            get_i64_array(a, "loop/val_steps", &r->val_steps, &n) || get_names(a, r))
+        if (get_array(a, "loop/curve", (void **)&r->curve, &n) ||
+            get_array(a, "loop/curve_steps", (void **)&r->curve_steps, &r->n_points) ||
+            get_array(a, "loop/val", (void **)&r->val, &r->n_val) ||
+            get_array(a, "loop/val_steps", (void **)&r->val_steps, &n) || get_names(a, r))
             rc = fl_fail_ctx("%s", o->checkpoint);
         /* the curve buffers hold FL_MAX_TERMS columns of room */
         st->cap_points = r->n_points;

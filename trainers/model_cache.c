@@ -6,26 +6,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/files.h"
 #include "core/log.h"
 #include "datasets/digits.h"
 #include "datasets/store.h"
 #include "trainers/model_cache.h"
-
-static int mkdir_p(const char *dir)
-{
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return fl_fail("%s: path too long", dir);
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p != 0) continue;
-        char c = *p;
-        *p = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return fl_fail("%s: cannot create folder: %s", buf, strerror(errno));
-        *p = c;
-        if (!c) break;
-    }
-    return 0;
-}
 
 int fl_model_cache_path(const fl_config *c, const char *name, int version,
                         const char *const *sections, int n_sections, bool create_dir, char *buf,
@@ -34,7 +19,7 @@ int fl_model_cache_path(const fl_config *c, const char *name, int version,
     char cache[4096], dir[4200], v[32];
     if (fl_data_cache_dir(c, cache, sizeof cache)) return -1;
     snprintf(dir, sizeof dir, "%s/models", cache);
-    if (create_dir && mkdir_p(dir)) return -1;
+    if (create_dir && fl_mkdir_p(dir)) return -1;
     char *json = fl_config_json(c, sections, n_sections);
     if (!json) return fl_fail("out of memory");
     snprintf(v, sizeof v, "\n%s format %d", name, version);

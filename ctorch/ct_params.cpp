@@ -76,6 +76,28 @@ static bool read_whole_file(const char *path, std::vector<unsigned char> &buf) {
 // not a valid archive (CT_ERR_FORMAT).
 static ct_archive *archive_read(const char *path, ct_status *status);
 
+// Save: put into a fresh archive, write it to path. Load: read path, get from it, and
+// name the file in the error message.
+template <class Put> static ct_status save_file(const char *path, Put put) {
+    ct_archive *a = ct_archive_new();
+    ct_status st = put(a);
+    if (!st) st = ct_archive_write(a, path);
+    ct_archive_free(a);
+    return st;
+}
+template <class Get> static ct_status load_file(const char *path, Get get) {
+    ct_status st;
+    ct_archive *a = archive_read(path, &st);
+    if (!a) return st;
+    st = get(a);
+    if (st) {
+        std::string m = std::string(path) + ": " + ct_last_error();
+        ct_set_error("%s", m.c_str());
+    }
+    ct_archive_free(a);
+    return st;
+}
+
 extern "C" {
 
 ct_archive *ct_archive_new(void) {
@@ -455,24 +477,11 @@ ct_status ct_params_get(ct_params *p, const ct_archive *a, const char *prefix) {
 }
 ct_status ct_params_save(const ct_params *p, const char *path) {
     if (!p || !path) return null_input("ct_params_save"), CT_ERR_ARG;
-    ct_archive *a = ct_archive_new();
-    ct_status st = ct_params_put(p, a, "");
-    if (!st) st = ct_archive_write(a, path);
-    ct_archive_free(a);
-    return st;
+    return save_file(path, [&](ct_archive *a) { return ct_params_put(p, a, ""); });
 }
 ct_status ct_params_load(ct_params *p, const char *path) {
     if (!p || !path) return null_input("ct_params_load"), CT_ERR_ARG;
-    ct_status st;
-    ct_archive *a = archive_read(path, &st);
-    if (!a) return st;
-    st = ct_params_get(p, a, "");
-    if (st) {
-        std::string m = std::string(path) + ": " + ct_last_error();
-        ct_set_error("%s", m.c_str());
-    }
-    ct_archive_free(a);
-    return st;
+    return load_file(path, [&](const ct_archive *a) { return ct_params_get(p, a, ""); });
 }
 
 }  // extern "C"
@@ -725,24 +734,11 @@ ct_status ct_optim_get(ct_optim *o, const ct_archive *a, const char *prefix) {
 
 ct_status ct_optim_save(const ct_optim *o, const char *path) {
     if (!o || !path) return null_input("ct_optim_save"), CT_ERR_ARG;
-    ct_archive *a = ct_archive_new();
-    ct_status st = ct_optim_put(o, a, "");
-    if (!st) st = ct_archive_write(a, path);
-    ct_archive_free(a);
-    return st;
+    return save_file(path, [&](ct_archive *a) { return ct_optim_put(o, a, ""); });
 }
 ct_status ct_optim_load(ct_optim *o, const char *path) {
     if (!o || !path) return null_input("ct_optim_load"), CT_ERR_ARG;
-    ct_status st;
-    ct_archive *a = archive_read(path, &st);
-    if (!a) return st;
-    st = ct_optim_get(o, a, "");
-    if (st) {
-        std::string m = std::string(path) + ": " + ct_last_error();
-        ct_set_error("%s", m.c_str());
-    }
-    ct_archive_free(a);
-    return st;
+    return load_file(path, [&](const ct_archive *a) { return ct_optim_get(o, a, ""); });
 }
 
 }  // extern "C"

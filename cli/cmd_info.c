@@ -1,6 +1,6 @@
 /* fiberlab info: what this build runs on (libtorch, BLAS kernel, threads, devices). */
 #include <stdio.h>
-#include <string.h>
+#include <stdlib.h>
 
 #include "cli/cli.h"
 #include "core/blas.h"
@@ -12,20 +12,26 @@ int cmd_info(int argc, char **argv)
     if (cli_wants_help(argc, argv)) {
         printf("usage: fiberlab info\n\n"
                "Prints the fiberlab version, the libtorch version, the BLAS library and the\n"
-               "kernel it runs (OpenBLAS's OPENBLAS_CORETYPE; fiberlab picks the best one for\n"
-               "this CPU), the number of threads and the devices.\n");
+               "kernel it runs, the number of threads and the devices. fiberlab runs the best\n"
+               "OpenBLAS kernel for this CPU, replacing OpenBLAS's own fallback or a weaker\n"
+               "OPENBLAS_CORETYPE from the environment; FIBERLAB_CORETYPE=NAME forces a kernel.\n");
         return 0;
     }
     if (argc > 1) return cli_fail("info", "unexpected argument '%s'", argv[1]);
     const char *core = fl_blas_corename();
-    const char *best = fl_blas_best_coretype();
     const char *cfg = fl_blas_config();
     printf("fiberlab   %s (commit %s)\n", FL_VERSION, FL_COMMIT);
     printf("libtorch   %s\n", ct_torch_version());
     printf("blas       %s\n", fl_blas_library());
     if (cfg) printf("openblas   %s\n", cfg);
-    printf("kernel     %s%s\n", core ? core : "n/a (not OpenBLAS)",
-           core && best && strcasecmp(core, best) == 0 ? " (best for this CPU)" : "");
+    const char *forced = getenv(FL_CORETYPE_ENV), *replaced = fl_blas_replaced_coretype();
+    printf("kernel     %s", core ? core : "n/a (not OpenBLAS)");
+    if (core && forced && *forced)
+        printf(" (forced by %s=%s)", FL_CORETYPE_ENV, forced);
+    else if (fl_blas_kernel_is_best())
+        printf(" (best for this CPU)");
+    if (core && replaced) printf("; OPENBLAS_CORETYPE=%s from the environment replaced", replaced);
+    printf("\n");
     printf("threads    %d\n", ct_get_num_threads());
     int n = ct_cuda_device_count();
     printf("devices    cpu");

@@ -52,7 +52,7 @@ int cli_wants_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    fl_blas_ensure_best_kernel(argv);
+    fl_runtime_init(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

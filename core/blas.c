@@ -5,6 +5,7 @@
 #include "ctorch/ct.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #define REEXEC_GUARD "FIBERLAB_BLAS_REEXEC"
+#define REPLACED_ENV "FIBERLAB_BLAS_REPLACED"
 
 const char *fl_blas_library(void)
 {
@@ -66,14 +68,47 @@ static int kernel_rank(const char *name)
 void fl_blas_ensure_best_kernel(char **argv)
 {
     const char *current = fl_blas_corename();
-    const char *best = fl_blas_best_coretype();
-    if (!current || !best || getenv("OPENBLAS_CORETYPE") || getenv(REEXEC_GUARD)) return;
-    if (kernel_rank(current) >= kernel_rank(best)) return;
-    setenv("OPENBLAS_CORETYPE", best, 1);
+    if (!current || getenv(REEXEC_GUARD)) return;
+    const char *forced = getenv(FL_CORETYPE_ENV);
+    const char *want = forced && *forced ? forced : fl_blas_best_coretype();
+    if (!want) return;
+    if (forced && *forced) {
+        if (strcasecmp(current, forced) == 0) return;
+    } else if (kernel_rank(current) >= kernel_rank(want)) {
+        return;
+    }
+    /* an inherited OPENBLAS_CORETYPE that names a weaker kernel is replaced; say so */
+    const char *inherited = getenv("OPENBLAS_CORETYPE");
+    if (inherited) setenv(REPLACED_ENV, inherited, 1);
+    setenv("OPENBLAS_CORETYPE", want, 1);
     setenv(REEXEC_GUARD, "1", 1);
     execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the slower kernel rather than not at all */
-    unsetenv("OPENBLAS_CORETYPE");
+    /* exec failed: carry on with the kernel we have rather than not at all */
+    if (inherited)
+        setenv("OPENBLAS_CORETYPE", inherited, 1);
+    else
+        unsetenv("OPENBLAS_CORETYPE");
+    unsetenv(REPLACED_ENV);
+    unsetenv(REEXEC_GUARD);
+}
+
+int fl_blas_kernel_is_best(void)
+{
+    const char *core = fl_blas_corename(), *best = fl_blas_best_coretype();
+    return core && (!best || kernel_rank(core) >= kernel_rank(best));
+}
+
+void fl_runtime_init(char **argv)
+{
+    fl_blas_ensure_best_kernel(argv);
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
+const char *fl_blas_replaced_coretype(void)
+{
+    const char *r = getenv(REPLACED_ENV);
+    return r && *r ? r : NULL;
 }
 
 int fl_cores_available(void)
@@ -95,6 +130,12 @@ void fl_threads_set(int n, fl_workload w)
     if (blas) blas(w == FL_WORK_CONV ? 1 : n);
     cur_threads = n;
     cur_work = w;
+}
+
+int fl_dense_threads(int n, long long rows)
+{
+    if (n <= 0) n = fl_cores_available();
+    return rows < FL_DENSE_PARALLEL_ROWS ? 1 : n;
 }
 
 void fl_threads_get(int *n, fl_workload *w)

@@ -15,10 +15,29 @@ const char *fl_blas_config(void);
 /* The best OPENBLAS_CORETYPE this CPU can run, from cpuid, or NULL when OpenBLAS's own
  * detection is trusted (no AVX). */
 const char *fl_blas_best_coretype(void);
-/* Called first thing in main(): when OpenBLAS picked a weaker kernel than this CPU runs
- * and OPENBLAS_CORETYPE is unset, sets it and re-executes the program (once). Returns
- * normally when nothing needs doing or the re-exec is impossible. */
+/* Forces a kernel: FIBERLAB_CORETYPE=Haswell runs OpenBLAS's Haswell kernel whatever the
+ * CPU (e.g. for the same floating-point results on several machines). */
+#define FL_CORETYPE_ENV "FIBERLAB_CORETYPE"
+/* Called first thing in main(): when OpenBLAS runs a weaker kernel than this CPU can
+ * (OpenBLAS's own fallback, or an OPENBLAS_CORETYPE inherited from the environment that
+ * names a weaker one), or another kernel than FIBERLAB_CORETYPE names, sets
+ * OPENBLAS_CORETYPE and re-executes the program (once). Returns normally when nothing
+ * needs doing or the re-exec is impossible. */
 void fl_blas_ensure_best_kernel(char **argv);
+/* 1 when OpenBLAS runs a kernel at least as good as the best this CPU can run. */
+int fl_blas_kernel_is_best(void);
+/* The OPENBLAS_CORETYPE this process inherited and replaced with a better kernel, or NULL. */
+const char *fl_blas_replaced_coretype(void);
+
+/* The first call in every main(): fl_blas_ensure_best_kernel, then the allocator. glibc
+ * gives allocations above 128 KiB their own mmap and returns freed heap tops to the
+ * system, so a training step that allocates and frees the same large activations every
+ * time page-faults them in again each step; fiberlab keeps them in the heap (mmap
+ * threshold 32 MiB, trim threshold 256 MiB). GLIBC_TUNABLES says the same to another
+ * process (bench_nf gives it to the Python reference): FL_MALLOC_TUNABLES. */
+void fl_runtime_init(char **argv);
+#define FL_MALLOC_TUNABLES \
+    "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
 
 /* Threads. libtorch parallelizes inside its ops (OpenMP) and OpenBLAS has a pool of its
  * own; with both parallel they oversubscribe the cores (OpenBLAS's threads spin while
@@ -31,6 +50,13 @@ typedef enum { FL_WORK_CONV = 0, FL_WORK_DENSE, FL_WORK_COUNT } fl_workload;
 int fl_cores_available(void);
 /* Uses n threads (0: every available core) for work of kind w. */
 void fl_threads_set(int n, fl_workload w);
+/* The threads worth giving to dense work on mini-batches of `rows` rows, out of n (0:
+ * every available core). OpenBLAS 0.3.21 splits even small matrix products across its
+ * threads; below FL_DENSE_PARALLEL_ROWS rows the synchronisation costs more than the
+ * second core gains (bench_nf, NF training at batch 64 on 2 cores: 63 steps/s on one
+ * thread against 51 on two; at 128 even; at 256: 25 on two against 20 on one). */
+#define FL_DENSE_PARALLEL_ROWS 128
+int fl_dense_threads(int n, long long rows);
 /* The current setting, to restore it after a phase of another kind. */
 void fl_threads_get(int *n, fl_workload *w);
 

@@ -6,7 +6,7 @@
 
 int main(int argc, char *argv[])
 {
-    fl_blas_ensure_best_kernel(argv);
+    fl_runtime_init(argv);
     struct criterion_test_set *tests = criterion_initialize();
     int result = 0;
     if (criterion_handle_args(argc, argv, true)) result = !criterion_run_all_tests(tests);

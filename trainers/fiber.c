@@ -304,7 +304,7 @@ int fl_fiber_train(fl_fiber *m, const fl_config *c, fl_vae *vae, fl_subject *sub
     int threads;
     fl_workload work;
     fl_threads_get(&threads, &work);
-    fl_threads_set(threads, FL_WORK_DENSE); /* the fiber models are MLPs */
+    fl_threads_set(fl_dense_threads(threads, t.batch), FL_WORK_DENSE); /* MLPs */
     char label[64];
     snprintf(label, sizeof label, "%s λ=%g seed %lld", m->fam->name, t.lambda,
              (long long)m->seed);

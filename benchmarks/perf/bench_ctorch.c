@@ -120,8 +120,10 @@ static int blas_child(int reps)
     return 0;
 }
 
-/* Runs this program again as the BLAS child with OpenBLAS left to itself. */
-static int run_default_kernel_child(int reps, char *kernel, size_t kn, double *gflops)
+/* Runs this program again as the BLAS child with OPENBLAS_CORETYPE=coretype, or with
+ * OpenBLAS left to itself when coretype is NULL. */
+static int run_kernel_child(const char *coretype, int reps, char *kernel, size_t kn,
+                            double *gflops)
 {
     int fd[2];
     if (pipe(fd) != 0) return -1;
@@ -131,7 +133,10 @@ static int run_default_kernel_child(int reps, char *kernel, size_t kn, double *g
         dup2(fd[1], STDOUT_FILENO);
         close(fd[0]);
         close(fd[1]);
-        unsetenv("OPENBLAS_CORETYPE");
+        if (coretype)
+            setenv("OPENBLAS_CORETYPE", coretype, 1);
+        else
+            unsetenv("OPENBLAS_CORETYPE");
         setenv("FIBERLAB_BLAS_REEXEC", "1", 1);
         char reps_s[32];
         snprintf(reps_s, sizeof reps_s, "%d", reps);
@@ -155,7 +160,7 @@ static int run_default_kernel_child(int reps, char *kernel, size_t kn, double *g
 
 int main(int argc, char **argv)
 {
-    fl_blas_ensure_best_kernel(argv);
+    fl_runtime_init(argv);
     int ncores = (int)sysconf(_SC_NPROCESSORS_ONLN);
     ct_set_num_threads(ncores > 0 ? ncores : 1);
     if (argc == 3 && strcmp(argv[1], "--blas-child") == 0) return blas_child(atoi(argv[2]));
@@ -241,15 +246,26 @@ int main(int argc, char **argv)
     char def_kernel[64] = "?";
     double g_default = NAN;
     fflush(stdout);
-    int rc = run_default_kernel_child(reps / 2 + 1, def_kernel, sizeof def_kernel, &g_default);
+    int rc = run_kernel_child(NULL, reps / 2 + 1, def_kernel, sizeof def_kernel, &g_default);
+    /* an OPENBLAS_CORETYPE from the environment that fiberlab replaced, measured too */
+    const char *inherited = fl_blas_replaced_coretype();
+    char env_kernel[64] = "?";
+    double g_env = NAN;
+    int rc_env = inherited ? run_kernel_child(inherited, reps / 2 + 1, env_kernel,
+                                              sizeof env_kernel, &g_env)
+                           : -1;
     printf("1024x1024 float32 matmul by BLAS kernel (median GFLOP/s)\n");
     printf("  %-34s %10s\n", "kernel", "GFLOP/s");
     printf("  %-20s %-13s %10.1f\n", picked ? picked : "not OpenBLAS", "(fiberlab)", g_picked);
     if (rc == 0) {
         printf("  %-20s %-13s %10.1f\n", def_kernel, "(default)", g_default);
-        printf("  %-34s %9.2fx\n", "speed-up", g_picked / g_default);
+        printf("  %-34s %9.2fx\n", "speed-up over the default", g_picked / g_default);
     } else {
         printf("  %-34s %10s\n", "(default kernel: child failed)", "-");
+    }
+    if (rc_env == 0) {
+        printf("  %-20s %-13s %10.1f\n", env_kernel, "(environment)", g_env);
+        printf("  %-34s %9.2fx\n", "speed-up over the environment's", g_picked / g_env);
     }
     free(t_ct);
     free(t_at);

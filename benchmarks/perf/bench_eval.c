@@ -26,7 +26,7 @@ static void die(const char *what)
 
 int main(int argc, char **argv)
 {
-    fl_blas_ensure_best_kernel(argv);
+    fl_runtime_init(argv);
     int threads = 2, targets = 1000, k = 10;
     fl_config *c = fl_config_default();
     for (int i = 1; i < argc; i++) {

@@ -97,7 +97,10 @@ using namespace ct;
 // default device: the same seed gives the same numbers on every device.
 template <class F>
 static at::Tensor random_on_device(ct_gen *gen, ct_dtype dt, F &&draw) {
-    if (!gen) return draw(c10::optional<at::Generator>(), options(dt));
+    // a named empty optional: copying a temporary one trips GCC 12's
+    // -Wmaybe-uninitialized inside c10::intrusive_ptr
+    static const c10::optional<at::Generator> no_generator;
+    if (!gen) return draw(no_generator, options(dt));
     at::Tensor t = draw(c10::optional<at::Generator>(gen->g),
                         at::TensorOptions().dtype(to_scalar(dt)));
     return t.to(to_device(ct::g_default_device));

@@ -302,6 +302,7 @@ static int finalize(const fl_config *c, fl_eval_result *r, const int64_t *row)
     free(count);
     free(sum);
     fl_mean_std(r->loss, r->n_samples, &r->fiber_mean, &r->fiber_std);
+    r->fiber_median = fl_median(r->loss, r->n_samples);
     fl_colorlaw law = fl_colorlaw_paper();
     r->kl_bins = (int)fl_cfg_int(c, "eval.kl_bins");
     int rc = fl_color_metrics_of(&law, r->colors, r->n_samples, r->kl_bins, &r->color);
@@ -584,6 +585,7 @@ int fl_eval_write(fl_h5w *w, const char *group, const fl_eval_result *r)
                    fl_h5w_attr_i64(w, group, "kl_bins", r->kl_bins) ||
                    fl_h5w_attr_f64(w, group, "fiber_mean", r->fiber_mean) ||
                    fl_h5w_attr_f64(w, group, "fiber_std", r->fiber_std) ||
+                   fl_h5w_attr_f64(w, group, "fiber_median", r->fiber_median) ||
                    fl_h5w_attr_f64(w, group, "kl_mean", r->color.kl_mean) ||
                    fl_h5w_attr_f64(w, group, "w1_mean", r->color.w1_mean) ||
                    fl_h5w_attr_f64(w, group, "t_setup", r->t_setup) ||

@@ -65,6 +65,7 @@ typedef struct {
     float *loss;                /* (n_samples) fiber loss of each sample */
     float *colors;              /* (n_samples, 3) estimated colors b̂ (R, G, B) */
     double fiber_mean, fiber_std;   /* over all samples (std with ddof 0) */
+    double fiber_median;            /* over all samples: the typical sample, past a tail */
     fl_color_metrics color;     /* KL and W1 per channel and their means */
     int kl_bins;
     int64_t n_stored;           /* samples kept: those of eval.store_samples targets spread over all */

@@ -20,6 +20,7 @@
 #include "core/h5.h"
 #include "core/image.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "datasets/batch.h"
 #include "fl_version.h"
 #include "trainers/fiber.h"
@@ -172,6 +173,7 @@ static int write_run(const char *path, const fl_config *run, const char *hash, c
              fl_h5w_attr_str(w, "/", "created", created) ||
              fl_h5w_attr_f64(w, "/", "fiber_mean", er->fiber_mean) ||
              fl_h5w_attr_f64(w, "/", "fiber_std", er->fiber_std) ||
+             fl_h5w_attr_f64(w, "/", "fiber_median", er->fiber_median) ||
              fl_h5w_attr_f64(w, "/", "kl_mean", er->color.kl_mean) ||
              fl_h5w_attr_f64(w, "/", "w1_mean", er->color.w1_mean) ||
              fl_h5w_attr_f64(w, "/", "train_seconds", tr->seconds) ||
@@ -200,8 +202,9 @@ static int ensure_references(const fl_config *c, const char *dir, const fl_datas
     int rc = !w || fl_reference_write(w, "lines", &ref) ||
              fl_h5w_attr_str(w, "/", "config_hash", hash);
     for (int i = 0; !rc && i < ref.n; i++)
-        fl_info("  %-18s fiber loss %.4f ± %.4f   mean KL %.4f", ref.line[i].name,
-                ref.line[i].fiber_mean, ref.line[i].fiber_std, ref.line[i].color.kl_mean);
+        fl_info("  %-18s fiber loss %.4f ± %.4f (median %.4f)   mean KL %.4f", ref.line[i].name,
+                ref.line[i].fiber_mean, ref.line[i].fiber_std, ref.line[i].fiber_median,
+                ref.line[i].color.kl_mean);
     fl_reference_free(&ref);
     if (rc) {
         fl_h5w_abort(w);
@@ -290,9 +293,10 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
                                   (int)fl_cfg_int(c, "sweep.grid_targets")))
                         rc = fl_fail_ctx("%s", name);
                     else
-                        fl_info("%s: fiber loss %.4f ± %.4f, mean KL %.4f, W1 %.4f (trained in %.0f s)",
-                                name, er.fiber_mean, er.fiber_std, er.color.kl_mean,
-                                er.color.w1_mean, tr.seconds);
+                        fl_info("%s: fiber loss %.4f ± %.4f (median %.4f), mean KL %.4f, W1 %.4f "
+                                "(trained in %.0f s)",
+                                name, er.fiber_mean, er.fiber_std, er.fiber_median,
+                                er.color.kl_mean, er.color.w1_mean, tr.seconds);
                     sum->seconds_eval += fl_now() - te;
                     sum->runs_trained += !rc;
                 }
@@ -325,7 +329,7 @@ typedef struct {
     char file[256], name[128], family[32];
     double lambda;
     int64_t seed;
-    double fiber_mean, fiber_std, kl_mean, kl[3], w1_mean, w1[3];
+    double fiber_mean, fiber_std, fiber_median, kl_mean, kl[3], w1_mean, w1[3];
     double train_seconds, seconds_per_sample;
     int64_t steps;
 } run_row;
@@ -346,6 +350,13 @@ static int read_run(const char *path, run_row *r)
              fl_h5r_attr_i64(h, "train", "steps", &r->steps) ||
              fl_h5r_read(h, "eval/kl", FL_F64, r->kl, sizeof r->kl) ||
              fl_h5r_read(h, "eval/w1", FL_F64, r->w1, sizeof r->w1);
+    if (!rc) { /* from the per-sample losses: files of earlier versions have no attribute */
+        int64_t n = 0;
+        float *loss = fl_h5r_read_alloc(h, "eval/loss", FL_F32, &n);
+        rc = !loss;
+        r->fiber_median = loss ? fl_median(loss, n) : NAN;
+        free(loss);
+    }
     fl_h5r_close(h);
     return rc ? -1 : 0;
 }
@@ -442,6 +453,7 @@ static int write_index(const char *dir, const run_row *rows, int n, const fl_plo
         cJSON_AddNumberToObject(o, "seed", (double)r->seed);
         cJSON_AddNumberToObject(o, "fiber_mean", r->fiber_mean);
         cJSON_AddNumberToObject(o, "fiber_std", r->fiber_std);
+        cJSON_AddNumberToObject(o, "fiber_median", r->fiber_median);
         cJSON_AddNumberToObject(o, "kl_mean", r->kl_mean);
         cJSON_AddItemToObject(o, "kl_rgb", cJSON_CreateDoubleArray(r->kl, 3));
         cJSON_AddNumberToObject(o, "w1_mean", r->w1_mean);

@@ -67,8 +67,9 @@ static int own(void *ctx, int argc, char **argv, int i)
 
 static void print_line(const fl_eval_result *r)
 {
-    printf("%-18s %7lld  %8.4g ± %-8.4g  %.4f/%.4f/%.4f (%.4f)  %.4f/%.4f/%.4f (%.4f)\n", r->name,
-           (long long)r->n_samples, r->fiber_mean, r->fiber_std, r->color.kl[0], r->color.kl[1],
+    printf("%-18s %7lld  %8.4g ± %-8.4g  %8.4g  %.4f/%.4f/%.4f (%.4f)  %.4f/%.4f/%.4f (%.4f)\n",
+           r->name, (long long)r->n_samples, r->fiber_mean, r->fiber_std, r->fiber_median,
+           r->color.kl[0], r->color.kl[1],
            r->color.kl[2], r->color.kl_mean, r->color.w1[0], r->color.w1[1], r->color.w1[2],
            r->color.w1_mean);
 }
@@ -149,8 +150,8 @@ int cmd_eval(int argc, char **argv)
 
     printf("subject %s (d = %d), %lld targets, color law: the paper's; KL on %d bins\n",
            fl_subject_name(subj), fl_subject_dim(subj), (long long)res.n_targets, res.kl_bins);
-    printf("%-18s %7s  %-19s  %-28s  %s\n", "line", "samples", "fiber loss", "KL R/G/B (mean)",
-           "W1 R/G/B (mean)");
+    printf("%-18s %7s  %-19s  %8s  %-28s  %s\n", "line", "samples", "fiber loss", "median",
+           "KL R/G/B (mean)", "W1 R/G/B (mean)");
     print_line(&res);
     for (int i = 0; i < ref.n; i++) print_line(&ref.line[i]);
     printf("time: sampling %.2f s, scoring %.2f s + metrics %.2f s (%.0f samples/s)\n",

@@ -102,6 +102,30 @@ int fl_color_metrics_of(const fl_colorlaw *law, const float *colors, int64_t n, 
     return rc;
 }
 
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+double fl_median(const float *x, int64_t n)
+{
+    if (n <= 0) return NAN;
+    float *s = malloc((size_t)n * sizeof *s);
+    if (!s) return NAN;
+    double med = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(x[i])) med = NAN;
+        s[i] = x[i];
+    }
+    if (!isnan(med)) {
+        qsort(s, (size_t)n, sizeof *s, cmp_float);
+        med = n % 2 ? s[n / 2] : 0.5 * ((double)s[n / 2 - 1] + (double)s[n / 2]);
+    }
+    free(s);
+    return med;
+}
+
 void fl_mean_std(const float *x, int64_t n, double *mean, double *std)
 {
     if (n <= 0) {

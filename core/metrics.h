@@ -33,5 +33,8 @@ int fl_color_metrics_of(const fl_colorlaw *law, const float *colors, int64_t n, 
 
 /* Mean and population standard deviation (ddof 0) of n values; NAN when n ≤ 0. */
 void fl_mean_std(const float *x, int64_t n, double *mean, double *std);
+/* Median of n values (numpy's: the mean of the two middle ones when n is even); NAN when
+ * n ≤ 0, out of memory, or a value is NaN. */
+double fl_median(const float *x, int64_t n);
 
 #endif

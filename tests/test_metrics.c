@@ -110,3 +110,14 @@ Test(metrics, mean_and_std_are_numpys)
     fl_mean_std(x, 0, &m, &s);
     cr_expect(isnan(m) && isnan(s));
 }
+
+Test(metrics, median_is_numpys)
+{
+    float odd[] = {7, -1, 3, 100, 2}, even[] = {4, 1, 3, 2}, one[] = {5}, bad[] = {1, NAN, 2};
+    cr_expect_eq(fl_median(odd, 5), 3.0);        /* np.median([7,-1,3,100,2]) */
+    cr_expect_eq(fl_median(even, 4), 2.5);       /* np.median([4,1,3,2]) */
+    cr_expect_eq(fl_median(one, 1), 5.0);
+    cr_expect(isnan(fl_median(bad, 3)));
+    cr_expect(isnan(fl_median(even, 0)));
+    cr_expect_eq(even[0], 4.0f, "the input is left as it was");
+}

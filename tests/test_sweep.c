@@ -13,6 +13,7 @@
 
 #include "core/h5.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "store_fixture.h"
 
 TestSuite(sweep, .init = make_tmp, .fini = remove_tmp);
@@ -120,6 +121,26 @@ Test(sweep, fiber_loss_term_lowers_the_fiber_loss_and_reruns_train_only_what_is_
     cr_expect(strstr(out, "2 runs: 2 trained, 0 reused") != NULL, "stdout: %s", out);
     double f0 = run_attr("nf_lam0_seed0", "fiber_mean"), f30 = run_attr("nf_lam30_seed0", "fiber_mean");
     cr_expect_lt(f30, f0, "fiber loss with λ=30: %.4f, with λ=0: %.4f", f30, f0);
+    {   /* the median stored with the run is that of its per-sample losses; the index has it */
+        char p[600];
+        snprintf(p, sizeof p, "%s/results/t/runs/nf_lam0_seed0.h5", tmp);
+        fl_h5r *h = fl_h5r_open(p);
+        cr_assert_not_null(h, "%s", fl_error());
+        int64_t n = 0;
+        float *loss = fl_h5r_read_alloc(h, "eval/loss", FL_F32, &n);
+        fl_h5r_close(h);
+        cr_assert(loss && n == 40 * 4, "eval/loss: %lld values", (long long)n);
+        cr_expect_eq(run_attr("nf_lam0_seed0", "fiber_median"), fl_median(loss, n));
+        free(loss);
+        snprintf(p, sizeof p, "%s/results/t/index.json", tmp);
+        FILE *f = fopen(p, "r");
+        cr_assert_not_null(f, "%s", p);
+        char json[1 << 14];
+        size_t len = fread(json, 1, sizeof json - 1, f);
+        json[len] = 0;
+        fclose(f);
+        cr_expect(strstr(json, "\"fiber_median\":"), "index.json has no fiber_median:\n%s", json);
+    }
     const char *report[] = {"results/t/index.json", "results/t/timing.md", "results/t/references.h5",
                             "results/t/fidelity_consistency.png", "results/t/fidelity_consistency.svg",
                             "results/t/grids/nf_lam0_seed0.png", "results/t/grids/nf_lam30_seed0.png",

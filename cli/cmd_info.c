@@ -1,6 +1,7 @@
 /* fiberlab info: what this build runs on (libtorch, BLAS kernel, threads, devices). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #include "cli/cli.h"
 #include "core/blas.h"
@@ -26,8 +27,10 @@ int cmd_info(int argc, char **argv)
     if (cfg) printf("openblas   %s\n", cfg);
     const char *forced = getenv(FL_CORETYPE_ENV), *replaced = fl_blas_replaced_coretype();
     printf("kernel     %s", core ? core : "n/a (not OpenBLAS)");
-    if (core && forced && *forced)
+    if (core && forced && *forced && strcasecmp(core, forced) == 0)
         printf(" (forced by %s=%s)", FL_CORETYPE_ENV, forced);
+    else if (core && forced && *forced)
+        printf(" (%s=%s: not a kernel this OpenBLAS can run here)", FL_CORETYPE_ENV, forced);
     else if (fl_blas_kernel_is_best())
         printf(" (best for this CPU)");
     if (core && replaced) printf("; OPENBLAS_CORETYPE=%s from the environment replaced", replaced);

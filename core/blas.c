@@ -78,13 +78,17 @@ void fl_blas_ensure_best_kernel(char **argv)
         return;
     }
     /* an inherited OPENBLAS_CORETYPE that names a weaker kernel is replaced; say so */
-    const char *inherited = getenv("OPENBLAS_CORETYPE");
-    if (inherited) setenv(REPLACED_ENV, inherited, 1);
+    char inherited[64] = "";
+    const char *env = getenv("OPENBLAS_CORETYPE");
+    if (env) {
+        snprintf(inherited, sizeof inherited, "%s", env);
+        setenv(REPLACED_ENV, inherited, 1);
+    }
     setenv("OPENBLAS_CORETYPE", want, 1);
     setenv(REEXEC_GUARD, "1", 1);
     execv("/proc/self/exe", argv);
     /* exec failed: carry on with the kernel we have rather than not at all */
-    if (inherited)
+    if (env)
         setenv("OPENBLAS_CORETYPE", inherited, 1);
     else
         unsetenv("OPENBLAS_CORETYPE");

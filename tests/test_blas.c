@@ -97,3 +97,12 @@ Test(blas, threads_go_to_exactly_one_pool)
     cr_expect_eq(w, FL_WORK_DENSE);
     fl_threads_set(n0, w0);
 }
+
+Test(blas, unknown_forced_kernel_is_reported)
+{
+    need_openblas_and_avx2();
+    char k[512];
+    kernel_line("FIBERLAB_CORETYPE=NoSuchCore", k, sizeof k);
+    cr_expect(strstr(k, "(FIBERLAB_CORETYPE=NoSuchCore: not a kernel this OpenBLAS can run here)"),
+              "%s", k);
+}

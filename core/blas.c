@@ -105,8 +105,8 @@ int fl_blas_kernel_is_best(void)
 void fl_runtime_init(char **argv)
 {
     fl_blas_ensure_best_kernel(argv);
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    mallopt(M_MMAP_THRESHOLD, FL_MALLOC_MMAP_THRESHOLD);
+    mallopt(M_TRIM_THRESHOLD, FL_MALLOC_TRIM_THRESHOLD);
 }
 
 const char *fl_blas_replaced_coretype(void)

@@ -36,8 +36,13 @@ const char *fl_blas_replaced_coretype(void);
  * threshold 32 MiB, trim threshold 256 MiB). GLIBC_TUNABLES says the same to another
  * process (bench_nf gives it to the Python reference): FL_MALLOC_TUNABLES. */
 void fl_runtime_init(char **argv);
-#define FL_MALLOC_TUNABLES \
-    "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
+#define FL_MALLOC_MMAP_THRESHOLD 33554432
+#define FL_MALLOC_TRIM_THRESHOLD 268435456
+#define FL_STR_(x) #x
+#define FL_STR(x) FL_STR_(x)
+#define FL_MALLOC_TUNABLES                                              \
+    "glibc.malloc.mmap_threshold=" FL_STR(FL_MALLOC_MMAP_THRESHOLD) \
+    ":glibc.malloc.trim_threshold=" FL_STR(FL_MALLOC_TRIM_THRESHOLD)
 
 /* Threads. libtorch parallelizes inside its ops (OpenMP) and OpenBLAS has a pool of its
  * own; with both parallel they oversubscribe the cores (OpenBLAS's threads spin while

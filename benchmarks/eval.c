@@ -20,6 +20,12 @@ const fl_key fl_keys_eval[] = {
      "Evaluation targets: N test images spread evenly over the test split (target t is test "
      "image floor(t · n_test / N); all of them when the split is smaller)."},
     {"eval.samples_per_target", FL_KEY_INT, "10", 1, 1e6, NULL, "Samples K drawn for each target."},
+    {"eval.steps", FL_KEY_INT, "0", 0, 1e6, NULL,
+     "Solver steps of an iterative family's evaluation sampler (diffusion, flow matching); "
+     "0: the family's own default. One-shot samplers (NF) ignore it."},
+    {"eval.temperature", FL_KEY_NUM, "1", 0, 10, NULL,
+     "Scale of a fiber model's base noise when sampling for the evaluation (1: the trained "
+     "distribution)."},
     {"eval.kl_bins", FL_KEY_INT, "100", 2, 1e6, NULL,
      "Bins on [0, 1) of the per-channel color histograms of the KL metric."},
     {"eval.batch_size", FL_KEY_INT, "500", 1, 1e7, NULL,
@@ -40,12 +46,6 @@ const fl_key fl_keys_eval[] = {
      "Unconditional VAE samples per target in the random reference line."},
     FL_KEYS_END,
 };
-
-void fl_sampler_free(fl_sampler *s)
-{
-    if (s && s->free_ctx) s->free_ctx(s->ctx);
-    if (s) s->ctx = NULL, s->free_ctx = NULL;
-}
 
 void fl_eval_result_free(fl_eval_result *r)
 {

@@ -20,6 +20,7 @@
 #include "core/h5.h"
 #include "core/image.h"
 #include "core/log.h"
+#include "architectures/conv.h"
 #include "core/metrics.h"
 #include "datasets/batch.h"
 #include "fl_version.h"
@@ -51,14 +52,13 @@ void fl_run_name(const char *family, double lambda, int64_t seed, char *buf, siz
     snprintf(buf, n, "%s_lam%g_seed%lld", family, lambda, (long long)seed);
 }
 
-/* Does path hold a finished run (or references) with these settings? */
-static bool file_matches(const char *path, const char *hash)
+/* Does path hold a finished run (or references) whose attribute attr is hash? */
+static bool file_matches(const char *path, const char *attr, const char *hash)
 {
     if (access(path, F_OK) != 0) return false;
     fl_h5r *r = fl_h5r_open(path);
     char have[64] = "";
-    bool ok = r && !fl_h5r_attr_str(r, "/", "config_hash", have, sizeof have) &&
-              strcmp(have, hash) == 0;
+    bool ok = r && !fl_h5r_attr_str(r, "/", attr, have, sizeof have) && strcmp(have, hash) == 0;
     fl_h5r_close(r);
     ct_clear_error();
     return ok;
@@ -152,7 +152,8 @@ static void iso_now(char *buf, size_t n)
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static int write_run(const char *path, const fl_config *run, const char *hash, const char *family,
+static int write_run(const char *path, const fl_config *run, const char *model_key,
+                     const char *eval_key, const char *family,
                      double lambda, int64_t seed, const fl_train_result *tr,
                      const fl_eval_result *er, const fl_dataset *ds, int grid_targets)
 {
@@ -168,7 +169,8 @@ static int write_run(const char *path, const fl_config *run, const char *hash, c
              fl_h5w_attr_str(w, "/", "family", family) ||
              fl_h5w_attr_f64(w, "/", "lambda", lambda) || fl_h5w_attr_i64(w, "/", "seed", seed) ||
              fl_h5w_attr_str(w, "/", "config", json) ||
-             fl_h5w_attr_str(w, "/", "config_hash", hash) ||
+             fl_h5w_attr_str(w, "/", "model_key", model_key) ||
+             fl_h5w_attr_str(w, "/", "eval_key", eval_key) ||
              fl_h5w_attr_str(w, "/", "code_version", version) ||
              fl_h5w_attr_str(w, "/", "created", created) ||
              fl_h5w_attr_f64(w, "/", "fiber_mean", er->fiber_mean) ||
@@ -194,7 +196,7 @@ static int ensure_references(const fl_config *c, const char *dir, const fl_datas
     const char *secs[] = {"data", "subject", "vae", "eval"};
     fl_config_hash(c, secs, 4, hash);
     snprintf(path, sizeof path, "%s/references.h5", dir);
-    if (file_matches(path, hash)) return 0;
+    if (file_matches(path, "config_hash", hash)) return 0;
     fl_info("computing the reference lines");
     fl_reference ref = {0};
     if (fl_reference_lines(c, ds, subj, vae, &ref)) return fl_fail_ctx("reference lines");
@@ -213,29 +215,170 @@ static int ensure_references(const fl_config *c, const char *dir, const fl_datas
     return fl_h5w_commit(w);
 }
 
+/* The config of one cell of the grid: c with its family, λ and seed. */
+static fl_config *cell_config(const fl_config *c, const char *family, double lambda, int64_t seed)
+{
+    fl_config *run = fl_config_copy(c);
+    if (fl_cfg_set_str(run, "model.family", family) || fl_cfg_set_num(run, "train.lambda", lambda) ||
+        fl_cfg_set_num(run, "seed", (double)seed)) {
+        fl_config_free(run);
+        return NULL;
+    }
+    return run;
+}
+
+/* What the settings alone can tell is wrong, before any dataset, subject or VAE is
+ * built: each cell's family settings, and the conv networks of the subject and VAE. */
+static int check_settings(const fl_config *c)
+{
+    fl_conv_spec spec;
+    if (strcmp(fl_cfg_str(c, "subject.kind"), "torchscript") != 0 &&
+        fl_conv_spec_from_config(c, "subject", 1, 1, &spec))
+        return -1;
+    if (fl_conv_spec_from_config(c, "vae", 3, 1, &spec)) return -1;
+    int z_dim = fl_subject_config_dim(c);
+    for (int fi = 0; fi < fl_cfg_len(c, "sweep.families"); fi++) {
+        fl_config *run = cell_config(c, fl_cfg_list_str(c, "sweep.families", fi), 0, 0);
+        int rc = !run || fl_fiber_check(run, z_dim);
+        fl_config_free(run);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+/* Batch sizes against the dataset, once it is open and before anything trains. */
+static int check_sizes(const fl_config *c, const fl_dataset *ds)
+{
+    int64_t n = fl_dataset_count(ds, FL_TRAIN);
+    int64_t pairs = (n - (int64_t)(fl_cfg_num(c, "sweep.val_fraction") * (double)n)) *
+                    fl_cfg_int(c, "train.colorings");
+    if (fl_cfg_int(c, "train.batch_size") > pairs)
+        return fl_fail("train.batch_size: %lld is more than the %lld training pairs (%lld "
+                       "training digits less sweep.val_fraction, × train.colorings)",
+                       (long long)fl_cfg_int(c, "train.batch_size"), (long long)pairs, (long long)n);
+    const char *own[] = {"subject.batch_size", "vae.batch_size"};
+    for (int i = 0; i < 2; i++)
+        if (fl_cfg_int(c, own[i]) > n)
+            return fl_fail("%s: %lld is more than the %lld training images", own[i],
+                           (long long)fl_cfg_int(c, own[i]), (long long)n);
+    return 0;
+}
+
+/* Training pairs of one space, split into training and validation, made when first
+ * needed. */
+typedef struct {
+    bool ready;
+    fl_latents train, val;
+} space_pairs;
+
+static int pairs_for(space_pairs *p, fl_space space, const fl_config *c, fl_vae *vae,
+                     fl_subject *subj, const fl_dataset *ds)
+{
+    if (p->ready) return 0;
+    int k = (int)fl_cfg_int(c, "train.colorings");
+    fl_latents all = {0};
+    int rc = fl_latents_compute(space, vae, subj, ds, FL_TRAIN, k, &all) ||
+             split_latents(&all, fl_cfg_num(c, "sweep.val_fraction"), k, &p->train, &p->val);
+    fl_latents_free(&all);
+    p->ready = !rc;
+    return rc ? -1 : 0;
+}
+
+/* One cell: reused when its run file has both keys; scored again from the saved model
+ * when only the evaluation settings changed; trained otherwise. */
+static int run_cell(const fl_config *run, const char *name, const fl_dataset *ds,
+                    fl_subject *subj, fl_vae *vae, space_pairs *pairs, fl_sweep_summary *sum)
+{
+    char path[4400], ckpt[4400], model_path[4400], mk[17], ek[17], have[17];
+    snprintf(path, sizeof path, "%s/runs/%s.h5", sum->dir, name);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoints/%s.ckpt", sum->dir, name);
+    snprintf(model_path, sizeof model_path, "%s/models/%s.h5", sum->dir, name);
+    fl_config_hash_role(run, FL_ROLE_MODEL, mk);
+    fl_config_hash_role(run, FL_ROLE_EVAL, ek);
+    if (file_matches(path, "model_key", mk) && file_matches(path, "eval_key", ek)) {
+        fl_info("%s: done before, reused", name);
+        sum->runs_reused++;
+        return 0;
+    }
+    const char *family = fl_cfg_str(run, "model.family");
+    double lambda = fl_cfg_num(run, "train.lambda");
+    int64_t seed = fl_cfg_int(run, "seed");
+    fl_fiber *m = NULL;
+    fl_train_result tr = {0};
+    int rc = 0;
+    double tt = fl_now();
+    if (access(model_path, F_OK) == 0 && !fl_fiber_saved_key(model_path, have) && strcmp(have, mk) == 0) {
+        fl_config *saved = NULL;
+        m = fl_fiber_open_saved(model_path, &saved, &tr);
+        fl_config_free(saved);
+        if (!m) return fl_fail_ctx("%s", name);
+        fl_info("%s: trained before (%s); scoring it with the new evaluation settings", name, model_path);
+        sum->runs_rescored++;
+    } else {
+        const fl_family *fam = fl_family_find(family);
+        if (pairs_for(&pairs[fam->space], fam->space, run, vae, subj, ds)) return -1;
+        sum->seconds_setup += fl_now() - tt;
+        tt = fl_now();
+        fl_fiber_train_opts fo;
+        fl_fiber_train_opts_from_config(&fo, run);
+        m = fl_fiber_new(run, &pairs[fam->space].train);
+        if (!m || fl_fiber_train(m, run, &fo, vae, subj, &pairs[fam->space].train,
+                                 &pairs[fam->space].val, ckpt, &tr) ||
+            fl_fiber_use_ema(m) || fl_fiber_save(m, run, &tr, model_path))
+            rc = fl_fail_ctx("%s", name);
+        else
+            unlink(ckpt); /* the saved model replaces the training state */
+        sum->seconds_train += fl_now() - tt;
+        sum->runs_trained += !rc;
+    }
+    fl_eval_result er = {0};
+    fl_sampler smp = {0};
+    if (!rc) {
+        double te = fl_now();
+        fl_sample_opts so = fl_sample_opts_eval(run);
+        fl_fiber_sampler(m, vae, &so, &smp);
+        if (fl_evaluate(run, ds, subj, &smp, &er) ||
+            write_run(path, run, mk, ek, family, lambda, seed, &tr, &er, ds,
+                      (int)fl_cfg_int(run, "sweep.grid_targets")))
+            rc = fl_fail_ctx("%s", name);
+        else
+            fl_info("%s: fiber loss %.4f ± %.4f (median %.4f), mean KL %.4f, W1 %.4f "
+                    "(trained in %.0f s)",
+                    name, er.fiber_mean, er.fiber_std, er.fiber_median, er.color.kl_mean,
+                    er.color.w1_mean, tr.seconds);
+        sum->seconds_eval += fl_now() - te;
+    }
+    fl_sampler_free(&smp);
+    fl_eval_result_free(&er);
+    fl_train_result_free(&tr);
+    fl_fiber_free(m);
+    return rc;
+}
+
 int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
 {
     memset(sum, 0, sizeof *sum);
     double t0 = fl_now();
     fl_sweep_dir(c, sum->dir, sizeof sum->dir);
-    char sub[4200];
-    const char *subs[] = {"", "/runs", "/checkpoints", "/grids"};
-    for (int i = 0; i < 4; i++) {
-        snprintf(sub, sizeof sub, "%s%s", sum->dir, subs[i]);
-        if (fl_mkdir_p(sub)) return -1;
-    }
     int nf = fl_cfg_len(c, "sweep.families"), nl = fl_cfg_len(c, "sweep.lambdas"),
         ns = fl_cfg_len(c, "sweep.seeds");
     sum->runs_total = nf * nl * ns;
     if (sum->runs_total == 0) return fl_fail("sweep: the grid is empty (sweep.families, sweep.lambdas, sweep.seeds)");
+    if (check_settings(c)) return -1;
+    char sub[4200];
+    const char *subs[] = {"", "/runs", "/checkpoints", "/models", "/grids"};
+    for (int i = 0; i < 5; i++) {
+        snprintf(sub, sizeof sub, "%s%s", sum->dir, subs[i]);
+        if (fl_mkdir_p(sub)) return -1;
+    }
 
     fl_dataset *ds = NULL;
     fl_subject *subj = NULL;
     fl_vae *vae = NULL;
-    fl_latents all = {0}, train = {0}, val = {0};
+    space_pairs pairs[FL_SPACE_COUNT] = {{0}};
     int rc = 0;
-    if (fl_dataset_open(c, &ds) || fl_subject_open(c, ds, &subj) || fl_vae_open(c, ds, &vae) ||
-        ensure_references(c, sum->dir, ds, subj, vae)) {
+    if (fl_dataset_open(c, &ds) || check_sizes(c, ds) || fl_subject_open(c, ds, &subj) ||
+        fl_vae_open(c, ds, &vae) || ensure_references(c, sum->dir, ds, subj, vae)) {
         rc = -1;
         goto done;
     }
@@ -247,63 +390,10 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
                 const char *family = fl_cfg_list_str(c, "sweep.families", fi);
                 double lambda = fl_cfg_list_num(c, "sweep.lambdas", li);
                 int64_t seed = (int64_t)fl_cfg_list_num(c, "sweep.seeds", si);
-                fl_config *run = fl_config_copy(c);
-                char name[128], path[4400], ckpt[4400], hash[17];
+                char name[128];
                 fl_run_name(family, lambda, seed, name, sizeof name);
-                snprintf(path, sizeof path, "%s/runs/%s.h5", sum->dir, name);
-                snprintf(ckpt, sizeof ckpt, "%s/checkpoints/%s.ckpt", sum->dir, name);
-                if (fl_cfg_set_str(run, "model.family", family) ||
-                    fl_cfg_set_num(run, "train.lambda", lambda) ||
-                    fl_cfg_set_num(run, "seed", (double)seed)) {
-                    fl_config_free(run);
-                    rc = -1;
-                    break;
-                }
-                fl_config_hash_except(run, "sweep", hash); /* sweep.* only say what else runs */
-                if (file_matches(path, hash)) {
-                    fl_info("%s: done before, reused", name);
-                    sum->runs_reused++;
-                    fl_config_free(run);
-                    continue;
-                }
-                if (!all.u) { /* the pairs are needed only when something trains */
-                    double tl = fl_now();
-                    int k = (int)fl_cfg_int(c, "train.colorings");
-                    if (fl_latents_compute(vae, subj, ds, FL_TRAIN, k, &all) ||
-                        split_latents(&all, fl_cfg_num(c, "sweep.val_fraction"), k, &train, &val)) {
-                        fl_config_free(run);
-                        rc = -1;
-                        break;
-                    }
-                    sum->seconds_setup += fl_now() - tl;
-                }
-                double tt = fl_now();
-                fl_fiber *m = fl_fiber_new(run, &train);
-                fl_train_result tr = {0};
-                fl_eval_result er = {0};
-                fl_sampler smp = {0};
-                if (!m || fl_fiber_train(m, run, vae, subj, &train, &val, ckpt, &tr)) {
-                    rc = fl_fail_ctx("%s", name);
-                } else {
-                    sum->seconds_train += fl_now() - tt;
-                    double te = fl_now();
-                    fl_fiber_sampler(m, vae, &smp);
-                    if (fl_evaluate(run, ds, subj, &smp, &er) ||
-                        write_run(path, run, hash, family, lambda, seed, &tr, &er, ds,
-                                  (int)fl_cfg_int(c, "sweep.grid_targets")))
-                        rc = fl_fail_ctx("%s", name);
-                    else
-                        fl_info("%s: fiber loss %.4f ± %.4f (median %.4f), mean KL %.4f, W1 %.4f "
-                                "(trained in %.0f s)",
-                                name, er.fiber_mean, er.fiber_std, er.fiber_median,
-                                er.color.kl_mean, er.color.w1_mean, tr.seconds);
-                    sum->seconds_eval += fl_now() - te;
-                    sum->runs_trained += !rc;
-                }
-                fl_sampler_free(&smp);
-                fl_eval_result_free(&er);
-                fl_train_result_free(&tr);
-                fl_fiber_free(m);
+                fl_config *run = cell_config(c, family, lambda, seed);
+                rc = !run || run_cell(run, name, ds, subj, vae, pairs, sum);
                 fl_config_free(run);
             }
     if (!rc) {
@@ -312,15 +402,16 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
         sum->seconds_report = fl_now() - tr;
     }
 done:
-    fl_latents_free(&train);
-    fl_latents_free(&val);
-    fl_latents_free(&all);
+    for (int i = 0; i < FL_SPACE_COUNT; i++) {
+        fl_latents_free(&pairs[i].train);
+        fl_latents_free(&pairs[i].val);
+    }
     fl_vae_free(vae);
     fl_subject_free(subj);
     fl_dataset_free(ds);
     sum->seconds_total = fl_now() - t0;
     sum->peak_rss_mib = fl_peak_rss_mib();
-    return rc;
+    return rc ? -1 : 0;
 }
 
 /* ---- the report ----------------------------------------------------------------- */

@@ -2,15 +2,20 @@
  * (families × λ × seeds) on one dataset, subject and VAE, and writes under
  * <out_dir>/<sweep.name>/:
  *     runs/<family>_lam<λ>_seed<s>.h5   one HDF5 per run (docs/runs.md)
- *     checkpoints/<run>.ckpt             the training state (an interrupted run resumes)
+ *     models/<run>.h5                    the trained model (the model store: settings,
+ *                                        weights, training result)
+ *     checkpoints/<run>.ckpt             the training state while it trains (an
+ *                                        interrupted run resumes); removed once saved
  *     references.h5                      the reference lines, computed once
  *     index.json                         every run's settings and metrics
  *     fidelity_consistency.png / .svg    the paper's figure 4
  *     grids/<run>.png                    targets and their samples
  *     timing.md                          training time and time per sample
- * What is done is reused: the dataset, subject and VAE from the cache, the references
- * and every run whose file exists with the same settings, so an interrupted sweep
- * reruns only what is missing. */
+ * What is done is reused: the dataset, subject and VAE from the cache, the references,
+ * every run whose file has the same model key and evaluation key (core/config.h:
+ * fl_key_role), and every saved model whose model key matches — a change of eval.*
+ * only scores the saved model again — so an interrupted sweep reruns only what is
+ * missing. */
 #ifndef FL_SWEEP_H
 #define FL_SWEEP_H
 
@@ -20,6 +25,7 @@
 
 typedef struct {
     int runs_total, runs_trained, runs_reused;
+    int runs_rescored;   /* trained before: scored again from the saved model */
     double seconds_total, seconds_setup, seconds_train, seconds_eval, seconds_report;
     double peak_rss_mib;
     char dir[4096];

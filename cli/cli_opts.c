@@ -45,12 +45,27 @@ fl_config *cli_opts_config(const char *cmd, const cli_opts *o)
         cli_fail(cmd, "%s", fl_error());
         return NULL;
     }
-    for (int i = 0; i < o->n_overrides; i++)
+    return cli_opts_config_over(cmd, o, c, false);
+}
+
+fl_config *cli_opts_config_over(const char *cmd, const cli_opts *o, fl_config *c, bool eval_only)
+{
+    for (int i = 0; i < o->n_overrides; i++) {
+        char key[256];
+        const char *eq = strchr(o->overrides[i], '=');
+        snprintf(key, sizeof key, "%.*s", (int)(eq - o->overrides[i]), o->overrides[i]);
+        if (eval_only && fl_config_role(key) == FL_ROLE_MODEL) {
+            cli_fail(cmd, "%s: changes the trained model; a saved model is scored with other "
+                          "evaluation settings (eval.*) only", key);
+            fl_config_free(c);
+            return NULL;
+        }
         if (fl_config_override(c, o->overrides[i])) {
             cli_fail(cmd, "%s", fl_error());
             fl_config_free(c);
             return NULL;
         }
+    }
     int threads = (int)fl_cfg_int(c, "threads");
     fl_threads_set(threads, FL_WORK_CONV);
     return c;

@@ -25,5 +25,8 @@ int cli_opts_parse(const char *cmd, int argc, char **argv, cli_opts *o,
  * from `threads` (0: every core this process may run on). NULL after printing
  * "fiberlab CMD: what". */
 fl_config *cli_opts_config(const char *cmd, const cli_opts *o);
+/* The same over the config c (taken: freed on failure); with eval_only, an override of
+ * a key that changes a trained model (fl_config_role MODEL) is refused. */
+fl_config *cli_opts_config_over(const char *cmd, const cli_opts *o, fl_config *c, bool eval_only);
 
 #endif

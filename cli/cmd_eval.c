@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "datasets/store.h"
 #include "fl_version.h"
+#include "trainers/fiber.h"
 #include "trainers/subject.h"
 #include "trainers/vae.h"
 
@@ -21,7 +22,8 @@ static const char *CMD = "eval";
 
 static void usage(void)
 {
-    printf("usage: fiberlab eval (--sampler NAME | --samples FILE.h5) [--out FILE.h5]\n"
+    printf("usage: fiberlab eval (--sampler NAME | --samples FILE.h5 | --model MODEL.h5)\n"
+           "                     [--out FILE.h5]\n"
            "                     [--no-reference] [--config FILE] [key=value ...]\n"
            "\n"
            "Scores samples of the fiber of the subject model (DESIGN.md §5): for the first\n"
@@ -37,6 +39,9 @@ static void usage(void)
            "  --samples FILE    samples made elsewhere: datasets target_index (n,) int64, the\n"
            "                    position of each sample's target in the test split, and\n"
            "                    samples (n, 3, 28, 28) float32 in [0, 1]\n"
+           "  --model FILE      a trained fiber model from the model store (a sweep's\n"
+           "                    models/<run>.h5): its settings come from the file, and\n"
+           "                    key=value may change evaluation settings (eval.*) only\n"
            "  --out FILE        write everything to an HDF5 file (layout: docs/evaluation.md)\n"
            "  --no-reference    skip the reference lines\n"
            "\n"
@@ -44,7 +49,7 @@ static void usage(void)
 }
 
 typedef struct {
-    const char *sampler, *samples;
+    const char *sampler, *samples, *model;
     int no_reference;
 } flags;
 
@@ -55,13 +60,16 @@ static int own(void *ctx, int argc, char **argv, int i)
         f->no_reference = 1;
         return 1;
     }
-    if (strcmp(argv[i], "--sampler") != 0 && strcmp(argv[i], "--samples") != 0) return 0;
+    const char **slot = strcmp(argv[i], "--sampler") == 0   ? &f->sampler
+                        : strcmp(argv[i], "--samples") == 0 ? &f->samples
+                        : strcmp(argv[i], "--model") == 0   ? &f->model
+                                                            : NULL;
+    if (!slot) return 0;
     if (i + 1 >= argc) {
-        cli_fail(CMD, "%s needs a %s", argv[i], argv[i][8] == 'r' ? "name" : "file");
+        cli_fail(CMD, "%s needs a %s", argv[i], slot == &f->sampler ? "name" : "file");
         return -1;
     }
-    if (argv[i][8] == 'r') f->sampler = argv[i + 1];
-    else f->samples = argv[i + 1];
+    *slot = argv[i + 1];
     return 2;
 }
 
@@ -82,9 +90,9 @@ static int write_root(fl_h5w *w, const fl_config *c, const fl_subject *s, const 
     int rc = !json || fl_h5w_attr_str(w, "/", "config", json) ||
              fl_h5w_attr_str(w, "/", "fiberlab_version", FL_VERSION) ||
              fl_h5w_attr_str(w, "/", "fiberlab_commit", FL_COMMIT) ||
-             fl_h5w_attr_str(w, "/", "source", f->sampler ? "sampler" : "samples_file") ||
-             fl_h5w_attr_str(w, "/", f->sampler ? "sampler" : "samples_file",
-                             f->sampler ? f->sampler : f->samples) ||
+             fl_h5w_attr_str(w, "/", "source", f->sampler ? "sampler" : f->model ? "model" : "samples_file") ||
+             fl_h5w_attr_str(w, "/", f->sampler ? "sampler" : f->model ? "model" : "samples_file",
+                             f->sampler ? f->sampler : f->model ? f->model : f->samples) ||
              fl_h5w_attr_str(w, "/", "subject", fl_subject_name(s)) ||
              fl_h5w_attr_i64(w, "/", "subject_dim", fl_subject_dim(s)) ||
              fl_h5w_attr_str(w, "/", "subject_path", fl_subject_path(s)) ||
@@ -105,11 +113,24 @@ int cmd_eval(int argc, char **argv)
         return 0;
     }
     cli_opts o;
-    flags f = {NULL, NULL, 0};
+    flags f = {NULL, NULL, NULL, 0};
     if (cli_opts_parse(CMD, argc, argv, &o, own, &f)) return 1;
-    if (!f.sampler == !f.samples) return cli_fail(CMD, "give one of --sampler NAME or --samples FILE");
-    fl_config *c = cli_opts_config(CMD, &o);
-    if (!c) return 1;
+    if ((f.sampler != NULL) + (f.samples != NULL) + (f.model != NULL) != 1)
+        return cli_fail(CMD, "give one of --sampler NAME, --samples FILE or --model FILE");
+    fl_fiber *model = NULL;
+    fl_config *c = NULL;
+    if (f.model) {
+        if (o.config) return cli_fail(CMD, "--model: the settings come from the model file; no --config");
+        fl_config *saved = NULL;
+        if (!(model = fl_fiber_open_saved(f.model, &saved, NULL))) return cli_fail(CMD, "%s", fl_error());
+        c = cli_opts_config_over(CMD, &o, saved, true);
+    } else {
+        c = cli_opts_config(CMD, &o);
+    }
+    if (!c) {
+        fl_fiber_free(model);
+        return 1;
+    }
     fl_h5w *w = NULL;
     fl_dataset *ds = NULL;
     fl_subject *subj = NULL;
@@ -132,7 +153,8 @@ int cmd_eval(int argc, char **argv)
         fl_eval_read_samples(f.samples, fl_dataset_count(ds, FL_TEST), &index, &samples, &n))
         goto fail;
     if (fl_subject_open(c, ds, &subj)) goto fail;
-    bool need_vae = f.sampler && strncmp(f.sampler, "vae-", 4) == 0;
+    bool need_vae = (f.sampler && strncmp(f.sampler, "vae-", 4) == 0) ||
+                    (model && fl_fiber_family(model)->space == FL_SPACE_LATENT);
     char vae_path[4096];
     if (fl_vae_cache_path(c, vae_path, sizeof vae_path)) goto fail;
     if (need_vae || (!f.no_reference && access(vae_path, F_OK) == 0)) {
@@ -143,6 +165,10 @@ int cmd_eval(int argc, char **argv)
     if (f.sampler) {
         if (fl_sampler_builtin(f.sampler, c, ds, vae, &smp) || fl_evaluate(c, ds, subj, &smp, &res))
             goto fail;
+    } else if (model) {
+        fl_sample_opts so = fl_sample_opts_eval(c);
+        fl_fiber_sampler(model, vae, &so, &smp);
+        if (fl_evaluate(c, ds, subj, &smp, &res)) goto fail;
     } else if (fl_eval_samples(c, ds, subj, f.samples, index, samples, n, &res)) {
         goto fail;
     }
@@ -180,6 +206,7 @@ done:
     fl_reference_free(&ref);
     fl_eval_result_free(&res);
     fl_sampler_free(&smp);
+    fl_fiber_free(model);
     fl_vae_free(vae);
     fl_subject_free(subj);
     fl_dataset_free(ds);

@@ -11,13 +11,14 @@
 
 static void print_summary(const fl_sweep_summary *s)
 {
-    printf("%d runs: %d trained, %d reused from earlier\n", s->runs_total, s->runs_trained,
-           s->runs_reused);
+    printf("%d runs: %d trained, %d reused", s->runs_total, s->runs_trained, s->runs_reused);
+    if (s->runs_rescored) printf(", %d scored again", s->runs_rescored);
+    printf(" from earlier\n");
     printf("time %.1f s (data, subject, VAE, references %.1f s; training %.1f s; sampling "
            "and evaluation %.1f s; report %.1f s); peak memory %.0f MiB\n",
            s->seconds_total, s->seconds_setup, s->seconds_train, s->seconds_eval,
            s->seconds_report, s->peak_rss_mib);
-    printf("results in %s/: fidelity_consistency.png, index.json, timing.md, grids/, runs/\n",
+    printf("results in %s/: fidelity_consistency.png, index.json, timing.md, grids/, runs/, models/\n",
            s->dir);
 }
 
@@ -40,10 +41,12 @@ int cmd_sweep(int argc, char **argv)
                "fiber models on the dataset, subject and VAE of CONFIG (each built or found in\n"
                "the cache), and writes <out_dir>/<sweep.name>/: one HDF5 file per run in runs/,\n"
                "index.json, the fidelity-versus-consistency plot (PNG and SVG), a sample grid\n"
-               "per run in grids/ and timing.md. Finished runs with the same settings are\n"
-               "reused and an interrupted run resumes from its checkpoint, so rerunning an\n"
-               "interrupted sweep completes only what is missing. key=value overrides any key\n"
-               "of CONFIG (configs/README.md), e.g. sweep.lambdas=0,1 train.steps=500.\n");
+               "per run in grids/, timing.md, and each trained model in models/. Finished runs\n"
+               "with the same settings are reused; a change of evaluation settings (eval.*)\n"
+               "only scores the saved models again; an interrupted run resumes from its\n"
+               "checkpoint, so rerunning an interrupted sweep completes only what is missing.\n"
+               "key=value overrides any key of CONFIG (configs/README.md), e.g.\n"
+               "sweep.lambdas=0,1 train.steps=500.\n");
         return 0;
     }
     cli_opts o;

@@ -17,11 +17,100 @@ struct fl_config {
     cJSON *root;
 };
 
-/* The schema: one table per layer (core/schema.h), in documentation order. */
+/* The schema: one table per layer (core/schema.h), in documentation order, then the
+ * tables added at run time (fl_config_add_section). */
+#define MAX_ADDED 32
+static const fl_key *added[MAX_ADDED];
+static fl_key_role added_role[MAX_ADDED];
+static int n_added;
+
 static const fl_key *const *sections(void)
 {
-    static const fl_key *const all[] = {FL_SCHEMA_SECTIONS, NULL};
+    static const fl_key *const builtin[] = {FL_SCHEMA_SECTIONS};
+    enum { N_BUILTIN = sizeof builtin / sizeof builtin[0] };
+    static const fl_key *all[N_BUILTIN + MAX_ADDED + 1];
+    static int filled = -1;
+    if (filled != n_added) {
+        memcpy(all, builtin, sizeof builtin);
+        for (int i = 0; i < n_added; i++) all[N_BUILTIN + i] = added[i];
+        all[N_BUILTIN + n_added] = NULL;
+        filled = n_added;
+    }
     return all;
+}
+
+int fl_config_add_section(const fl_key *table, fl_key_role role)
+{
+    if (n_added == MAX_ADDED) return fl_fail("config: more than %d added key tables", MAX_ADDED);
+    for (const fl_key *k = table; k->key; k++)
+        if (fl_config_key(k->key)) return fl_fail("config: key '%s' exists already", k->key);
+    added_role[n_added] = role;
+    added[n_added++] = table;
+    return 0;
+}
+
+/* Choices added at run time, per key: the built-in "a|b" grows to "a|b|c". */
+#define MAX_CHOICE_KEYS 8
+static struct {
+    char key[64];
+    char choices[512];
+} extra_choices[MAX_CHOICE_KEYS];
+
+int fl_config_add_choice(const char *key, const char *value)
+{
+    const fl_key *k = fl_config_key(key);
+    if (!k || (k->kind != FL_KEY_STR && k->kind != FL_KEY_STR_LIST) || !k->choices)
+        return fl_fail("config: '%s' is not a key with choices", key);
+    for (int i = 0; i < MAX_CHOICE_KEYS; i++) {
+        if (extra_choices[i].key[0] && strcmp(extra_choices[i].key, key) != 0) continue;
+        if (!extra_choices[i].key[0]) {
+            snprintf(extra_choices[i].key, sizeof extra_choices[i].key, "%s", key);
+            snprintf(extra_choices[i].choices, sizeof extra_choices[i].choices, "%s", k->choices);
+        }
+        size_t len = strlen(extra_choices[i].choices);
+        if (len + strlen(value) + 2 > sizeof extra_choices[i].choices)
+            return fl_fail("config: too many choices for '%s'", key);
+        snprintf(extra_choices[i].choices + len, sizeof extra_choices[i].choices - len, "|%s", value);
+        return 0;
+    }
+    return fl_fail("config: choices added to more than %d keys", MAX_CHOICE_KEYS);
+}
+
+static const char *choices_of(const fl_key *k)
+{
+    for (int i = 0; i < MAX_CHOICE_KEYS && extra_choices[i].key[0]; i++)
+        if (strcmp(extra_choices[i].key, k->key) == 0) return extra_choices[i].choices;
+    return k->choices;
+}
+
+const char *fl_config_choices(const char *key)
+{
+    const fl_key *k = fl_config_key(key);
+    return k ? choices_of(k) : NULL;
+}
+
+int fl_config_key_count(void)
+{
+    int n = 0;
+    for (const fl_key *const *s = sections(); *s; s++)
+        for (const fl_key *k = *s; k->key; k++) n++;
+    return n;
+}
+
+const fl_key *fl_config_key_at(int i)
+{
+    for (const fl_key *const *s = sections(); *s; s++)
+        for (const fl_key *k = *s; k->key; k++)
+            if (i-- == 0) return k;
+    return NULL;
+}
+
+fl_key_role fl_config_role(const char *key)
+{
+    for (int i = 0; i < n_added; i++)
+        for (const fl_key *k = added[i]; k->key; k++)
+            if (strcmp(k->key, key) == 0) return added_role[i];
+    return fl_schema_role(key);
 }
 
 const fl_key *fl_config_key(const char *key)
@@ -85,11 +174,11 @@ static int check_value(const fl_key *k, const cJSON *v, const char *origin)
         case FL_KEY_STR_LIST:
             if (!cJSON_IsString(e))
                 return fl_fail("%s: key '%s' must be %s", o, k->key, kind_name(k->kind));
-            if (k->choices) {
+            if (choices_of(k)) {
                 const char *s = e->valuestring;
                 size_t len = strlen(s);
                 bool ok = false;
-                for (const char *p = k->choices; *p;) {
+                for (const char *p = choices_of(k); *p;) {
                     const char *bar = strchr(p, '|');
                     size_t m = bar ? (size_t)(bar - p) : strlen(p);
                     if (m == len && strncmp(p, s, m) == 0) ok = true;
@@ -97,7 +186,7 @@ static int check_value(const fl_key *k, const cJSON *v, const char *origin)
                 }
                 if (!ok)
                     return fl_fail("%s: key '%s' must be one of %s, got '%s'", o, k->key,
-                                   k->choices, s);
+                                   choices_of(k), s);
             }
             break;
         default: assert(!"bad key kind");
@@ -214,22 +303,28 @@ fl_config *fl_config_load(const char *path)
     fclose(f);
     if (!text) return fl_fail("%s: empty file", path), NULL;
     text[len] = 0;
+    fl_config *c = fl_config_parse(text, path);
+    free(text);
+    return c;
+}
+
+fl_config *fl_config_parse(const char *text, const char *origin)
+{
     const char *end = NULL;
+    size_t len = strlen(text);
     cJSON *user = cJSON_ParseWithOpts(text, &end, true);
     if (!user) {
         size_t off = end ? (size_t)(end - text) : 0;
         int line = 1;
         for (size_t i = 0; i < off && i < len; i++) line += text[i] == '\n';
-        free(text);
-        return fl_fail("%s: malformed JSON near line %d", path, line), NULL;
+        return fl_fail("%s: malformed JSON near line %d", origin, line), NULL;
     }
-    free(text);
     if (!cJSON_IsObject(user)) {
         cJSON_Delete(user);
-        return fl_fail("%s: the top level must be a JSON object", path), NULL;
+        return fl_fail("%s: the top level must be a JSON object", origin), NULL;
     }
     fl_config *c = fl_config_default();
-    if (merge(c, user, "", path)) {
+    if (merge(c, user, "", origin)) {
         cJSON_Delete(user);
         fl_config_free(c);
         return NULL;
@@ -402,27 +497,20 @@ void fl_config_hash(const fl_config *c, const char *const *secs, int n, char buf
     hash_text(fl_config_json(c, secs, n), buf);
 }
 
-void fl_config_hash_except(const fl_config *c, const char *section, char buf[17])
+char *fl_config_json_role(const fl_config *c, fl_key_role role)
 {
-    /* the sections of every key but those of section, in schema order */
-    const char *secs[64];
-    char names[64][32];
-    int n = 0;
+    cJSON *out = cJSON_CreateObject();
     for (const fl_key *const *s = sections(); *s; s++)
-        for (const fl_key *k = *s; k->key; k++) {
-            const char *dot = strchr(k->key, '.');
-            char sec[32];
-            snprintf(sec, sizeof sec, "%.*s", dot ? (int)(dot - k->key) : (int)strlen(k->key), k->key);
-            if (strcmp(sec, section) == 0) continue;
-            bool seen = false;
-            for (int i = 0; i < n && !seen; i++) seen = strcmp(names[i], sec) == 0;
-            if (!seen && n < 64) {
-                snprintf(names[n], sizeof names[n], "%s", sec);
-                secs[n] = names[n];
-                n++;
-            }
-        }
-    hash_text(fl_config_json(c, secs, n), buf);
+        for (const fl_key *k = *s; k->key; k++)
+            if (fl_config_role(k->key) == role) put(out, k->key, cJSON_Duplicate(get(c, k->key), true));
+    char *text = cJSON_PrintUnformatted(out);
+    cJSON_Delete(out);
+    return text;
+}
+
+void fl_config_hash_role(const fl_config *c, fl_key_role role, char buf[17])
+{
+    hash_text(fl_config_json_role(c, role), buf);
 }
 
 void fl_config_write_doc(FILE *f)
@@ -446,11 +534,11 @@ void fl_config_write_doc(FILE *f)
             }
             char range[160] = "";
             if (k->min <= k->max) snprintf(range, sizeof range, " in [%g, %g]", k->min, k->max);
-            if (k->choices) {
+            if (choices_of(k)) {
                 /* '|' would split the markdown table */
                 char ch[128];
                 size_t j = 0;
-                for (const char *p = k->choices; *p && j + 3 < sizeof ch; p++) {
+                for (const char *p = choices_of(k); *p && j + 3 < sizeof ch; p++) {
                     if (*p == '|') {
                         ch[j++] = ',';
                         ch[j++] = ' ';

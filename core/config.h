@@ -37,6 +37,8 @@ fl_config *fl_config_default(void);                 /* every key at its default 
 /* Reads a JSON file over the defaults. NULL and fl_error() naming the file and the
  * key on an unknown key, an ill-typed or out-of-range value, or malformed JSON. */
 fl_config *fl_config_load(const char *path);
+/* The same from JSON text; origin names it in messages. */
+fl_config *fl_config_parse(const char *text, const char *origin);
 /* Applies "dotted.key=value"; value is read as JSON when it parses as JSON, else as a
  * string; lists may be written 0,1,10 without brackets. -1 and a message naming the key. */
 int fl_config_override(fl_config *c, const char *assignment);
@@ -61,8 +63,30 @@ char *fl_config_json(const fl_config *c, const char *const *sections, int n);
 /* FNV-1a 64 of fl_config_json, as 16 hex digits into buf[17]. */
 void fl_config_hash(const fl_config *c, const char *const *sections, int n, char buf[17]);
 
-/* The same over every key outside section (e.g. "sweep": what a run depends on). */
-void fl_config_hash_except(const fl_config *c, const char *section, char buf[17]);
+/* What a key decides, for the identity of trained models and of their scores:
+ *   MODEL  it changes the trained parameters (data, subject, VAE, family, training, seed);
+ *   EVAL   it changes only the scores of a trained model (eval.*);
+ *   NONE   neither (threads, folders, which runs a sweep has).
+ * core/schema.c classifies every key; UNSET is a key nobody classified (a test fails). */
+typedef enum { FL_ROLE_UNSET = 0, FL_ROLE_MODEL, FL_ROLE_EVAL, FL_ROLE_NONE, FL_ROLE_COUNT } fl_key_role;
+fl_key_role fl_config_role(const char *key);
+/* Canonical JSON / hash of every key of one role: the model key and the evaluation key. */
+char *fl_config_json_role(const fl_config *c, fl_key_role role);
+void fl_config_hash_role(const fl_config *c, fl_key_role role, char buf[17]);
+
+/* Tables of keys added at run time (a family registered by a test or a plug-in): they
+ * join the schema with the role given, after the built-in tables. Call before the first
+ * config is made. -1 and a message when a key exists already or the table is full. */
+int fl_config_add_section(const fl_key *table, fl_key_role role);
+/* Adds value to the choices of the string (or string-list) key. -1 when full. */
+int fl_config_add_choice(const char *key, const char *value);
+/* The choices of key, the built-in and the added ones, "a|b|c" (static storage); NULL
+ * when the key takes any string. */
+const char *fl_config_choices(const char *key);
+
+/* Every key of the schema in documentation order, NULL-terminated (static storage). */
+int fl_config_key_count(void);
+const fl_key *fl_config_key_at(int i);
 
 /* Markdown documentation of every key (configs/README.md is generated from it). */
 void fl_config_write_doc(FILE *f);

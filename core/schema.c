@@ -1,9 +1,13 @@
-/* Keys that belong to no layer: seeding, threads and where files go. */
+/* Keys that belong to no layer (seeding, threads and where files go), and the role of
+ * every key: what a trained model's identity and its scores' identity are made of. */
 #include "core/schema.h"
+
+#include <string.h>
 
 const fl_key fl_keys_general[] = {
     {"seed", FL_KEY_INT, "0", 0, 4294967295.0, NULL,
-     "Seed of every random choice of a run (data colors, initialisation, batches, noise)."},
+     "Seed of a fiber-model run: its initialisation, batches, noise and evaluation draws "
+     "(the dataset has data.seed, the subject and the VAE their own)."},
     {"threads", FL_KEY_INT, "0", 0, 1024, NULL,
      "CPU cores to use; 0: every core the process may run on. They go to libtorch's own "
      "threads for conv work and to OpenBLAS's for dense work, never to both at once "
@@ -17,3 +21,44 @@ const fl_key fl_keys_general[] = {
      "<out_dir>/<sweep.name>/."},
     FL_KEYS_END,
 };
+
+/* Exact keys first, then whole sections ("train" covers train.*). A key matched by
+ * neither is UNSET, and tests/test_config.c fails on it: whoever adds a section says
+ * here what it decides. */
+static const struct {
+    const char *prefix;
+    fl_key_role role;
+} roles[] = {
+    {"seed", FL_ROLE_MODEL},
+    {"threads", FL_ROLE_NONE},      /* results agree to float rounding across thread counts */
+    {"cache_dir", FL_ROLE_NONE},
+    {"out_dir", FL_ROLE_NONE},
+    {"train.checkpoint_every", FL_ROLE_NONE},
+    {"train.curve_every", FL_ROLE_NONE},
+    {"sweep.val_fraction", FL_ROLE_MODEL},   /* the digits held out of training */
+    {"sweep.grid_targets", FL_ROLE_EVAL},
+    {"sweep.name", FL_ROLE_NONE},
+    {"sweep.families", FL_ROLE_NONE},        /* each run's model.family, train.lambda, seed */
+    {"sweep.lambdas", FL_ROLE_NONE},
+    {"sweep.seeds", FL_ROLE_NONE},
+    {"data", FL_ROLE_MODEL},
+    {"train", FL_ROLE_MODEL},
+    {"model", FL_ROLE_MODEL},
+#define FL_SCHEMA_FAMILY_ROLE(id, summary) {#id, FL_ROLE_MODEL},
+    FL_FAMILIES(FL_SCHEMA_FAMILY_ROLE)
+    {"subject", FL_ROLE_MODEL},
+    {"vae", FL_ROLE_MODEL},
+    {"eval", FL_ROLE_EVAL},
+};
+
+fl_key_role fl_schema_role(const char *key)
+{
+    size_t n = sizeof roles / sizeof roles[0];
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(roles[i].prefix, key) == 0) return roles[i].role;
+    for (size_t i = 0; i < n; i++) {
+        size_t m = strlen(roles[i].prefix);
+        if (strncmp(roles[i].prefix, key, m) == 0 && key[m] == '.') return roles[i].role;
+    }
+    return FL_ROLE_UNSET;
+}

@@ -4,18 +4,26 @@
 #define FL_SCHEMA_H
 
 #include "core/config.h"
+#include "trainers/families.h"
 
 extern const fl_key fl_keys_general[];   /* core/schema.c */
 extern const fl_key fl_keys_data[];      /* datasets/data_keys.c */
 extern const fl_key fl_keys_train[];     /* trainers/loop.c */
+extern const fl_key fl_keys_fiber[];     /* trainers/fiber.c: train.* of fiber models */
 extern const fl_key fl_keys_model[];     /* trainers/family.c */
-extern const fl_key fl_keys_nf[];        /* trainers/nf.c */
+/* each built-in family's own section, fl_keys_<name>[] in trainers/<name>.c */
+#define FL_SCHEMA_FAMILY_DECL(id, summary) extern const fl_key fl_keys_##id[];
+FL_FAMILIES(FL_SCHEMA_FAMILY_DECL)
+#define FL_SCHEMA_FAMILY_TABLE(id, summary) fl_keys_##id,
 extern const fl_key fl_keys_subject[];   /* trainers/subject.c */
 extern const fl_key fl_keys_vae[];       /* trainers/vae.c */
 extern const fl_key fl_keys_eval[];      /* benchmarks/eval.c */
 extern const fl_key fl_keys_sweep[];     /* benchmarks/sweep.c */
 
-#define FL_SCHEMA_SECTIONS fl_keys_general, fl_keys_data, fl_keys_train, fl_keys_model, fl_keys_nf, \
-    fl_keys_subject, fl_keys_vae, fl_keys_eval, fl_keys_sweep
+#define FL_SCHEMA_SECTIONS fl_keys_general, fl_keys_data, fl_keys_train, fl_keys_fiber, fl_keys_model, \
+    FL_FAMILIES(FL_SCHEMA_FAMILY_TABLE) fl_keys_subject, fl_keys_vae, fl_keys_eval, fl_keys_sweep
+
+/* The role of a built-in key (core/schema.c): FL_ROLE_UNSET when none is given. */
+fl_key_role fl_schema_role(const char *key);
 
 #endif

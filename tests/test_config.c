@@ -82,19 +82,60 @@ Test(config, bad_overrides_name_the_key)
     fl_config_free(c);
 }
 
-Test(config, hash_without_a_section_ignores_it)
+Test(config, every_key_says_whether_it_changes_the_model_or_the_scores)
+{
+    int n = fl_config_key_count();
+    cr_assert_gt(n, 50);
+    for (int i = 0; i < n; i++) {
+        const fl_key *k = fl_config_key_at(i);
+        fl_key_role r = fl_config_role(k->key);
+        cr_expect(r > FL_ROLE_UNSET && r < FL_ROLE_COUNT,
+                  "key %s is not classified as model, evaluation or neither (core/schema.c)", k->key);
+    }
+    cr_expect_null(fl_config_key_at(n));
+    cr_expect_eq(fl_config_role("eval.n_targets"), FL_ROLE_EVAL);
+    cr_expect_eq(fl_config_role("train.lr"), FL_ROLE_MODEL);
+    cr_expect_eq(fl_config_role("nf.blocks"), FL_ROLE_MODEL);
+    cr_expect_eq(fl_config_role("threads"), FL_ROLE_NONE);
+    cr_expect_eq(fl_config_role("no.such_key"), FL_ROLE_UNSET);
+}
+
+Test(config, the_model_key_ignores_evaluation_and_sweep_settings)
 {
     fl_config *a = fl_config_default(), *b = fl_config_default();
-    char ha[17], hb[17];
-    cr_assert_eq(fl_config_override(b, "sweep.lambdas=5"), 0);
-    fl_config_hash_except(a, "sweep", ha);
-    fl_config_hash_except(b, "sweep", hb);
-    cr_expect_str_eq(ha, hb);
-    cr_assert_eq(fl_config_override(b, "train.lambda=5"), 0);
-    fl_config_hash_except(b, "sweep", hb);
-    cr_expect_str_neq(ha, hb);
+    char ma[17], mb[17], ea[17], eb[17];
+    const char *model_free[] = {"sweep.lambdas=5", "sweep.name=x", "eval.n_targets=7", "threads=1",
+                                "out_dir=elsewhere", "eval.temperature=0.5"};
+    for (size_t i = 0; i < sizeof model_free / sizeof model_free[0]; i++)
+        cr_assert_eq(fl_config_override(b, model_free[i]), 0, "%s", fl_error());
+    fl_config_hash_role(a, FL_ROLE_MODEL, ma);
+    fl_config_hash_role(b, FL_ROLE_MODEL, mb);
+    cr_expect_str_eq(ma, mb);
+    fl_config_hash_role(a, FL_ROLE_EVAL, ea);
+    fl_config_hash_role(b, FL_ROLE_EVAL, eb);
+    cr_expect_str_neq(ea, eb, "eval.* did not change the evaluation key");
+    const char *model[] = {"train.lambda=5", "seed=3", "data.seed=2", "nf.blocks=3", "vae.latent=9",
+                           "subject.dim=7", "sweep.val_fraction=0.2", "train.ema_decay=0.5"};
+    for (size_t i = 0; i < sizeof model / sizeof model[0]; i++) {
+        fl_config *c = fl_config_default();
+        cr_assert_eq(fl_config_override(c, model[i]), 0, "%s", fl_error());
+        char mc[17];
+        fl_config_hash_role(c, FL_ROLE_MODEL, mc);
+        cr_expect_str_neq(ma, mc, "%s did not change the model key", model[i]);
+        fl_config_free(c);
+    }
     fl_config_free(a);
     fl_config_free(b);
+}
+
+Test(config, parse_reads_json_text_like_a_file)
+{
+    fl_config *c = fl_config_parse("{\"train\": {\"lr\": 0.5}}", "text");
+    cr_assert_not_null(c, "%s", fl_error());
+    cr_expect_float_eq(fl_cfg_num(c, "train.lr"), 0.5, 0);
+    fl_config_free(c);
+    cr_expect_null(fl_config_parse("{\"train\": {\"lrr\": 0.5}}", "the text"));
+    cr_expect(strstr(fl_error(), "the text") && strstr(fl_error(), "train.lrr"), "%s", fl_error());
 }
 
 Test(config, configs_readme_is_the_schema_documentation)

@@ -105,7 +105,7 @@ static void toy_free(toy *t)
 
 static fl_task toy_task(toy *t)
 {
-    fl_task task = {t->ps, t, toy_loss, NULL, toy_put, toy_get};
+    fl_task task = {t->ps, t, toy_loss, NULL, toy_put, toy_get, NULL};
     return task;
 }
 

@@ -75,12 +75,28 @@ Test(subject, decolorize_ae_trains_into_the_cache_and_is_reused)
     cr_expect_str_neq(path3, path);
     fl_config_free(c3);
     fl_config_free(c2);
-    /* neither do keys of other sections */
-    fl_config *c4 = tiny_config((const char *const[]){"seed=0", "model.temperature=0.5", NULL});
-    char path4[4096];
-    cr_assert_eq(fl_subject_cache_path(c4, path4, sizeof path4), 0);
-    cr_expect_str_eq(path4, path, "a key outside data.* and subject.* changed the hash");
-    fl_config_free(c4);
+    /* nor do keys its training does not read */
+    const char *same[] = {"train.lambda=3", "train.steps=7", "train.lr=0.5", "eval.temperature=0.5",
+                          "vae.latent=9", "threads=1"};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        fl_config *c4 = tiny_config((const char *const[]){same[i], NULL});
+        char path4[4096];
+        cr_assert_eq(fl_subject_cache_path(c4, path4, sizeof path4), 0);
+        cr_expect_str_eq(path4, path, "%s changed the subject's key", same[i]);
+        fl_config_free(c4);
+    }
+    /* but the train.* fallbacks its loop reads and the dataset's seed do */
+    const char *other[] = {"train.schedule=constant", "train.pct_start=0.5", "train.div_factor=10",
+                           "train.final_div_factor=100", "train.optimizer=adamw",
+                           "train.weight_decay=0.01", "train.clip_grad=1", "data.seed=3",
+                           "data.recolor_each_epoch=true"};
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        fl_config *c5 = tiny_config((const char *const[]){other[i], NULL});
+        char path5[4096];
+        cr_assert_eq(fl_subject_cache_path(c5, path5, sizeof path5), 0);
+        cr_expect_str_neq(path5, path, "%s did not change the subject's key", other[i]);
+        fl_config_free(c5);
+    }
 
     fl_subject *s2;
     cr_assert_eq(fl_subject_open(c, NULL, &s2), 0, "%s", fl_error());   /* no dataset needed */

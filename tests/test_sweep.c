@@ -144,9 +144,11 @@ Test(sweep, fiber_loss_term_lowers_the_fiber_loss_and_reruns_train_only_what_is_
     const char *report[] = {"results/t/index.json", "results/t/timing.md", "results/t/references.h5",
                             "results/t/fidelity_consistency.png", "results/t/fidelity_consistency.svg",
                             "results/t/grids/nf_lam0_seed0.png", "results/t/grids/nf_lam30_seed0.png",
-                            "results/t/checkpoints/nf_lam0_seed0.ckpt"};
+                            "results/t/models/nf_lam0_seed0.h5", "results/t/models/nf_lam30_seed0.h5"};
     for (size_t i = 0; i < sizeof report / sizeof report[0]; i++)
         cr_expect(exists(report[i]), "missing %s", report[i]);
+    cr_expect_not(exists("results/t/checkpoints/nf_lam0_seed0.ckpt"),
+                  "the training state stayed beside the saved model");
 
     /* interrupted before the second run finished: its file is missing */
     char p[600];
@@ -155,8 +157,8 @@ Test(sweep, fiber_loss_term_lowers_the_fiber_loss_and_reruns_train_only_what_is_
     cr_assert_eq(stat(p, &st0), 0);
     snprintf(p, sizeof p, "%s/results/t/runs/nf_lam30_seed0.h5", tmp);
     cr_assert_eq(unlink(p), 0);
-    snprintf(p, sizeof p, "%s/results/t/checkpoints/nf_lam30_seed0.ckpt", tmp);
-    unlink(p);
+    snprintf(p, sizeof p, "%s/results/t/models/nf_lam30_seed0.h5", tmp);
+    cr_assert_eq(unlink(p), 0);
     cr_assert_eq(run(args), 0, "the rerun failed:\n%s", err);
     cr_expect(strstr(out, "2 runs: 1 trained, 1 reused") != NULL, "stdout: %s", out);
     cr_expect(strstr(err, "nf_lam0_seed0: done before, reused") != NULL, "stderr: %s", err);
@@ -165,11 +167,50 @@ Test(sweep, fiber_loss_term_lowers_the_fiber_loss_and_reruns_train_only_what_is_
     cr_assert_eq(stat(p, &st1), 0);
     cr_expect_eq(st0.st_mtime, st1.st_mtime, "the finished run was rewritten");
     cr_expect(exists("results/t/runs/nf_lam30_seed0.h5"));
-    cr_expect(strstr(err, "training subject") == NULL && strstr(err, "training the VAE") == NULL,
+    cr_expect(strstr(err, "training subject") == NULL && strstr(err, "training vae") == NULL,
               "the rerun trained the subject or VAE again:\n%s", err);
 
-    /* a changed setting retrains that run; the same settings again train nothing */
+    /* a subset of the grid trains nothing */
     snprintf(args, sizeof args, "sweep small.json data.path='%s' threads=1 sweep.lambdas=0", NPM_DIR);
     cr_assert_eq(run(args), 0, "%s", err);
     cr_expect(strstr(out, "1 runs: 0 trained, 1 reused") != NULL, "stdout: %s", out);
+
+    /* other evaluation settings (or threads) score the saved models again, training nothing */
+    double f0_before = run_attr("nf_lam0_seed0", "fiber_mean");
+    snprintf(args, sizeof args, "sweep small.json data.path='%s' threads=2 eval.n_targets=20", NPM_DIR);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_expect(strstr(out, "2 runs: 0 trained, 0 reused, 2 scored again") != NULL, "stdout: %s", out);
+    cr_expect(strstr(err, "nf λ=0") == NULL, "a model was trained again:\n%s", err);
+    double f0_after = run_attr("nf_lam0_seed0", "fiber_mean");
+    cr_expect_neq(f0_after, f0_before, "20 targets scored like 40");
+    {
+        char rp[600];
+        snprintf(rp, sizeof rp, "%s/results/t/runs/nf_lam0_seed0.h5", tmp);
+        fl_h5r *h = fl_h5r_open(rp);
+        cr_assert_not_null(h, "%s", fl_error());
+        int64_t n = 0;
+        float *loss = fl_h5r_read_alloc(h, "eval/loss", FL_F32, &n);
+        int64_t steps = 0;
+        cr_expect_eq(fl_h5r_attr_i64(h, "train", "steps", &steps), 0, "%s", fl_error());
+        fl_h5r_close(h);
+        cr_expect_eq(n, 20 * 4, "eval/loss: %lld values", (long long)n);
+        cr_expect_eq(steps, 150, "the training result was not carried over from the model store");
+        free(loss);
+    }
+
+    /* `fiberlab eval --model` scores a saved model with the same numbers */
+    cr_assert_eq(run("eval --model results/t/models/nf_lam0_seed0.h5 eval.n_targets=20 --no-reference "
+                     "threads=2"), 0, "%s", err);
+    char want[64];
+    snprintf(want, sizeof want, "%.4g", f0_after);
+    cr_expect(strstr(out, want) != NULL, "eval --model did not print the fiber loss %s:\n%s", want, out);
+    /* ... and refuses a setting that would need another trained model */
+    cr_expect_neq(run("eval --model results/t/models/nf_lam0_seed0.h5 train.lr=1"), 0);
+    cr_expect(strstr(err, "train.lr") != NULL, "stderr: %s", err);
+
+    /* a changed training setting trains again */
+    snprintf(args, sizeof args, "sweep small.json data.path='%s' threads=1 eval.n_targets=20 "
+             "sweep.lambdas=0 train.lr=2e-3", NPM_DIR);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_expect(strstr(out, "1 runs: 1 trained, 0 reused") != NULL, "stdout: %s", out);
 }

@@ -62,6 +62,16 @@ Test(vae, trains_into_the_cache_and_is_reused)
     ct_scope_end(sc);
     fl_vae_free(v2);
     fl_config_free(c2);
+    /* the train.* fallbacks its loop reads and the dataset's seed are in its key */
+    const char *other[] = {"train.schedule=constant", "train.clip_grad=1", "train.optimizer=adamw",
+                           "data.seed=5", "vae.seed=1"};
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        fl_config *c3 = tiny_config((const char *const[]){other[i], NULL});
+        char p3[4096];
+        cr_assert_eq(fl_vae_cache_path(c3, p3, sizeof p3), 0);
+        cr_expect_str_neq(p3, path, "%s did not change the VAE's key", other[i]);
+        fl_config_free(c3);
+    }
     fl_vae_free(v);
     fl_dataset_free(ds);
     fl_config_free(c);

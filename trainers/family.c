@@ -3,22 +3,52 @@
 
 #include <string.h>
 
-static const fl_family *const families[] = {&fl_family_nf};
-#define N_FAMILIES (sizeof families / sizeof families[0])
+#include "core/log.h"
 
 const fl_key fl_keys_model[] = {
     {"model.family", FL_KEY_STR, "\"nf\"", FL_NO_BOUNDS, FL_FAMILY_NAMES,
-     "The fiber-model family: nf (conditional normalizing flow)."},
-    {"model.temperature", FL_KEY_NUM, "1", 0, 10,
-     NULL, "Scale of the base noise when sampling (1: the trained distribution)."},
+     "The fiber-model family (the families and their sections are listed in the README)."},
     FL_KEYS_END,
 };
 
+#define FL_FAMILY_PTR_(id, summary) &fl_family_##id,
+static const fl_family *const builtin[] = {FL_FAMILIES(FL_FAMILY_PTR_)};
+#define N_BUILTIN ((int)(sizeof builtin / sizeof builtin[0]))
+#define MAX_REGISTERED 16
+static const fl_family *registered[MAX_REGISTERED];
+static int n_registered;
+
+int fl_family_count(void) { return N_BUILTIN + n_registered; }
+
+const fl_family *fl_family_at(int i)
+{
+    if (i < 0 || i >= fl_family_count()) return NULL;
+    return i < N_BUILTIN ? builtin[i] : registered[i - N_BUILTIN];
+}
+
 const fl_family *fl_family_find(const char *name)
 {
-    for (size_t i = 0; i < N_FAMILIES; i++)
-        if (strcmp(families[i]->name, name) == 0) return families[i];
+    for (int i = 0; i < fl_family_count(); i++)
+        if (strcmp(fl_family_at(i)->name, name) == 0) return fl_family_at(i);
     return NULL;
 }
 
-const char *fl_family_names(void) { return fl_keys_model[0].choices; }
+const char *fl_family_names(void) { return fl_config_choices("model.family"); }
+
+int fl_family_register(const fl_family *f)
+{
+    if (fl_family_find(f->name)) return fl_fail("family '%s' exists already", f->name);
+    if (n_registered == MAX_REGISTERED) return fl_fail("more than %d registered families", MAX_REGISTERED);
+    if ((f->keys && fl_config_add_section(f->keys, FL_ROLE_MODEL)) ||
+        fl_config_add_choice("model.family", f->name) ||
+        fl_config_add_choice("sweep.families", f->name))
+        return fl_fail_ctx("family '%s'", f->name);
+    registered[n_registered++] = f;
+    return 0;
+}
+
+const char *fl_space_name(fl_space s)
+{
+    static const char *names[] = {"latent", "pixels"};
+    return s < FL_SPACE_COUNT ? names[s] : "?";
+}

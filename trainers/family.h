@@ -1,17 +1,49 @@
-/* A fiber-model family: a conditional generative model p_θ(u | z) of VAE latents u
- * (B, D) given subject representations z (B, C). A family supplies only its loss and
- * its sampler; training (trainers/loop.h), the fiber-loss path (trainers/fiber.h),
- * checkpoints and evaluation are shared. */
+/* A fiber-model family: a conditional generative model p_θ(u | z) of points u (B, D) of
+ * its space — the VAE latent, or the pixels themselves — given subject representations
+ * z (B, C). A family supplies its network, its loss and its sampler; training
+ * (trainers/loop.h), the fiber-loss path space → image → subject, EMA weights,
+ * checkpoints, the model store and evaluation are shared (trainers/fiber.h).
+ *
+ * The registry: the built-in families come from trainers/families.h; fl_family_register
+ * adds one at run time (a test's toy family, a plug-in) with its keys and its name in
+ * the choices of model.family and sweep.families. */
 #ifndef FL_FAMILY_H
 #define FL_FAMILY_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "core/config.h"
 #include "ctorch/ct.h"
+#include "trainers/families.h"
 #include "trainers/loop.h"
 
+/* Where a family's points live. */
+typedef enum {
+    FL_SPACE_LATENT = 0,  /* the fiber VAE's standardized latent; images are decoded */
+    FL_SPACE_PIXELS,      /* colored images in [0, 1], flattened to (B, 3·28·28) */
+    FL_SPACE_COUNT
+} fl_space;
+const char *fl_space_name(fl_space s);   /* "latent", "pixels" */
+
+/* How one call draws samples. */
+typedef struct {
+    int steps;            /* solver steps of an iterative sampler; 0: the family's own
+                             default (ignored by one-shot samplers such as NF) */
+    double temperature;   /* scale of the base noise; 1: the trained distribution */
+    bool keep_graph;      /* true: the samples are differentiable with respect to θ (the
+                             fiber-loss term; called with grad mode on); false: called
+                             with grad mode off (evaluation) */
+} fl_sample_opts;
+
 typedef struct fl_family {
-    const char *name;          /* "nf", … : the value of model.family */
+    const char *name;          /* "nf", …: the value of model.family */
     const char *summary;
+    const fl_key *keys;        /* its own section <name>.*; NULL when it has none */
+    fl_space space;
+    /* Checks the family's settings against the dimensions before any work; -1 and a
+     * message naming the key. May be NULL. */
+    int (*check)(const fl_config *c, int u_dim, int z_dim);
     /* Builds a model whose parameters and buffers go into ps; NULL + fl_error(). */
     void *(*create)(const fl_config *c, int u_dim, int z_dim, ct_params *ps, ct_gen *g);
     void (*destroy)(void *model);
@@ -19,22 +51,27 @@ typedef struct fl_family {
      * differentiable); adds its terms (e.g. "nll"). */
     ct_tensor *(*loss)(void *model, const ct_tensor *u, const ct_tensor *z, ct_gen *g,
                        fl_terms *terms);
-    /* One sample u ~ p_θ(u | z) per row of z, differentiable with respect to θ when grad
-     * mode is on (the fiber loss trains through it). */
-    ct_tensor *(*sample)(void *model, const ct_tensor *z, ct_gen *g);
+    /* One sample u ~ p_θ(u | z) per row of z (B, C) -> (B, D), drawn as o says. */
+    ct_tensor *(*sample)(void *model, const ct_tensor *z, const fl_sample_opts *o, ct_gen *g);
+    /* Called after every applied optimizer step (step: steps done, of total): noise
+     * annealing and other schedules. May be NULL. -1 and a message stop training. */
+    int (*after_step)(void *model, int64_t step, int64_t total);
 } fl_family;
 
-/* The family names, as the choices of model.family and sweep.families. */
-#define FL_FAMILY_NAMES "nf"
-
-/* The family named name, or NULL. */
+/* The family named name (built in or registered), or NULL. */
 const fl_family *fl_family_find(const char *name);
-/* "nf|…" — the names, for messages and the schema. */
+int fl_family_count(void);
+const fl_family *fl_family_at(int i);
+/* "nf|…": the names of every family, for messages. */
 const char *fl_family_names(void);
+/* Adds f (borrowed: it must outlive every use) to the registry, its keys to the schema
+ * and its name to the choices of model.family and sweep.families. Before the first
+ * config is made. -1 and a message on a duplicate name or key. */
+int fl_family_register(const fl_family *f);
 
-extern const fl_family fl_family_nf;   /* trainers/nf.c */
+#define FL_FAMILY_DECL_(id, summary) extern const fl_family fl_family_##id;
+FL_FAMILIES(FL_FAMILY_DECL_)
 
 extern const fl_key fl_keys_model[];   /* trainers/family.c */
-extern const fl_key fl_keys_nf[];      /* trainers/nf.c */
 
 #endif

@@ -67,6 +67,11 @@ void fl_terms_add(fl_terms *t, const char *name, double value)
     t->n++;
 }
 
+const char *const fl_train_param_keys[] = {
+    "train.steps", "train.lr", "train.schedule", "train.pct_start", "train.div_factor",
+    "train.final_div_factor", "train.optimizer", "train.weight_decay", "train.clip_grad", NULL,
+};
+
 /* <section>.key when the schema has it, else train.key. */
 static const char *key_for(const char *section, const char *key, char *buf, size_t n)
 {
@@ -368,6 +373,10 @@ int fl_train_run(const fl_task *task, const fl_train_opts *o, fl_train_result *r
         ct_optim_zero_grad(opt);
         ct_scope_end(s);
         st.step++;
+        if (ok && task->after_step && task->after_step(task->ctx, st.step)) {
+            rc = fl_fail_ctx("%s: after step %lld", o->label, (long long)st.step);
+            break;
+        }
         if (!ok) {
             st.skipped++;
             fl_warn("%s: step %lld: non-finite loss or gradient, step skipped (%lld of at most %d)",
@@ -459,4 +468,77 @@ int fl_train_checkpoint_fingerprint(const char *path, uint64_t *fingerprint)
     if (!rc) *fingerprint = (uint64_t)fp;
     ct_archive_free(a);
     return rc;
+}
+
+int fl_train_result_put(const fl_train_result *r, ct_archive *a, const char *prefix)
+{
+    char k[256];
+#define KEY(name) (snprintf(k, sizeof k, "%s%s", prefix, name), k)
+    int rc = ct_archive_put_i64(a, KEY("steps_done"), r->steps_done) ||
+             ct_archive_put_i64(a, KEY("skipped_nonfinite"), r->skipped_nonfinite) ||
+             ct_archive_put_i64(a, KEY("best_step"), r->best_step) ||
+             ct_archive_put_f64(a, KEY("best_val"), r->best_val) ||
+             ct_archive_put_f64(a, KEY("last_val"), r->last_val) ||
+             ct_archive_put_f64(a, KEY("seconds"), r->seconds) ||
+             ct_archive_put_i64(a, KEY("stopped_early"), r->stopped_early) ||
+             ct_archive_put_i64(a, KEY("n_terms"), r->n_terms) ||
+             put_array(a, KEY("curve"), r->curve, r->n_points, r->n_terms, CT_F64) ||
+             put_array(a, KEY("curve_steps"), r->curve_steps, r->n_points, 1, CT_I64) ||
+             put_array(a, KEY("val"), r->val, r->n_val, 1, CT_F64) ||
+             put_array(a, KEY("val_steps"), r->val_steps, r->n_val, 1, CT_I64);
+    if (!rc) {
+        char buf[FL_MAX_TERMS * 33] = "";
+        size_t len = 0;
+        for (int i = 0; i < r->n_terms; i++)
+            len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%s", i ? "," : "", r->term_names[i]);
+        ct_scope *s = ct_scope_begin();
+        ct_tensor *t = len ? ct_from_data(buf, CT_SHAPE((int64_t)len), CT_U8) : ct_zeros(CT_SHAPE(0), CT_U8);
+        rc = ct_archive_put(a, KEY("term_names"), t) ? -1 : 0;
+        ct_scope_end(s);
+    }
+    return rc ? -1 : 0;
+}
+
+int fl_train_result_get(fl_train_result *r, const ct_archive *a, const char *prefix)
+{
+    char k[256];
+    memset(r, 0, sizeof *r);
+    int64_t early = 0, nterms = 0, n = 0;
+    int rc = ct_archive_get_i64(a, KEY("steps_done"), &r->steps_done) ||
+             ct_archive_get_i64(a, KEY("skipped_nonfinite"), &r->skipped_nonfinite) ||
+             ct_archive_get_i64(a, KEY("best_step"), &r->best_step) ||
+             ct_archive_get_f64(a, KEY("best_val"), &r->best_val) ||
+             ct_archive_get_f64(a, KEY("last_val"), &r->last_val) ||
+             ct_archive_get_f64(a, KEY("seconds"), &r->seconds) ||
+             ct_archive_get_i64(a, KEY("stopped_early"), &early) ||
+             ct_archive_get_i64(a, KEY("n_terms"), &nterms);
+    if (!rc && (nterms < 0 || nterms > FL_MAX_TERMS))
+        rc = fl_fail("%sn_terms: %lld, expected 0 to %d", prefix, (long long)nterms, FL_MAX_TERMS);
+    if (!rc) {
+        r->stopped_early = early != 0;
+        r->n_terms = (int)nterms;
+        rc = get_array(a, KEY("curve"), (void **)&r->curve, &n) ||
+             get_array(a, KEY("curve_steps"), (void **)&r->curve_steps, &r->n_points) ||
+             get_array(a, KEY("val"), (void **)&r->val, &r->n_val) ||
+             get_array(a, KEY("val_steps"), (void **)&r->val_steps, &n);
+        if (!rc && n != r->n_val) rc = fl_fail("%sval_steps: %lld entries for %lld validations", prefix, (long long)n, (long long)r->n_val);
+    }
+    if (!rc) {
+        char buf[FL_MAX_TERMS * 33] = "";
+        ct_scope *s = ct_scope_begin();
+        ct_tensor *t = ct_archive_get(a, KEY("term_names"));
+        rc = !t || ct_numel(t) >= (int64_t)sizeof buf ? -1 : 0;
+        if (!rc && ct_numel(t)) rc = ct_to_data(t, buf, (size_t)ct_numel(t)) ? -1 : 0;
+        ct_scope_end(s);
+        int i = 0;
+        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); !rc && tok && i < FL_MAX_TERMS;
+             tok = strtok_r(NULL, ",", &save))
+            snprintf(r->term_names[i++], sizeof r->term_names[0], "%s", tok);
+    }
+#undef KEY
+    if (rc) {
+        fl_train_result_free(r);
+        return -1;
+    }
+    return 0;
 }

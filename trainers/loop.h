@@ -33,6 +33,8 @@ typedef struct {
      * streams); both may be NULL. */
     int (*put_state)(void *ctx, ct_archive *a);
     int (*get_state)(void *ctx, const ct_archive *a);
+    /* Called after every applied optimizer step (step: steps done); NULL: none. */
+    int (*after_step)(void *ctx, int64_t step);
 } fl_task;
 
 typedef enum { FL_SCHED_ONECYCLE = 0, FL_SCHED_CONSTANT, FL_SCHED_COUNT } fl_schedule;
@@ -62,6 +64,11 @@ typedef struct {
  * <section>.steps and <section>.lr when the section has them. */
 void fl_train_opts_from_config(fl_train_opts *o, const fl_config *c, const char *section);
 
+/* The train.* keys fl_train_opts_from_config reads that change what a training
+ * produces (for <section>.steps and .lr it reads the section's own key when there is
+ * one); NULL-terminated. A cached model's key includes them. */
+extern const char *const fl_train_param_keys[];
+
 /* The learning rate at optimizer step k (0-based) of the schedule. */
 double fl_schedule_lr(const fl_train_opts *o, int64_t k);
 
@@ -80,6 +87,10 @@ typedef struct {
     int64_t *val_steps;
 } fl_train_result;
 void fl_train_result_free(fl_train_result *r);
+/* The result's curves and counters as archive entries under prefix, and back (the model
+ * store keeps them beside the trained weights). */
+int fl_train_result_put(const fl_train_result *r, ct_archive *a, const char *prefix);
+int fl_train_result_get(fl_train_result *r, const ct_archive *a, const char *prefix);
 
 /* Runs the loop. On early stopping the parameters are set back to the best validated
  * ones. -1 and fl_error() on failure (too many non-finite steps, I/O, a task error);

@@ -26,7 +26,6 @@ const fl_key fl_keys_nf[] = {
 typedef struct {
     fl_inn *inn;
     int dim;
-    double temperature;
 } nf_model;
 
 static void *nf_create(const fl_config *c, int u_dim, int z_dim, ct_params *ps, ct_gen *g)
@@ -47,7 +46,6 @@ static void *nf_create(const fl_config *c, int u_dim, int z_dim, ct_params *ps, 
                      .clamp = fl_cfg_num(c, "nf.clamp")},
     };
     m->dim = u_dim;
-    m->temperature = fl_cfg_num(c, "model.temperature");
     m->inn = fl_inn_new(ps, "nf", &s, g);
     if (!m->inn) {
         free(m);
@@ -80,12 +78,13 @@ static ct_tensor *nf_loss(void *model, const ct_tensor *u, const ct_tensor *z, c
     return loss;
 }
 
-static ct_tensor *nf_sample(void *model, const ct_tensor *z, ct_gen *g)
+/* One pass of the inverse flow: o->steps does not apply. */
+static ct_tensor *nf_sample(void *model, const ct_tensor *z, const fl_sample_opts *o, ct_gen *g)
 {
     nf_model *m = model;
     ct_scope *s = ct_scope_begin();
-    ct_tensor *e = ct_randn(CT_SHAPE(ct_size(z, 0), m->dim), ct_dtype_of(z), g);
-    if (m->temperature != 1.0) e = ct_muls(e, m->temperature);
+    ct_tensor *e = ct_randn(CT_SHAPE(ct_size(z, 0), m->dim), ct_dtype_of(z), g);   /* (B, D) */
+    if (o->temperature != 1.0) e = ct_muls(e, o->temperature);
     ct_tensor *u = ct_scope_keep(s, fl_inn_inverse(m->inn, e, z));
     ct_scope_end(s);
     return u;
@@ -94,6 +93,8 @@ static ct_tensor *nf_sample(void *model, const ct_tensor *z, ct_gen *g)
 const fl_family fl_family_nf = {
     .name = "nf",
     .summary = "conditional normalizing flow (affine coupling INN)",
+    .keys = fl_keys_nf,
+    .space = FL_SPACE_LATENT,
     .create = nf_create,
     .destroy = nf_destroy,
     .loss = nf_loss,

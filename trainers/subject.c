@@ -63,6 +63,8 @@ struct fl_subject {
     void *ctx;
     void (*free_ctx)(void *ctx);
     char name[64];
+    char cache_name[64];       /* "subject-<kind>" */
+    uint64_t seed;             /* subject.seed */
     char path[4096];
     fl_subject_report report;
 };
@@ -170,33 +172,11 @@ ct_tensor *fl_subject_forward(fl_subject *s, const ct_tensor *x)
     return z;
 }
 
+static ct_tensor *forward_fn(void *ctx, const ct_tensor *x) { return fl_subject_forward(ctx, x); }
+
 ct_tensor *fl_subject_forward_all(fl_subject *s, const ct_tensor *x, int64_t batch)
 {
-    if (!x) return NULL;
-    int64_t n = ct_size(x, 0);
-    if (batch <= 0) batch = 512;
-    int64_t nb = (n + batch - 1) / batch;
-    if (nb == 0) return ct_zeros(CT_SHAPE(0, s->dim), ct_dtype_of(x));
-    bool prev = ct_set_grad_enabled(false);
-    ct_scope *sc = ct_scope_begin();
-    ct_tensor **parts = malloc((size_t)nb * sizeof *parts);
-    ct_tensor *z = NULL;
-    if (parts) {
-        bool ok = true;
-        for (int64_t i = 0; i < nb && ok; i++) {
-            int64_t len = i == nb - 1 ? n - i * batch : batch;
-            parts[i] = fl_subject_forward(s, ct_narrow(x, 0, i * batch, len));  /* (len, d) */
-            ok = parts[i] != NULL;
-        }
-        if (ok) z = ct_cat((const ct_tensor *const *)parts, (int)nb, 0);        /* (N, d) */
-        free(parts);
-    } else {
-        ct_set_error("out of memory");
-    }
-    z = ct_scope_keep(sc, z);
-    ct_scope_end(sc);
-    ct_set_grad_enabled(prev);
-    return z;
+    return fl_forward_batched(forward_fn, s, x, batch, s->dim);
 }
 
 ct_tensor *fl_subject_decode(fl_subject *s, const ct_tensor *z)
@@ -213,18 +193,10 @@ ct_tensor *fl_subject_decode(fl_subject *s, const ct_tensor *z)
 
 /* ---- training -------------------------------------------------------------------- */
 
-typedef struct {
-    fl_subject *s;
-    fl_batcher *b;
-} trainer;
-
-static ct_tensor *train_step(void *ctx, fl_terms *terms)
+static ct_tensor *train_step(void *ctx, const fl_batch *x, ct_gen *noise, fl_terms *terms)
 {
-    trainer *t = ctx;
-    fl_subject *s = t->s;
-    fl_batch x;
-    if (fl_batcher_next(t->b, &x)) return NULL;
-    const ct_tensor *in = s->gray_input ? x.gray : x.colored;   /* (B, 1|3, 28, 28) */
+    fl_subject *s = ctx;
+    const ct_tensor *in = s->gray_input ? x->gray : x->colored;   /* (B, 1|3, 28, 28) */
     ct_tensor *loss;
     if (s->kind == FL_SUBJECT_DECOLORIZE_AE) {
         ct_tensor *z = fl_conv_encoder_forward(&s->enc, in);                   /* (B, d) */
@@ -233,26 +205,18 @@ static ct_tensor *train_step(void *ctx, fl_terms *terms)
         if (loss) fl_terms_add(terms, "mse", ct_item(loss));
     } else {
         ct_tensor *logits = fl_conv_encoder_forward(&s->enc, in);              /* (B, 10) */
-        loss = ct_cross_entropy(logits, x.labels);
+        loss = ct_cross_entropy(logits, x->labels);
         if (loss) fl_terms_add(terms, "ce", ct_item(loss));
     }
     if (!loss) fl_fail_ctx("subject %s", s->name);
     return loss;
 }
 
-static int train_put(void *ctx, ct_archive *a)
-{
-    return fl_batcher_put(((trainer *)ctx)->b, a, "subject/batches/");
-}
-
-static int train_get(void *ctx, const ct_archive *a)
-{
-    return fl_batcher_get(((trainer *)ctx)->b, a, "subject/batches/");
-}
-
 /* The report values, measured on the test split with grad off. */
-static int measure(fl_subject *s, const fl_dataset *ds, uint64_t seed)
+static int measure(void *ctx, const fl_dataset *ds)
 {
+    fl_subject *s = ctx;
+    uint64_t seed = s->seed;
     int64_t n = fl_dataset_count(ds, FL_TEST);
     if (n < 2) return 0;
     bool prev = ct_set_grad_enabled(false);
@@ -316,87 +280,39 @@ static int measure(fl_subject *s, const fl_dataset *ds, uint64_t seed)
     return 0;
 }
 
-static int save(const fl_subject *s, const char *path)
-{
-    ct_archive *a = ct_archive_new();
-    const fl_subject_report *r = &s->report;
-    int rc = ct_params_put(s->ps, a, "params/") || ct_archive_put_i64(a, "subject/kind", s->kind) ||
-             ct_archive_put_i64(a, "subject/dim", s->dim) ||
-             ct_archive_put_i64(a, "report/steps", r->steps) ||
-             ct_archive_put_f64(a, "report/train_seconds", r->train_seconds) ||
-             ct_archive_put_f64(a, "report/recon_rmse", r->recon_rmse) ||
-             ct_archive_put_f64(a, "report/recon_fiber", r->recon_fiber) ||
-             ct_archive_put_f64(a, "report/other_fiber", r->other_fiber) ||
-             ct_archive_put_f64(a, "report/accuracy", r->accuracy) || ct_archive_write(a, path);
-    ct_archive_free(a);
-    return rc ? fl_fail_ctx("%s", path) : 0;
-}
-
-static int load(fl_subject *s, const char *path)
-{
-    ct_archive *a = ct_archive_read(path);
-    if (!a) return fl_fail_ctx("subject");
-    int64_t kind = -1, dim = -1;
-    fl_subject_report *r = &s->report;
-    int rc = 0;
-    if (ct_archive_get_i64(a, "subject/kind", &kind) || ct_archive_get_i64(a, "subject/dim", &dim) ||
-        ct_archive_get_i64(a, "report/steps", &r->steps) ||
-        ct_archive_get_f64(a, "report/train_seconds", &r->train_seconds) ||
-        ct_archive_get_f64(a, "report/recon_rmse", &r->recon_rmse) ||
-        ct_archive_get_f64(a, "report/recon_fiber", &r->recon_fiber) ||
-        ct_archive_get_f64(a, "report/other_fiber", &r->other_fiber) ||
-        ct_archive_get_f64(a, "report/accuracy", &r->accuracy))
-        rc = fl_fail_ctx("%s", path);
-    else if (kind != s->kind || dim != s->dim)
-        rc = fl_fail("%s: holds a %s subject of dimension %lld, expected %s of %d; remove it",
-                     path, fl_subject_kind_name((fl_subject_kind)kind), (long long)dim, s->name, s->dim);
-    else if (ct_params_get(s->ps, a, "params/"))
-        rc = fl_fail_ctx("%s", path);
-    ct_archive_free(a);
-    return rc;
-}
-
-static int train(fl_subject *s, const fl_config *c, const fl_dataset *ds, uint64_t fingerprint)
-{
-    if (!ds) return fl_fail("subject %s: %s is not trained and no dataset was given to train it on",
-                            s->name, s->path);
-    fl_batch_opts bo = {.batch_size = fl_cfg_int(c, "subject.batch_size"),
-                        .shuffle = true,
-                        .recolor = fl_cfg_bool(c, "data.recolor_each_epoch"),
-                        .drop_last = false,
-                        .seed = (uint64_t)fl_cfg_int(c, "subject.seed")};
-    trainer t = {s, fl_batcher_new(ds, FL_TRAIN, &bo)};
-    if (!t.b) return fl_fail_ctx("subject %s", s->name);
-    char ckpt[4200], label[96];
-    snprintf(ckpt, sizeof ckpt, "%s.train", s->path);
-    snprintf(label, sizeof label, "subject %s", s->name);
-    fl_train_opts o;
-    fl_train_opts_from_config(&o, c, "subject");
-    o.label = label;
-    o.val_every = 0;
-    o.patience = 0;
-    o.checkpoint = ckpt;
-    o.resume = true;
-    o.fingerprint = fingerprint;
-    fl_task task = {s->ps, &t, train_step, NULL, train_put, train_get};
-    fl_train_result res;
-    fl_info("training subject %s (%lld steps) into %s", s->name, (long long)o.steps, s->path);
-    int rc = fl_train_run(&task, &o, &res);
-    s->report.steps = res.steps_done;
-    s->report.train_seconds = res.seconds;
-    fl_train_result_free(&res);
-    fl_batcher_free(t.b);
-    if (rc) return -1;
-    s->report.trained = true;
-    if (measure(s, ds, (uint64_t)fl_cfg_int(c, "subject.seed")) || save(s, s->path)) return -1;
-    unlink(ckpt);
-    return 0;
-}
-
-static const char *const subject_sections[] = {"data", "subject"};
 /* Bumped whenever the networks or their training change what a setting produces: older
  * cached subjects then no longer match and are trained anew. */
-#define FL_SUBJECT_FORMAT 1
+#define FL_SUBJECT_FORMAT 2
+
+/* The lifecycle description of a built-in subject s (its network built). */
+static fl_cached cached_spec(fl_subject *s)
+{
+    fl_cached m = {
+        .section = "subject",
+        .format = FL_SUBJECT_FORMAT,
+        .ps = s->ps,
+        .ctx = s,
+        .step_loss = train_step,
+        .measure = measure,
+        .n_ids = 2,
+        .ids = {{"kind", s->kind}, {"dim", s->dim}},
+        .n_report = 4,
+        .report = {{"recon_rmse", &s->report.recon_rmse},
+                   {"recon_fiber", &s->report.recon_fiber},
+                   {"other_fiber", &s->report.other_fiber},
+                   {"accuracy", &s->report.accuracy}},
+    };
+    m.name = s->cache_name;
+    return m;
+}
+
+int fl_subject_config_dim(const fl_config *c)
+{
+    fl_subject_kind kind = FL_SUBJECT_DECOLORIZE_AE;
+    if (kind_parse(fl_cfg_str(c, "subject.kind"), &kind)) return -1;
+    if (kind == FL_SUBJECT_TORCHSCRIPT) return 0;
+    return kind == FL_SUBJECT_DECOLORIZE_AE ? (int)fl_cfg_int(c, "subject.dim") : FL_DIGIT_CLASSES;
+}
 
 int fl_subject_cache_path(const fl_config *c, char *buf, size_t n)
 {
@@ -406,9 +322,10 @@ int fl_subject_cache_path(const fl_config *c, char *buf, size_t n)
         snprintf(buf, n, "%s", fl_cfg_str(c, "subject.path"));
         return 0;
     }
-    char name[64];
-    snprintf(name, sizeof name, "subject-%s", kind_names[kind]);
-    return fl_model_cache_path(c, name, FL_SUBJECT_FORMAT, subject_sections, 2, false, buf, n, NULL);
+    fl_subject s = {.kind = kind};
+    snprintf(s.cache_name, sizeof s.cache_name, "subject-%s", kind_names[kind]);
+    fl_cached m = cached_spec(&s);
+    return fl_cached_path(c, &m, false, buf, n, NULL);
 }
 
 static int open_script(fl_subject *s, const fl_config *c, const fl_dataset *ds)
@@ -462,19 +379,20 @@ int fl_subject_open(const fl_config *c, const fl_dataset *ds, fl_subject **out)
         s->gray_input = strcmp(fl_cfg_str(c, "subject.input"), "gray") == 0;
         s->dim = kind == FL_SUBJECT_DECOLORIZE_AE ? (int)fl_cfg_int(c, "subject.dim") : FL_DIGIT_CLASSES;
         s->ps = ct_params_new();
-        uint64_t fp = 0;
+        s->seed = (uint64_t)fl_cfg_int(c, "subject.seed");
+        snprintf(s->cache_name, sizeof s->cache_name, "subject-%s", kind_names[kind]);
         fl_conv_spec spec;
-        ct_gen *g = ct_gen_new((uint64_t)fl_cfg_int(c, "subject.seed") ^ 0x5b1ec7ull);
+        ct_gen *g = ct_gen_new(s->seed ^ 0x5b1ec7ull);
         rc = fl_conv_spec_from_config(c, "subject", s->gray_input ? 1 : 3, s->dim, &spec);
         if (!rc) rc = fl_conv_encoder_init(&s->enc, s->ps, "enc", &spec, 1, g);
         if (!rc && kind == FL_SUBJECT_DECOLORIZE_AE) rc = fl_conv_decoder_init(&s->dec, s->ps, "dec", &spec, g);
         ct_gen_free(g);
-        char name[64];
-        snprintf(name, sizeof name, "subject-%s", kind_names[kind]);
-        if (!rc)
-            rc = fl_model_cache_path(c, name, FL_SUBJECT_FORMAT, subject_sections, 2, true, s->path, sizeof s->path, &fp);
-        if (!rc) rc = access(s->path, F_OK) == 0 ? load(s, s->path) : train(s, c, ds, fp);
-        if (!rc) ct_params_set_trainable(s->ps, false);
+        fl_cached m = cached_spec(s);
+        fl_cached_info info = {0};
+        if (!rc) rc = fl_cached_open(c, ds, &m, s->path, sizeof s->path, &info);
+        s->report.trained = info.trained;
+        s->report.steps = info.steps;
+        s->report.train_seconds = info.train_seconds;
     }
     if (rc) {
         fl_subject_free(s);

@@ -7,9 +7,9 @@
  *                  (subject.path), called with float32 images in [0, 1].
  * With subject.input = color the two built-in networks see the colored image instead
  * of its decolorized gray (a subject whose fiber is not known in closed form).
- * Trained subjects live in <cache_dir>/models/subject-<kind>-<hash>.ckpt, hash over
- * the data.* and subject.* keys (not the general seed: subject.seed is its own), and
- * are reused from there. */
+ * Trained subjects live in <cache_dir>/models/subject-<kind>-<key>.ckpt (the cached-model
+ * lifecycle of trainers/model_cache.h: the key covers data.*, subject.* and the train.*
+ * keys its training reads; subject.seed is its own seed) and are reused from there. */
 #ifndef FL_SUBJECT_H
 #define FL_SUBJECT_H
 
@@ -52,6 +52,9 @@ typedef struct fl_subject fl_subject;
  * loaded from subject.path. Its parameters are frozen. *out is new (fl_subject_free);
  * -1 and a message ("subject.path: FILE: what", …) on failure. */
 int fl_subject_open(const fl_config *c, const fl_dataset *ds, fl_subject **out);
+/* The representation size of the subject of c as far as the settings tell: subject.dim
+ * or 10; 0 for torchscript (known once loaded); -1 on an unknown kind. */
+int fl_subject_config_dim(const fl_config *c);
 /* Where the trained subject of c is (or would be) cached; for torchscript the file. */
 int fl_subject_cache_path(const fl_config *c, char *buf, size_t n);
 /* A subject made of a C function z = fn(ctx, x) of dimension dim (x (B, 3, 28, 28) ->

@@ -1,0 +1,15 @@
+/* The built-in fiber-model families, the one list every other list derives from
+ * (model.family's choices, the schema's sections and roles, `config --doc`, messages):
+ * X(name, summary), the family defined in trainers/<name>.c as fl_family_<name> with
+ * its keys fl_keys_<name>[] (the <name>.* section). Add a family here and nowhere else. */
+#ifndef FL_FAMILIES_H
+#define FL_FAMILIES_H
+
+#define FL_FAMILIES(X) \
+    X(nf, "conditional normalizing flow (affine coupling INN)")
+
+/* "nf|…": the names, as a string constant */
+#define FL_FAMILY_NAME_BAR_(id, summary) "|" #id
+#define FL_FAMILY_NAMES (FL_FAMILIES(FL_FAMILY_NAME_BAR_) + 1)
+
+#endif

@@ -227,8 +227,26 @@ static fl_config *cell_config(const fl_config *c, const char *family, double lam
     return run;
 }
 
+/* Batch sizes against n training images (n_known: exact, else an upper bound). */
+static int check_sizes(const fl_config *c, int64_t n)
+{
+    int64_t pairs = (n - (int64_t)(fl_cfg_num(c, "sweep.val_fraction") * (double)n)) *
+                    fl_cfg_int(c, "train.colorings");
+    if (fl_cfg_int(c, "train.batch_size") > pairs)
+        return fl_fail("train.batch_size: %lld is more than the %lld training pairs (%lld "
+                       "training digits less sweep.val_fraction, × train.colorings)",
+                       (long long)fl_cfg_int(c, "train.batch_size"), (long long)pairs, (long long)n);
+    const char *own[] = {"subject.batch_size", "vae.batch_size"};
+    for (int i = 0; i < 2; i++)
+        if (fl_cfg_int(c, own[i]) > n)
+            return fl_fail("%s: %lld is more than the %lld training images", own[i],
+                           (long long)fl_cfg_int(c, own[i]), (long long)n);
+    return 0;
+}
+
 /* What the settings alone can tell is wrong, before any dataset, subject or VAE is
- * built: each cell's family settings, and the conv networks of the subject and VAE. */
+ * built: each cell's family settings, the conv networks of the subject and VAE, and
+ * the batch sizes when data.n_train bounds the training set. */
 static int check_settings(const fl_config *c)
 {
     fl_conv_spec spec;
@@ -243,25 +261,7 @@ static int check_settings(const fl_config *c)
         fl_config_free(run);
         if (rc) return -1;
     }
-    return 0;
-}
-
-/* Batch sizes against the dataset, once it is open and before anything trains. */
-static int check_sizes(const fl_config *c, const fl_dataset *ds)
-{
-    int64_t n = fl_dataset_count(ds, FL_TRAIN);
-    int64_t pairs = (n - (int64_t)(fl_cfg_num(c, "sweep.val_fraction") * (double)n)) *
-                    fl_cfg_int(c, "train.colorings");
-    if (fl_cfg_int(c, "train.batch_size") > pairs)
-        return fl_fail("train.batch_size: %lld is more than the %lld training pairs (%lld "
-                       "training digits less sweep.val_fraction, × train.colorings)",
-                       (long long)fl_cfg_int(c, "train.batch_size"), (long long)pairs, (long long)n);
-    const char *own[] = {"subject.batch_size", "vae.batch_size"};
-    for (int i = 0; i < 2; i++)
-        if (fl_cfg_int(c, own[i]) > n)
-            return fl_fail("%s: %lld is more than the %lld training images", own[i],
-                           (long long)fl_cfg_int(c, own[i]), (long long)n);
-    return 0;
+    return fl_cfg_int(c, "data.n_train") > 0 ? check_sizes(c, fl_cfg_int(c, "data.n_train")) : 0;
 }
 
 /* Training pairs of one space, split into training and validation, made when first
@@ -377,7 +377,7 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
     fl_vae *vae = NULL;
     space_pairs pairs[FL_SPACE_COUNT] = {{0}};
     int rc = 0;
-    if (fl_dataset_open(c, &ds) || check_sizes(c, ds) || fl_subject_open(c, ds, &subj) ||
+    if (fl_dataset_open(c, &ds) || check_sizes(c, fl_dataset_count(ds, FL_TRAIN)) || fl_subject_open(c, ds, &subj) ||
         fl_vae_open(c, ds, &vae) || ensure_references(c, sum->dir, ds, subj, vae)) {
         rc = -1;
         goto done;

@@ -85,6 +85,11 @@ Test(sweep, config_errors_fail_before_training_naming_the_key)
     expect_config_error("{}", "train.lambda=-0.5", "train.lambda");
     expect_config_error("{\"train\": {\"lr\": 1e-3,}}", "", "bad.json");   /* malformed JSON */
     expect_config_error("{}", "nf.blocks=0", "nf.blocks");
+    /* settings that only a built network or dataset used to reveal */
+    expect_config_error("{\"vae\": {\"widths\": [8, 8, 8, 8, 8, 8, 8, 8, 8]}}", "", "vae.widths");
+    expect_config_error("{\"subject\": {\"widths\": []}}", "", "subject.widths");
+    expect_config_error("{\"data\": {\"n_train\": 100}}", "train.batch_size=5000", "train.batch_size");
+    expect_config_error("{\"data\": {\"n_train\": 100}}", "vae.batch_size=500", "vae.batch_size");
 }
 
 /* A setting small enough to train subject, VAE and two fiber models in seconds. */

@@ -5,8 +5,9 @@
  *     L = vae.recon_weight · Σ_pixels (x̂ − x)² + vae.kl_weight · KL(q(u|x) ‖ N(0, I)).
  * The fiber models see the *standardized* encoder mean u = (μ(x) − m) / s, with m and s
  * the per-dimension mean and standard deviation of μ over the training set, stored with
- * the VAE. Cached like the subject: <cache_dir>/models/vae-<hash>.ckpt, hash over data.*
- * and vae.* (vae.seed is its own seed). */
+ * the VAE. Cached like the subject (trainers/model_cache.h): <cache_dir>/models/vae-<key>.ckpt,
+ * the key over data.*, vae.* and the train.* keys its training reads (vae.seed is its own
+ * seed). */
 #ifndef FL_VAE_H
 #define FL_VAE_H
 

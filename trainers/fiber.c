@@ -298,7 +298,7 @@ int fl_fiber_train(fl_fiber *m, const fl_config *c, fl_vae *vae, fl_subject *sub
         return fl_fail("out of memory");
     }
     draw_perm(&t);
-    fl_task task = {m->ps, &t, fiber_step, val && val->u ? fiber_validate : NULL, fiber_put, fiber_get};
+    fl_task task = {m->ps, &t, fiber_step, val && val->u ? fiber_validate : NULL, fiber_put, fiber_get, NULL};
     fl_train_opts o;
     fl_train_opts_from_config(&o, c, "train");
     int threads;

@@ -378,7 +378,7 @@ static int train(fl_subject *s, const fl_config *c, const fl_dataset *ds, uint64
     o.checkpoint = ckpt;
     o.resume = true;
     o.fingerprint = fingerprint;
-    fl_task task = {s->ps, &t, train_step, NULL, train_put, train_get};
+    fl_task task = {s->ps, &t, train_step, NULL, train_put, train_get, NULL};
     fl_train_result res;
     fl_info("training subject %s (%lld steps) into %s", s->name, (long long)o.steps, s->path);
     int rc = fl_train_run(&task, &o, &res);

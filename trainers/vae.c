@@ -304,7 +304,7 @@ static int train(fl_vae *v, const fl_config *c, const fl_dataset *ds, uint64_t f
     o.checkpoint = ckpt;
     o.resume = true;
     o.fingerprint = fingerprint;
-    fl_task task = {v->ps, &t, train_step, NULL, train_put, train_get};
+    fl_task task = {v->ps, &t, train_step, NULL, train_put, train_get, NULL};
     fl_train_result res;
     fl_info("training the VAE (latent %d, %lld steps) into %s", v->dim, (long long)o.steps, v->path);
     int rc = fl_train_run(&task, &o, &res);

@@ -55,7 +55,7 @@ static double run_ours(int batch, int steps, int64_t *n_params)
         exit(1);
     }
     *n_params = ct_params_numel(ps);
-    fl_task task = {ps, &b, bench_loss, NULL, NULL, NULL};
+    fl_task task = {ps, &b, bench_loss, NULL, NULL, NULL, NULL};
     fl_train_opts o;
     fl_train_opts_from_config(&o, c, "train");
     o.steps = steps + WARMUP;

@@ -1,4 +1,4 @@
-/* The fiber loss (DESIGN.md §2): how far a sample's representation lies from the
+/* The fiber loss (docs/design.md §2): how far a sample's representation lies from the
  * target's, as an RMS error over the d_s dimensions of the representation,
  *
  *     L_fib(x̂; z*) = sqrt( (1/d_s) · ‖f(x̂) − z*‖² ).

@@ -1,4 +1,4 @@
-/* The fiber loss (core/fiber.h): the RMS of DESIGN.md §2 per sample, its gradient
+/* The fiber loss (core/fiber.h): the RMS of docs/design.md §2 per sample, its gradient
  * against the closed form and finite differences, a finite (zero) gradient on the
  * fiber, and clear errors on wrong shapes and on a subject that failed. */
 #include <criterion/criterion.h>

@@ -2,6 +2,7 @@
  * conditional INN made of them. */
 #include "architectures/inn.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,10 +203,16 @@ struct fl_inn {
 
 fl_inn *fl_inn_new(ct_params *ps, const char *name, const fl_inn_spec *sp, ct_gen *g)
 {
-    fl_inn *n = calloc(1, sizeof *n);
     int per_step = (sp->actnorm ? 1 : 0) + 2;
-    n->blocks = calloc((size_t)(sp->n_steps * per_step), sizeof *n->blocks);
-    if (!n || !n->blocks) return fl_fail("out of memory"), NULL;
+    if (sp->n_steps < 1 || sp->n_steps > INT_MAX / per_step)
+        return fl_fail("%s: n_steps = %d; an INN needs at least one step", name, sp->n_steps), NULL;
+    fl_inn *n = calloc(1, sizeof *n);
+    if (!n) return fl_fail("out of memory"), NULL;
+    n->blocks = calloc((size_t)sp->n_steps * (size_t)per_step, sizeof *n->blocks);
+    if (!n->blocks) {
+        free(n);
+        return fl_fail("out of memory"), NULL;
+    }
     char key[256];
     for (int i = 0; i < sp->n_steps; i++) {
         if (sp->actnorm) {

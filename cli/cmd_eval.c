@@ -20,22 +20,34 @@
 
 static const char *CMD = "eval";
 
+/* A key's default as the schema states it (the one place that decides it). */
+static const char *def(const char *key)
+{
+    const fl_key *k = fl_config_key(key);
+    return k ? k->def : "?";
+}
+
 static void usage(void)
 {
     printf("usage: fiberlab eval (--sampler NAME | --samples FILE.h5 | --model MODEL.h5)\n"
            "                     [--out FILE.h5]\n"
            "                     [--no-reference] [--config FILE] [key=value ...]\n"
            "\n"
-           "Scores samples of the fiber of the subject model (DESIGN.md §5): for the first\n"
-           "eval.n_targets test images and eval.samples_per_target samples each, the fiber\n"
-           "loss (mean ± std), the per-channel 100-bin KL of the samples' colors against the\n"
-           "exact color law and their Wasserstein-1 distance; then the reference lines\n"
+           "Scores samples of the fiber of the subject model (docs/evaluation.md).\n"
+           "Targets: with --sampler, eval.n_targets (default %s) test images spread evenly over\n"
+           "the test split (target t is test image floor(t * n_test / N); all of them when the\n"
+           "split is smaller), eval.samples_per_target (default %s) samples each; with\n"
+           "--samples, the distinct target_index values of the file, with its samples.\n"
+           "Metrics: the fiber loss (mean ± std and median); the KL of the samples' background\n"
+           "colors against the exact color law, per channel on eval.kl_bins (default %s) equal\n"
+           "bins of [0, 1), and their Wasserstein-1 distance; then the reference lines\n"
            "(nearest training image, augmented target, and with a trained VAE its\n"
            "reconstructions and unconditional samples).\n"
            "\n"
            "  --sampler NAME    a built-in sampler: " FL_BUILTIN_SAMPLERS "\n"
            "                    (exact: the ideal fiber model; wrong-law, wrong-digit: checks;\n"
-           "                    vae-recon, vae-prior need the VAE and train it if missing)\n"
+           "                    augment: shifted and rotated targets; vae-recon, vae-prior\n"
+           "                    need the VAE and train it if missing)\n"
            "  --samples FILE    samples made elsewhere: datasets target_index (n,) int64, the\n"
            "                    position of each sample's target in the test split, and\n"
            "                    samples (n, 3, 28, 28) float32 in [0, 1]\n"
@@ -45,7 +57,8 @@ static void usage(void)
            "  --out FILE        write everything to an HDF5 file (layout: docs/evaluation.md)\n"
            "  --no-reference    skip the reference lines\n"
            "\n"
-           "The subject (subject.*) is trained first when it is not cached.\n");
+           "The subject (subject.*) is trained first when it is not cached.\n",
+           def("eval.n_targets"), def("eval.samples_per_target"), def("eval.kl_bins"));
 }
 
 typedef struct {

@@ -4,10 +4,18 @@
  * value exact, gives the gradient 0 there, and lets a NaN through as NaN. */
 #include "core/fiber.h"
 
+#include <stdio.h>
+
 ct_tensor *fl_fiber_loss(const ct_tensor *z_hat, const ct_tensor *z)
 {
     if (!z_hat || !z) {
-        ct_set_error("fl_fiber_loss: NULL input");
+        /* a NULL input is an earlier failure (e.g. a subject whose forward pass failed):
+         * keep its message as the cause */
+        const char *which = !z_hat ? "z_hat" : "z";
+        char cause[1024];
+        snprintf(cause, sizeof cause, "%s", ct_last_error());
+        if (cause[0]) ct_set_error("fl_fiber_loss: no %s: %s", which, cause);
+        else ct_set_error("fl_fiber_loss: NULL %s", which);
         return NULL;
     }
     if (ct_ndim(z_hat) != 2 || ct_ndim(z) > 2) {

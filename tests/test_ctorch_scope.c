@@ -220,7 +220,8 @@ CT_TEST(scope, scopes_are_per_thread)
     ct_free(ret);
 }
 
-/* The coupling block of DESIGN.md §6: y2 = x2 * exp(s) + t, (s, t) from [x1, z]. */
+/* A conditional affine coupling written with scopes, as model code should read:
+ * y2 = x2 * exp(s) + t, (s, t) from [x1, z]. */
 static ct_tensor *coupling_forward(const ct_tensor *x, const ct_tensor *z, const ct_tensor *w,
                                    ct_tensor **logdet)
 {

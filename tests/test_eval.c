@@ -466,3 +466,38 @@ Test(eval, cli_scores_a_sampler_and_a_samples_file_into_hdf5)
     cr_expect_not(fl_h5r_has(h, "reference"));
     fl_h5r_close(h);
 }
+
+/* The help text says how targets are chosen and how many bins the KL uses, with the
+ * schema's defaults (not "the first N test images", not a fixed 100 bins). */
+Test(eval, cli_help_states_the_target_choice_and_the_bins_with_their_defaults)
+{
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof cmd, "'%s' eval --help", FL_BIN);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    cr_assert_eq(pclose(p), 0, "eval --help failed: %s", out);
+    /* the help wraps lines; compare with runs of spaces and newlines as one space */
+    char flat[8192];
+    size_t m = 0;
+    for (size_t i = 0; i < n && m < sizeof flat - 1; i++) {
+        char ch = out[i] == '\n' ? ' ' : out[i];
+        if (ch == ' ' && m > 0 && flat[m - 1] == ' ') continue;
+        flat[m++] = ch;
+    }
+    flat[m] = 0;
+    fl_config *c = fl_config_default();
+    char want[3][160];
+    snprintf(want[0], sizeof want[0], "eval.n_targets (default %lld) test images spread evenly over the test split",
+             (long long)fl_cfg_int(c, "eval.n_targets"));
+    snprintf(want[1], sizeof want[1], "eval.samples_per_target (default %lld) samples",
+             (long long)fl_cfg_int(c, "eval.samples_per_target"));
+    snprintf(want[2], sizeof want[2], "eval.kl_bins (default %lld) equal bins of [0, 1)",
+             (long long)fl_cfg_int(c, "eval.kl_bins"));
+    fl_config_free(c);
+    for (int i = 0; i < 3; i++) cr_expect(strstr(flat, want[i]) != NULL, "the help does not say '%s':\n%s", want[i], out);
+    cr_expect(strstr(flat, "target t is test image floor(t * n_test / N)") != NULL, "%s", out);
+    cr_expect(strstr(flat, "first eval.n_targets") == NULL, "the help still says 'first': %s", out);
+    cr_expect(strstr(flat, "100-bin") == NULL, "the help still fixes the bins at 100: %s", out);
+}

@@ -1,11 +1,12 @@
-/* The fiber loss (core/fiber.h): the RMS of DESIGN.md §2 per sample, its gradient
+/* The fiber loss (core/fiber.h): the RMS of docs/design.md §2 per sample, its gradient
  * against the closed form and finite differences, a finite (zero) gradient on the
- * fiber, and clear errors on wrong shapes. */
+ * fiber, and clear errors on wrong shapes and on a subject that failed. */
 #include <criterion/criterion.h>
 #include <math.h>
 
 #include "core/fiber.h"
 #include "ctorch/ct.h"
+#include "trainers/subject.h"
 
 #define B 5
 #define D 7
@@ -149,4 +150,32 @@ Test(fiber, wrong_shapes_fail_with_a_message)
     cr_expect_null(l);
     cr_expect_null(fl_fiber_loss(NULL, ct_zeros(CT_SHAPE(2, 3), CT_F32)));
     ct_scope_end(s);
+}
+
+static ct_tensor *broken_subject(void *ctx, const ct_tensor *x)
+{
+    (void)ctx;
+    (void)x;
+    ct_set_error("subject broken: its weights file is gone");
+    return NULL;
+}
+
+Test(fiber, a_failed_subject_keeps_its_own_error_in_the_message)
+{
+    fl_subject *subj = fl_subject_custom("broken", D, broken_subject, NULL, NULL);
+    cr_assert_not_null(subj, "%s", ct_last_error());
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = ct_zeros(CT_SHAPE(2, 3, 28, 28), CT_F32), *z = ct_zeros(CT_SHAPE(2, D), CT_F32);
+    cr_expect_null(fl_fiber_loss(fl_subject_forward(subj, x), z));
+    const char *m = ct_last_error();
+    cr_expect(strstr(m, "fl_fiber_loss") && strstr(m, "its weights file is gone"), "message: %s", m);
+    cr_expect_null(fl_fiber_loss_mean(fl_subject_forward(subj, x), z));
+    m = ct_last_error();
+    cr_expect(strstr(m, "its weights file is gone") && !strstr(m, "NULL input"), "message: %s", m);
+    /* a NULL that no failure explains is still said as such */
+    ct_clear_error();
+    cr_expect_null(fl_fiber_loss(z, NULL));
+    cr_expect(strstr(ct_last_error(), "NULL z") != NULL, "message: %s", ct_last_error());
+    ct_scope_end(s);
+    fl_subject_free(subj);
 }

@@ -1,5 +1,5 @@
 /* Invertible blocks and the conditional INN: exact inverses and log-determinants equal
- * to log|det| of the autograd Jacobian (float64). */
+ * to log|det| of the autograd Jacobian (float64); a spec it cannot build is an error. */
 #include <criterion/criterion.h>
 #include <math.h>
 
@@ -150,4 +150,21 @@ Test(inn, coupling_without_dims_to_split_is_an_error)
     cr_expect_null(b);
     cr_expect(strstr(ct_last_error(), "dim >= 2") != NULL, "message: %s", ct_last_error());
     ct_params_free(ps);
+}
+
+Test(inn, an_inn_without_steps_is_an_error_naming_n_steps)
+{
+    const int bad[] = {0, -1, -2147483647};
+    for (int i = 0; i < 3; i++) {
+        ct_params *ps = ct_params_new();
+        fl_inn_spec sp = {.dim = 4, .cond_dim = 2, .n_steps = bad[i], .actnorm = true,
+                          .coupling = {.hidden = 4, .n_layers = 1, .act = FL_ACT_SILU, .clamp = 2}};
+        fl_inn *n = fl_inn_new(ps, "nf", &sp, NULL);
+        cr_expect_null(n, "n_steps = %d made an INN of %d blocks", bad[i], n ? fl_inn_n_blocks(n) : 0);
+        cr_expect(strstr(ct_last_error(), "nf: n_steps") != NULL, "n_steps = %d: message: %s", bad[i],
+                  ct_last_error());
+        cr_expect_eq(ct_params_count(ps), 0, "n_steps = %d: parameters were made", bad[i]);
+        fl_inn_free(n);
+        ct_params_free(ps);
+    }
 }

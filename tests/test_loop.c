@@ -1,6 +1,8 @@
 /* The shared training loop: NF fits a conditional Gaussian to its known NLL, a run
  * killed between checkpoints resumes bit-identically, non-finite steps are skipped and
- * then refused, early stopping restores the best parameters, the one-cycle schedule. */
+ * then refused, early stopping restores the best parameters, the one-cycle schedule;
+ * loss curves keep terms apart by name (also through checkpoints), a resumed run counts
+ * the time of both parts, the after-step hook sees exactly the applied steps. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <signal.h>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/log.h"
 #include "ctorch/ct.h"
 #include "trainers/family.h"
 #include "trainers/loop.h"
@@ -319,4 +322,240 @@ Test(loop, one_cycle_schedule_matches_pytorch_shape)
     for (int k = 1; k < 299; k++) cr_expect_gt(fl_schedule_lr(&o, k), fl_schedule_lr(&o, k - 1));
     for (int k = 300; k < 1000; k++) cr_expect_lt(fl_schedule_lr(&o, k), fl_schedule_lr(&o, k - 1));
     fl_config_free(c);
+}
+
+/* ---- a scripted task: one scalar parameter, loss terms chosen per call ------------------ */
+
+/* Call c (1-based) reports a = c and loss = 1000 + c, and from call extra_from on also a
+ * term "extra" = 100 + c — listed before the total, as the fiber term is during a
+ * fiber-loss warm-up. Calls that are multiples of nan_every return NaN; call fail_at
+ * fails. after_step (when hooked) records the steps it sees. */
+typedef struct {
+    ct_params *ps;
+    ct_tensor *w;
+    int calls, extra_from, nan_every, fail_at, fail_hook_at;
+    useconds_t sleep_us;
+    int hooked;
+    int64_t hook_steps[64];
+} script;
+
+static ct_tensor *script_loss(void *ctx, fl_terms *terms)
+{
+    script *t = ctx;
+    int c = ++t->calls;
+    if (c == t->fail_at) {
+        ct_set_error("scripted failure at call %d", c);
+        return NULL;
+    }
+    if (t->sleep_us) usleep(t->sleep_us);
+    fl_terms_add(terms, "a", c);
+    if (t->extra_from && c >= t->extra_from) fl_terms_add(terms, "extra", 100.0 + c);
+    fl_terms_add(terms, "loss", 1000.0 + c);
+    ct_tensor *loss = ct_sum(ct_square(ct_adds(t->w, -1.0)));
+    return t->nan_every && c % t->nan_every == 0 ? ct_muls(loss, NAN) : loss;
+}
+
+static int script_put(void *ctx, ct_archive *a)
+{
+    return ct_archive_put_i64(a, "script/calls", ((script *)ctx)->calls) ? -1 : 0;
+}
+
+static int script_get(void *ctx, const ct_archive *a)
+{
+    int64_t calls = 0;
+    if (ct_archive_get_i64(a, "script/calls", &calls)) return -1;
+    ((script *)ctx)->calls = (int)calls;
+    return 0;
+}
+
+static int script_after_step(void *ctx, int64_t step)
+{
+    script *t = ctx;
+    if (step == t->fail_hook_at) return fl_fail("scripted hook failure");
+    if (t->hooked < 64) t->hook_steps[t->hooked] = step;
+    t->hooked++;
+    return 0;
+}
+
+static void script_init(script *t)
+{
+    memset(t, 0, sizeof *t);
+    t->ps = ct_params_new();
+    t->w = ct_params_add(t->ps, "w", ct_zeros(CT_SHAPE(3), CT_F32));
+    cr_assert_not_null(t->w, "%s", ct_last_error());
+}
+
+static fl_task script_task(script *t)
+{
+    fl_task task = {.params = t->ps, .ctx = t, .step_loss = script_loss,
+                    .put_state = script_put, .get_state = script_get};
+    return task;
+}
+
+static fl_train_opts script_opts(int64_t steps)
+{
+    fl_config *c = fl_config_default();
+    fl_train_opts o;
+    fl_train_opts_from_config(&o, c, "train");
+    fl_config_free(c);
+    o.steps = steps;
+    o.lr = 1e-2;
+    o.val_every = 0;
+    o.checkpoint_every = 0;
+    o.curve_every = 5;
+    return o;
+}
+
+static int column(const fl_train_result *r, const char *name)
+{
+    for (int j = 0; j < r->n_terms; j++)
+        if (strcmp(r->term_names[j], name) == 0) return j;
+    return -1;
+}
+
+/* The curve of the scripted task over 20 steps, extra from call 7, points every 5 steps:
+ * a and loss are means of c and 1000 + c over each point's calls, extra the mean of
+ * 100 + c over the calls that had it, NaN at the first point. */
+static void expect_scripted_curve(const fl_train_result *r, const char *what)
+{
+    cr_assert_eq(r->n_terms, 3, "%s: %d curve columns", what, r->n_terms);
+    int ja = column(r, "a"), jx = column(r, "extra"), jl = column(r, "loss");
+    cr_assert(ja >= 0 && jx >= 0 && jl >= 0, "%s: columns %s, %s, %s", what, r->term_names[0],
+              r->term_names[1], r->term_names[2]);
+    cr_assert_eq(r->n_points, 4, "%s: %lld points", what, (long long)r->n_points);
+    for (int p = 0; p < 4; p++) {
+        const double *row = r->curve + p * r->n_terms;
+        double mid = 5.0 * p + 3.0; /* mean of the calls 5p+1 … 5p+5 */
+        cr_expect_eq(r->curve_steps[p], 5 * (p + 1), "%s", what);
+        cr_expect_eq(row[ja], mid, "%s: point %d: a = %g", what, p, row[ja]);
+        cr_expect_eq(row[jl], 1000.0 + mid, "%s: point %d: the total is %g", what, p, row[jl]);
+        if (p == 0) cr_expect(isnan(row[jx]), "%s: extra before it appeared: %g", what, row[jx]);
+        else if (p == 1) cr_expect_eq(row[jx], 108.5, "%s: extra over calls 7-10: %g", what, row[jx]);
+        else cr_expect_eq(row[jx], 100.0 + mid, "%s: point %d: extra = %g", what, p, row[jx]);
+    }
+}
+
+Test(loop, a_term_that_appears_later_gets_its_own_column_and_the_total_stays)
+{
+    script t;
+    script_init(&t);
+    t.extra_from = 7;
+    fl_task task = script_task(&t);
+    fl_train_opts o = script_opts(20);
+    fl_train_result r;
+    cr_assert_eq(fl_train_run(&task, &o, &r), 0, "%s", ct_last_error());
+    expect_scripted_curve(&r, "uninterrupted");
+    fl_train_result_free(&r);
+    ct_params_free(t.ps);
+}
+
+/* Interrupted at call fail_at after checkpoints every 5 steps, then resumed: before the
+ * new column existed (checkpoint at step 5) and after (step 10). */
+Test(loop, a_term_that_appears_later_round_trips_through_checkpoints)
+{
+    char dir[] = "/tmp/fl_loop_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char ckpt[256];
+    snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", dir);
+    const int fail_at[2] = {8, 13};
+    for (int k = 0; k < 2; k++) {
+        script t;
+        script_init(&t);
+        t.extra_from = 7;
+        t.fail_at = fail_at[k];
+        fl_task task = script_task(&t);
+        fl_train_opts o = script_opts(20);
+        o.checkpoint = ckpt;
+        o.checkpoint_every = 5;
+        o.resume = true;
+        fl_train_result r;
+        cr_assert_eq(fl_train_run(&task, &o, &r), -1, "call %d did not fail the run", fail_at[k]);
+        cr_expect(strstr(ct_last_error(), "scripted failure") != NULL, "message: %s", ct_last_error());
+        fl_train_result_free(&r);
+        ct_params_free(t.ps);
+
+        script_init(&t);
+        t.extra_from = 7;
+        task = script_task(&t);
+        cr_assert_eq(fl_train_run(&task, &o, &r), 0, "%s", ct_last_error());
+        cr_expect(r.resumed);
+        char what[64];
+        snprintf(what, sizeof what, "resumed after a failure at call %d", fail_at[k]);
+        expect_scripted_curve(&r, what);
+        fl_train_result_free(&r);
+        ct_params_free(t.ps);
+        unlink(ckpt);
+    }
+    rmdir(dir);
+}
+
+Test(loop, a_resumed_run_reports_the_training_time_of_both_parts)
+{
+    char dir[] = "/tmp/fl_loop_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char ckpt[256];
+    snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", dir);
+    const useconds_t step_us = 10000;
+    script t;
+    script_init(&t);
+    t.sleep_us = step_us;
+    t.fail_at = 13; /* after the checkpoint at step 10 */
+    fl_task task = script_task(&t);
+    fl_train_opts o = script_opts(20);
+    o.checkpoint = ckpt;
+    o.checkpoint_every = 10;
+    o.resume = true;
+    fl_train_result first;
+    cr_assert_eq(fl_train_run(&task, &o, &first), -1);
+    ct_params_free(t.ps);
+
+    script_init(&t);
+    t.sleep_us = step_us;
+    task = script_task(&t);
+    fl_train_result r;
+    cr_assert_eq(fl_train_run(&task, &o, &r), 0, "%s", ct_last_error());
+    cr_expect(r.resumed);
+    /* 10 steps before the checkpoint and 10 after it, each sleeping step_us */
+    double floor_s = 20 * step_us * 1e-6;
+    cr_expect_geq(r.seconds, floor_s, "the resumed run reports %.3f s for 20 steps of at least %.3f s",
+                  r.seconds, floor_s);
+    cr_expect_geq(r.seconds, first.seconds, "the resumed run reports %.3f s, its first part %.3f s",
+                  r.seconds, first.seconds);
+    fl_train_result_free(&first);
+    fl_train_result_free(&r);
+    ct_params_free(t.ps);
+    unlink(ckpt);
+    rmdir(dir);
+}
+
+Test(loop, after_step_runs_once_per_applied_step_and_not_for_skipped_ones)
+{
+    script t;
+    script_init(&t);
+    t.nan_every = 4; /* steps 4, 8, 12, 16, 20 are skipped */
+    fl_task task = script_task(&t);
+    task.after_step = script_after_step;
+    fl_train_opts o = script_opts(20);
+    o.max_nonfinite = 10;
+    fl_train_result r;
+    cr_assert_eq(fl_train_run(&task, &o, &r), 0, "%s", ct_last_error());
+    cr_expect_eq(r.skipped_nonfinite, 5);
+    cr_assert_eq(t.hooked, 15, "after_step ran %d times for 15 applied steps", t.hooked);
+    for (int i = 0, step = 1; i < 15; i++, step++) {
+        if (step % 4 == 0) step++;
+        cr_expect_eq(t.hook_steps[i], step, "call %d of after_step saw step %lld, expected %d", i,
+                     (long long)t.hook_steps[i], step);
+    }
+    fl_train_result_free(&r);
+
+    /* its error fails the run with its message */
+    t.calls = 0;
+    t.hooked = 0;
+    t.fail_hook_at = 3;
+    cr_expect_eq(fl_train_run(&task, &o, &r), -1);
+    cr_expect(strstr(ct_last_error(), "after step 3") && strstr(ct_last_error(), "scripted hook failure"),
+              "message: %s", ct_last_error());
+    cr_expect_eq(r.steps_done, 3);
+    fl_train_result_free(&r);
+    ct_params_free(t.ps);
 }

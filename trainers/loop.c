@@ -138,6 +138,7 @@ void fl_train_result_free(fl_train_result *r)
 typedef struct {
     int64_t step, skipped, best_step, bad_vals;
     double best_val;
+    double seconds_before;  /* training seconds of the runs this one resumes */
     int64_t cap_points, cap_val;
 } loop_state;
 
@@ -152,6 +153,29 @@ static int push_curve(fl_train_result *r, loop_state *st, const double *mean, in
     memcpy(r->curve + r->n_points * r->n_terms, mean, (size_t)r->n_terms * sizeof *mean);
     r->curve_steps[r->n_points++] = step;
     return 0;
+}
+
+/* The curve column of a term, by name; a name not seen before gets a new column, whose
+ * earlier points are NaN (the curve buffer has room for FL_MAX_TERMS columns). -1 when
+ * there would be more than FL_MAX_TERMS distinct names. */
+static int term_column(fl_train_result *r, const char *name, const char *label)
+{
+    char key[sizeof r->term_names[0]];
+    snprintf(key, sizeof key, "%s", name);
+    for (int j = 0; j < r->n_terms; j++)
+        if (strcmp(r->term_names[j], key) == 0) return j;
+    if (r->n_terms == FL_MAX_TERMS)
+        return fl_fail("%s: loss term '%s' is one more than the %d distinct terms the loss "
+                       "curves can hold (FL_MAX_TERMS)", label, key, FL_MAX_TERMS);
+    int old = r->n_terms, n = old + 1;
+    /* widen every row in place, last row first: row p moves from p·old to p·n ≥ p·old */
+    for (int64_t p = r->n_points - 1; p >= 0; p--) {
+        r->curve[p * n + old] = NAN;
+        memmove(r->curve + p * n, r->curve + p * old, (size_t)old * sizeof *r->curve);
+    }
+    snprintf(r->term_names[old], sizeof r->term_names[old], "%s", key);
+    r->n_terms = n;
+    return old;
 }
 
 static int push_val(fl_train_result *r, loop_state *st, double v, int64_t step)
@@ -194,41 +218,67 @@ static int get_array(const ct_archive *a, const char *name, void **out, int64_t 
     return rc;
 }
 
-/* Term names as one comma-separated U8 tensor. */
-static int put_names(ct_archive *a, const fl_train_result *r)
+/* The loss curves and validation losses of r under prefix: <prefix>n_terms, curve,
+ * curve_steps, val, val_steps, and term_names as one comma-separated U8 tensor. */
+static int put_curves(ct_archive *a, const char *prefix, const fl_train_result *r)
 {
-    char buf[FL_MAX_TERMS * 33] = "";
+    char k[256], names[FL_MAX_TERMS * 33] = "";
+#define KEY(name) (snprintf(k, sizeof k, "%s%s", prefix, name), k)
     size_t len = 0;
     for (int i = 0; i < r->n_terms; i++)
-        len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%s", i ? "," : "", r->term_names[i]);
+        len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", i ? "," : "", r->term_names[i]);
     ct_scope *s = ct_scope_begin();
-    int rc = ct_archive_put(a, "loop/term_names", ct_from_data(buf, CT_SHAPE((int64_t)len), CT_U8)) ? -1 : 0;
+    ct_tensor *t = len ? ct_from_data(names, CT_SHAPE((int64_t)len), CT_U8) : ct_zeros(CT_SHAPE(0), CT_U8);
+    int rc = ct_archive_put_i64(a, KEY("n_terms"), r->n_terms) ||
+             put_array(a, KEY("curve"), r->curve, r->n_points, r->n_terms, CT_F64) ||
+             put_array(a, KEY("curve_steps"), r->curve_steps, r->n_points, 1, CT_I64) ||
+             put_array(a, KEY("val"), r->val, r->n_val, 1, CT_F64) ||
+             put_array(a, KEY("val_steps"), r->val_steps, r->n_val, 1, CT_I64) ||
+             ct_archive_put(a, KEY("term_names"), t);
     ct_scope_end(s);
-    return rc;
+    return rc ? -1 : 0;
 }
 
-static int get_names(const ct_archive *a, fl_train_result *r)
+/* The same back, checked against each other; origin names the file in messages. */
+static int get_curves(const ct_archive *a, const char *prefix, fl_train_result *r, const char *origin)
 {
-    char buf[FL_MAX_TERMS * 33] = "";
+    char k[256], names[FL_MAX_TERMS * 33] = "";
+    int64_t nterms = 0, n_curve = 0, n_val_steps = 0;
+    if (ct_archive_get_i64(a, KEY("n_terms"), &nterms)) return fl_fail_ctx("%s", origin);
+    if (nterms < 0 || nterms > FL_MAX_TERMS)
+        return fl_fail("%s: %s = %lld is outside [0, %d]", origin, k, (long long)nterms, FL_MAX_TERMS);
+    r->n_terms = (int)nterms;
+    if (get_array(a, KEY("curve"), (void **)&r->curve, &n_curve) ||
+        get_array(a, KEY("curve_steps"), (void **)&r->curve_steps, &r->n_points) ||
+        get_array(a, KEY("val"), (void **)&r->val, &r->n_val) ||
+        get_array(a, KEY("val_steps"), (void **)&r->val_steps, &n_val_steps))
+        return fl_fail_ctx("%s", origin);
+    if (n_curve != r->n_points * r->n_terms || n_val_steps != r->n_val)
+        return fl_fail("%s: %scurve or %sval does not match its steps", origin, prefix, prefix);
     ct_scope *s = ct_scope_begin();
-    ct_tensor *t = ct_archive_get(a, "loop/term_names");
-    int rc = !t || ct_numel(t) >= (int64_t)sizeof buf ? -1 : 0;
-    if (!rc) rc = ct_to_data(t, buf, (size_t)ct_numel(t)) ? -1 : 0;
+    ct_tensor *t = ct_archive_get(a, KEY("term_names"));
+    int rc = !t || ct_numel(t) >= (int64_t)sizeof names ? -1 : 0;
+    if (!rc && ct_numel(t)) rc = ct_to_data(t, names, (size_t)ct_numel(t)) ? -1 : 0;
     ct_scope_end(s);
+    if (rc) return fl_fail("%s: %s unreadable", origin, k);
     int i = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); !rc && tok && i < FL_MAX_TERMS;
+    for (char *save = NULL, *tok = strtok_r(names, ",", &save); tok && i < FL_MAX_TERMS;
          tok = strtok_r(NULL, ",", &save))
         snprintf(r->term_names[i++], sizeof r->term_names[0], "%s", tok);
-    return rc;
+    if (i != r->n_terms)
+        return fl_fail("%s: %s has %d names for %d curve columns", origin, k, i, r->n_terms);
+#undef KEY
+    return 0;
 }
 
 static int write_checkpoint(const fl_task *task, const fl_train_opts *o, ct_optim *opt,
                             const ct_archive *best, const loop_state *st,
-                            const fl_train_result *r, bool finished)
+                            const fl_train_result *r, double t0, bool finished)
 {
     ct_archive *a = ct_archive_new();
     int rc = 0;
-    if (ct_params_put(task->params, a, "params/") || ct_optim_put(opt, a, "optim/") ||
+    if (ct_archive_put_f64(a, "loop/seconds", st->seconds_before + (fl_now() - t0)) ||
+        ct_params_put(task->params, a, "params/") || ct_optim_put(opt, a, "optim/") ||
         ct_archive_put_i64(a, "loop/step", st->step) ||
         ct_archive_put_i64(a, "loop/skipped", st->skipped) ||
         ct_archive_put_i64(a, "loop/best_step", st->best_step) ||
@@ -236,11 +286,7 @@ static int write_checkpoint(const fl_task *task, const fl_train_opts *o, ct_opti
         ct_archive_put_f64(a, "loop/best_val", st->best_val) ||
         ct_archive_put_i64(a, "loop/finished", finished) ||
         ct_archive_put_i64(a, "loop/fingerprint", (int64_t)o->fingerprint) ||
-        ct_archive_put_i64(a, "loop/n_terms", r->n_terms) ||
-        put_array(a, "loop/curve", r->curve, r->n_points, r->n_terms, CT_F64) ||
-        put_array(a, "loop/curve_steps", r->curve_steps, r->n_points, 1, CT_I64) ||
-        put_array(a, "loop/val", r->val, r->n_val, 1, CT_F64) ||
-        put_array(a, "loop/val_steps", r->val_steps, r->n_val, 1, CT_I64) || put_names(a, r))
+        put_curves(a, "loop/", r))
         rc = -1;
     for (int i = 0; !rc && best && i < ct_archive_count(best); i++) {
         char key[512];
@@ -261,14 +307,17 @@ static int read_checkpoint(const fl_task *task, const fl_train_opts *o, ct_optim
 {
     ct_archive *a = ct_archive_read(o->checkpoint);
     if (!a) return -1;
-    int64_t fp = 0, fin = 0, nterms = 0, n;
+    int64_t fp = 0, fin = 0;
     int rc = 0;
     if (ct_archive_get_i64(a, "loop/fingerprint", &fp) || ct_archive_get_i64(a, "loop/step", &st->step) ||
         ct_archive_get_i64(a, "loop/skipped", &st->skipped) ||
         ct_archive_get_i64(a, "loop/best_step", &st->best_step) ||
         ct_archive_get_i64(a, "loop/bad_vals", &st->bad_vals) ||
         ct_archive_get_f64(a, "loop/best_val", &st->best_val) ||
-        ct_archive_get_i64(a, "loop/finished", &fin) || ct_archive_get_i64(a, "loop/n_terms", &nterms)) {
+        ct_archive_get_i64(a, "loop/finished", &fin) ||
+        /* checkpoints from before loop/seconds existed resume with the time unknown: 0 */
+        (ct_archive_has(a, "loop/seconds") &&
+         ct_archive_get_f64(a, "loop/seconds", &st->seconds_before))) {
         rc = fl_fail_ctx("%s", o->checkpoint);
     } else if ((uint64_t)fp != o->fingerprint) {
         rc = fl_fail("%s: written with other settings; remove it or run without resume",
@@ -277,20 +326,19 @@ static int read_checkpoint(const fl_task *task, const fl_train_opts *o, ct_optim
                (task->get_state && task->get_state(task->ctx, a))) {
         rc = fl_fail_ctx("%s", o->checkpoint);
     } else {
-        r->n_terms = (int)nterms;
-        if (get_array(a, "loop/curve", (void **)&r->curve, &n) ||
-            get_array(a, "loop/curve_steps", (void **)&r->curve_steps, &r->n_points) ||
-            get_array(a, "loop/val", (void **)&r->val, &r->n_val) ||
-            get_array(a, "loop/val_steps", (void **)&r->val_steps, &n) || get_names(a, r))
-            rc = fl_fail_ctx("%s", o->checkpoint);
+        rc = get_curves(a, "loop/", r, o->checkpoint);
         /* the curve buffers hold FL_MAX_TERMS columns of room */
         st->cap_points = r->n_points;
         st->cap_val = r->n_val;
         if (!rc && r->n_points) {
             double *c = malloc((size_t)r->n_points * FL_MAX_TERMS * sizeof *c);
-            memcpy(c, r->curve, (size_t)(r->n_points * r->n_terms) * sizeof *c);
-            free(r->curve);
-            r->curve = c;
+            if (!c) {
+                rc = fl_fail("out of memory");
+            } else {
+                memcpy(c, r->curve, (size_t)(r->n_points * r->n_terms) * sizeof *c);
+                free(r->curve);
+                r->curve = c;
+            }
         }
         for (int i = 0; !rc && i < ct_archive_count(a); i++) {
             const char *name = ct_archive_name(a, i);
@@ -319,7 +367,7 @@ static int validate(const fl_task *task, double *v)
 int fl_train_run(const fl_task *task, const fl_train_opts *o, fl_train_result *r)
 {
     memset(r, 0, sizeof *r);
-    loop_state st = {0, 0, -1, 0, INFINITY, 0, 0};
+    loop_state st = {0, 0, -1, 0, INFINITY, 0, 0, 0};
     double t0 = fl_now();
     ct_optim *opt = ct_optim_new(o->optimizer);
     ct_adam_opts ao = ct_adam_defaults();
@@ -342,8 +390,9 @@ int fl_train_run(const fl_task *task, const fl_train_opts *o, fl_train_result *r
     }
     if (finished) goto done;
 
+    /* the current curve point: per column, the sum and number of steps that had it */
     double sum[FL_MAX_TERMS] = {0};
-    int64_t count = 0;
+    int64_t n_had[FL_MAX_TERMS] = {0}, count = 0;
     fl_progress *bar = fl_progress_new(o->label, o->steps, "steps");
     bool stop = false;
     while (!stop && st.step < o->steps) {
@@ -373,9 +422,16 @@ int fl_train_run(const fl_task *task, const fl_train_opts *o, fl_train_result *r
         ct_optim_zero_grad(opt);
         ct_scope_end(s);
         st.step++;
-        if (ok && task->after_step && task->after_step(task->ctx, st.step)) {
-            rc = fl_fail_ctx("%s: after step %lld", o->label, (long long)st.step);
-            break;
+        if (ok && task->after_step) {
+            bool prev = ct_set_grad_enabled(false);
+            ct_scope *hs = ct_scope_begin();
+            int hrc = task->after_step(task->ctx, st.step);
+            ct_scope_end(hs);
+            ct_set_grad_enabled(prev);
+            if (hrc) {
+                rc = fl_fail_ctx("%s: after step %lld", o->label, (long long)st.step);
+                break;
+            }
         }
         if (!ok) {
             st.skipped++;
@@ -388,23 +444,27 @@ int fl_train_run(const fl_task *task, const fl_train_opts *o, fl_train_result *r
                 break;
             }
         } else {
-            if (r->n_terms == 0) {
-                r->n_terms = terms.n;
+            for (int i = 0; i < terms.n; i++) {
+                int j = term_column(r, terms.name[i], o->label);
+                if (j < 0) {
+                    rc = -1;
+                    break;
+                }
+                sum[j] += terms.value[i];
+                n_had[j]++;
             }
-            for (int i = 0; i < terms.n && i < r->n_terms; i++) {
-                snprintf(r->term_names[i], sizeof r->term_names[i], "%s", terms.name[i]);
-                sum[i] += terms.value[i];
-            }
+            if (rc) break;
             count++;
         }
         if (count && (st.step % o->curve_every == 0 || st.step == o->steps)) {
             double mean[FL_MAX_TERMS];
-            for (int i = 0; i < r->n_terms; i++) mean[i] = sum[i] / (double)count;
+            for (int j = 0; j < r->n_terms; j++) mean[j] = n_had[j] ? sum[j] / (double)n_had[j] : NAN;
             if (push_curve(r, &st, mean, st.step)) {
                 rc = -1;
                 break;
             }
             memset(sum, 0, sizeof sum);
+            memset(n_had, 0, sizeof n_had);
             count = 0;
         }
         if (task->validate && o->val_every && (st.step % o->val_every == 0 || st.step == o->steps)) {
@@ -431,7 +491,7 @@ int fl_train_run(const fl_task *task, const fl_train_opts *o, fl_train_result *r
             }
         }
         if (o->checkpoint && o->checkpoint_every && st.step % o->checkpoint_every == 0 &&
-            st.step < o->steps && !stop && write_checkpoint(task, o, opt, best, &st, r, false)) {
+            st.step < o->steps && !stop && write_checkpoint(task, o, opt, best, &st, r, t0, false)) {
             rc = -1;
             break;
         }
@@ -447,13 +507,13 @@ int fl_train_run(const fl_task *task, const fl_train_opts *o, fl_train_result *r
     fl_progress_free(bar);
     if (!rc && r->stopped_early && best && ct_params_get(task->params, best, ""))
         rc = fl_fail_ctx("%s: restoring the best parameters", o->label);
-    if (!rc && o->checkpoint) rc = write_checkpoint(task, o, opt, best, &st, r, true);
+    if (!rc && o->checkpoint) rc = write_checkpoint(task, o, opt, best, &st, r, t0, true);
 done:
     r->steps_done = st.step;
     r->skipped_nonfinite = st.skipped;
     r->best_val = st.best_val;
     r->best_step = st.best_step;
-    r->seconds = fl_now() - t0;
+    r->seconds = st.seconds_before + (fl_now() - t0);
     ct_archive_free(best);
     ct_optim_free(opt);
     if (rc) return -1;
@@ -481,21 +541,7 @@ int fl_train_result_put(const fl_train_result *r, ct_archive *a, const char *pre
              ct_archive_put_f64(a, KEY("last_val"), r->last_val) ||
              ct_archive_put_f64(a, KEY("seconds"), r->seconds) ||
              ct_archive_put_i64(a, KEY("stopped_early"), r->stopped_early) ||
-             ct_archive_put_i64(a, KEY("n_terms"), r->n_terms) ||
-             put_array(a, KEY("curve"), r->curve, r->n_points, r->n_terms, CT_F64) ||
-             put_array(a, KEY("curve_steps"), r->curve_steps, r->n_points, 1, CT_I64) ||
-             put_array(a, KEY("val"), r->val, r->n_val, 1, CT_F64) ||
-             put_array(a, KEY("val_steps"), r->val_steps, r->n_val, 1, CT_I64);
-    if (!rc) {
-        char buf[FL_MAX_TERMS * 33] = "";
-        size_t len = 0;
-        for (int i = 0; i < r->n_terms; i++)
-            len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%s", i ? "," : "", r->term_names[i]);
-        ct_scope *s = ct_scope_begin();
-        ct_tensor *t = len ? ct_from_data(buf, CT_SHAPE((int64_t)len), CT_U8) : ct_zeros(CT_SHAPE(0), CT_U8);
-        rc = ct_archive_put(a, KEY("term_names"), t) ? -1 : 0;
-        ct_scope_end(s);
-    }
+             put_curves(a, prefix, r);
     return rc ? -1 : 0;
 }
 
@@ -503,7 +549,7 @@ int fl_train_result_get(fl_train_result *r, const ct_archive *a, const char *pre
 {
     char k[256];
     memset(r, 0, sizeof *r);
-    int64_t early = 0, nterms = 0, n = 0;
+    int64_t early = 0;
     int rc = ct_archive_get_i64(a, KEY("steps_done"), &r->steps_done) ||
              ct_archive_get_i64(a, KEY("skipped_nonfinite"), &r->skipped_nonfinite) ||
              ct_archive_get_i64(a, KEY("best_step"), &r->best_step) ||
@@ -511,31 +557,9 @@ int fl_train_result_get(fl_train_result *r, const ct_archive *a, const char *pre
              ct_archive_get_f64(a, KEY("last_val"), &r->last_val) ||
              ct_archive_get_f64(a, KEY("seconds"), &r->seconds) ||
              ct_archive_get_i64(a, KEY("stopped_early"), &early) ||
-             ct_archive_get_i64(a, KEY("n_terms"), &nterms);
-    if (!rc && (nterms < 0 || nterms > FL_MAX_TERMS))
-        rc = fl_fail("%sn_terms: %lld, expected 0 to %d", prefix, (long long)nterms, FL_MAX_TERMS);
-    if (!rc) {
-        r->stopped_early = early != 0;
-        r->n_terms = (int)nterms;
-        rc = get_array(a, KEY("curve"), (void **)&r->curve, &n) ||
-             get_array(a, KEY("curve_steps"), (void **)&r->curve_steps, &r->n_points) ||
-             get_array(a, KEY("val"), (void **)&r->val, &r->n_val) ||
-             get_array(a, KEY("val_steps"), (void **)&r->val_steps, &n);
-        if (!rc && n != r->n_val) rc = fl_fail("%sval_steps: %lld entries for %lld validations", prefix, (long long)n, (long long)r->n_val);
-    }
-    if (!rc) {
-        char buf[FL_MAX_TERMS * 33] = "";
-        ct_scope *s = ct_scope_begin();
-        ct_tensor *t = ct_archive_get(a, KEY("term_names"));
-        rc = !t || ct_numel(t) >= (int64_t)sizeof buf ? -1 : 0;
-        if (!rc && ct_numel(t)) rc = ct_to_data(t, buf, (size_t)ct_numel(t)) ? -1 : 0;
-        ct_scope_end(s);
-        int i = 0;
-        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); !rc && tok && i < FL_MAX_TERMS;
-             tok = strtok_r(NULL, ",", &save))
-            snprintf(r->term_names[i++], sizeof r->term_names[0], "%s", tok);
-    }
+             get_curves(a, prefix, r, "training result");
 #undef KEY
+    r->stopped_early = early != 0;
     if (rc) {
         fl_train_result_free(r);
         return -1;

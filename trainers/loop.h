@@ -33,7 +33,13 @@ typedef struct {
      * streams); both may be NULL. */
     int (*put_state)(void *ctx, ct_archive *a);
     int (*get_state)(void *ctx, const ct_archive *a);
-    /* Called after every applied optimizer step (step: steps done); NULL: none. */
+    /* Called once after every optimizer step that was applied — not after a step skipped
+     * for a non-finite loss or gradient — with step the number of loop steps done so far
+     * (1-based, counting skipped ones: the numbering of curve_steps and checkpoints), and
+     * before that step's validation and checkpoint, so that state it updates (EMA
+     * weights, a noise level) is saved with the step. It runs with grad mode off, in a
+     * scope of its own. 0 on success; -1 (with fl_error set) fails the run with that
+     * message. NULL: none. */
     int (*after_step)(void *ctx, int64_t step);
 } fl_task;
 
@@ -74,9 +80,15 @@ double fl_schedule_lr(const fl_train_opts *o, int64_t k);
 
 typedef struct {
     int64_t steps_done, skipped_nonfinite, best_step;
-    double best_val, last_val, seconds;
+    double best_val, last_val;
+    double seconds;         /* training time in all: a resumed run adds the seconds its
+                               checkpoint had recorded (loop/seconds) */
     bool stopped_early, resumed;
-    /* loss curves: n_points rows of n_terms mean values, at curve_steps */
+    /* Loss curves: n_points rows of n_terms mean values, at curve_steps. A column is one
+     * term name, in the order the names first appeared; each point is the mean of that
+     * term over the applied steps since the previous point that reported it, NaN when
+     * none did (so a term that appears later, such as the fiber loss after
+     * train.fiber_warmup, has NaN at the points before it). */
     int n_terms;
     char term_names[FL_MAX_TERMS][32];
     int64_t n_points;

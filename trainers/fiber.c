@@ -143,6 +143,10 @@ int fl_fiber_check(const fl_config *c, int z_dim)
     const char *name = fl_cfg_str(c, "model.family");
     const fl_family *fam = fl_family_find(name);
     if (!fam) return fl_fail("model.family: unknown family '%s' (%s)", name, fl_family_names());
+    /* early stopping restores the best trained weights, not the best average */
+    if (fl_cfg_num(c, "train.ema_decay") > 0 && fl_cfg_int(c, "train.patience") > 0)
+        return fl_fail("train.patience: early stopping does not go with EMA weights "
+                       "(train.ema_decay > 0); set one of them to 0");
     if (fam->check && fam->check(c, fl_space_dim(fam->space, c), z_dim)) return -1;
     return 0;
 }

@@ -428,11 +428,27 @@ ct_status ct_archive_get_f64(const ct_archive *a, const char *name, double *v);
 ct_status ct_archive_get_i64(const ct_archive *a, const char *name, int64_t *v);
 
 /* ---------------------------------------------------------------------------------
- * TorchScript modules (torch.jit.save from Python), called with one tensor.
- * Loaded in eval mode with its parameters frozen; gradients flow to the input.
+ * TorchScript modules (torch.jit.save from Python). Loaded in eval mode with their
+ * parameters frozen; gradients flow to the inputs.
  * ------------------------------------------------------------------------------- */
 ct_script *ct_script_load(const char *path, ct_device d);  /* caller frees */
 void ct_script_free(ct_script *m);
+/* Whether the module has a method of that name (forward, or one marked
+ * @torch.jit.export); false on NULL. */
+bool ct_script_has_method(const ct_script *m, const char *name);
+/* Calls method (NULL: "forward") with n_in tensors (borrowed; inputs may be NULL when
+ * n_in is 0). Where the method's signature has a float, int or bool argument, the
+ * input there must have one element and is passed as that scalar. The result, a
+ * tensor or a tuple or list of tensors (nested ones flattened in order), goes into
+ * outputs[0 .. *n_out) as new handles (scope-owned inside a scope). On failure the
+ * status is non-zero, every outputs[i < max_out] is NULL and the message names the
+ * method: no such method, a result that is not tensors, libtorch's own error (wrong
+ * argument count or shape), or more than max_out tensors, in which case *n_out says
+ * how many there were (else *n_out is 0). */
+ct_status ct_script_call(ct_script *m, const char *method, const ct_tensor *const *inputs,
+                         int n_in, ct_tensor **outputs, int max_out, int *n_out);
+/* forward with one tensor and one tensor back: ct_script_call with messages naming
+ * ct_script_forward. */
 ct_tensor *ct_script_forward(ct_script *m, const ct_tensor *x);
 
 /* ---------------------------------------------------------------------------------

@@ -331,9 +331,24 @@ ct_tensor *ct_jvp_double_vjp(const ct_tensor *y, const ct_tensor *x, const ct_te
 /* Forward-mode AD (libtorch's dual numbers). Enter a level, make x dual with a
  * tangent, run the function, read the output's tangent, exit the level. Ops that
  * have no forward derivative in libtorch 1.13 fail with a message: of ct.h's, only
- * ct_cdist and ct_affine_warp (tests/test_ctorch_autograd.c checks the others). */
-int64_t ct_fwad_enter(void);
-void ct_fwad_exit(int64_t level);
+ * ct_cdist and ct_affine_warp (tests/test_ctorch_autograd.c checks the others).
+ * ct_jvp_fwad does all of it and always exits the level; prefer it.
+ * There is one level at a time (libtorch 1.13 has no nesting, and its levels are
+ * process-wide): ct_fwad_enter while one is active refuses, returning -1 with a
+ * message naming the active level, which stays active until ct_fwad_exit. */
+int64_t ct_fwad_enter(void);   /* the level, or -1 and a message */
+void ct_fwad_exit(int64_t level);  /* level < 0: no-op; a wrong level: a message */
+int64_t ct_fwad_active_level(void);  /* the level ctorch entered and not exited, or -1 */
+/* J v of y = fn(ctx, x) by forward mode: enters a level, makes x dual with tangent v
+ * (same shape), calls fn, reads the tangent of its result, and exits the level on
+ * every path (fn returning NULL, libtorch raising, a level already active). Returns J v
+ * as a new handle (scope-owned inside a scope; zeros when y does not depend on x);
+ * *y_out (y_out may be NULL) gets y as a new handle the same way, differentiable in
+ * reverse mode where x is. fn's own tensors live in a scope that ct_jvp_fwad ends
+ * before it returns: fn must return a tensor, not keep any. NULL and the message of
+ * what failed (fn's, or "ct_jvp_fwad: …") on error, *y_out NULL then. */
+ct_tensor *ct_jvp_fwad(ct_tensor *(*fn)(void *ctx, const ct_tensor *x), void *ctx,
+                       const ct_tensor *x, const ct_tensor *v, ct_tensor **y_out);
 ct_tensor *ct_fwad_make_dual(const ct_tensor *primal, const ct_tensor *tangent,
                              int64_t level);
 ct_tensor *ct_fwad_tangent(const ct_tensor *dual, int64_t level); /* zeros if none */

@@ -49,7 +49,10 @@ typedef struct { int ndim; int64_t d[CT_MAX_DIMS]; } ct_shape;
 /* ---------------------------------------------------------------------------------
  * Errors. A failing call returns NULL (or a non-zero ct_status) and leaves a message
  * in a thread-local slot. An op given a NULL input returns NULL and keeps the earlier
- * message, so a forward pass can check once at its end.
+ * message, so a forward pass can check once at its end. A getter (ct_size, ct_item,
+ * ct_params_find, …) that fails always leaves a message of its own naming itself and
+ * the cause; given a NULL handle it keeps the earlier message after its own, as
+ * "ct_size: NULL tensor (earlier error: ct_narrow: …)".
  * ------------------------------------------------------------------------------- */
 const char *ct_last_error(void);   /* borrowed; "" when none; valid until the next error */
 void ct_clear_error(void);
@@ -131,14 +134,16 @@ double ct_item(const ct_tensor *t);   /* one-element tensor -> double; NAN on er
 /* ---------------------------------------------------------------------------------
  * Properties and conversions.
  * ------------------------------------------------------------------------------- */
+/* On failure each returns the value in its comment and a message naming itself. */
 int ct_ndim(const ct_tensor *t);       /* -1 on NULL */
-int64_t ct_size(const ct_tensor *t, int dim);  /* negative dim counts from the end */
-ct_shape ct_shape_of(const ct_tensor *t);
-int64_t ct_numel(const ct_tensor *t);
-ct_dtype ct_dtype_of(const ct_tensor *t);
-ct_device ct_device_of(const ct_tensor *t);
+/* negative dim counts from the end; -1 on NULL or a dim out of range */
+int64_t ct_size(const ct_tensor *t, int dim);
+ct_shape ct_shape_of(const ct_tensor *t);  /* ndim -1 on NULL or over CT_MAX_DIMS dims */
+int64_t ct_numel(const ct_tensor *t);      /* -1 on NULL */
+ct_dtype ct_dtype_of(const ct_tensor *t);  /* CT_DTYPE_COUNT on NULL or another dtype */
+ct_device ct_device_of(const ct_tensor *t); /* {CT_DEVICE_KIND_COUNT, -1} on NULL */
 size_t ct_dtype_size(ct_dtype dt);
-bool ct_requires_grad(const ct_tensor *t);
+bool ct_requires_grad(const ct_tensor *t); /* false (and a message) on NULL */
 ct_status ct_set_requires_grad(ct_tensor *t, bool on);
 bool ct_is_defined(const ct_tensor *t);
 /* "(2, 3) f32 cpu" into buf, for messages. */
@@ -366,11 +371,14 @@ void ct_params_free(ct_params *p);
  * (freed) then too, so a failed add leaks nothing. */
 ct_tensor *ct_params_add(ct_params *p, const char *name, ct_tensor *init);
 ct_tensor *ct_params_add_buffer(ct_params *p, const char *name, ct_tensor *init);
+/* Getters: on a NULL set or an index out of range they return 0 / NULL / false and a
+ * message naming themselves. */
 int ct_params_count(const ct_params *p);            /* parameters and buffers */
 ct_tensor *ct_params_at(const ct_params *p, int i); /* borrowed */
 const char *ct_params_name(const ct_params *p, int i); /* borrowed */
 bool ct_params_is_buffer(const ct_params *p, int i);
-ct_tensor *ct_params_find(const ct_params *p, const char *name); /* borrowed or NULL */
+/* borrowed, or NULL and a message naming the missing name */
+ct_tensor *ct_params_find(const ct_params *p, const char *name);
 int64_t ct_params_numel(const ct_params *p);        /* trainable elements */
 void ct_params_zero_grad(ct_params *p);
 /* Scales gradients so their global 2-norm is at most max_norm (max_norm <= 0: only

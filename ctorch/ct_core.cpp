@@ -28,6 +28,19 @@ void null_input(const char *op) {
     if (tl_error.empty()) tl_error = std::string(op) + ": NULL input";
 }
 
+static const char kEarlier[] = " (earlier error: ";
+
+void getter_null(const char *op, const char *what) {
+    std::string earlier = tl_error;
+    // a getter after a getter: keep the first cause, not a chain of them
+    size_t at = earlier.find(kEarlier);
+    if (at != std::string::npos && !earlier.empty() && earlier.back() == ')')
+        earlier = earlier.substr(at + sizeof kEarlier - 1,
+                                 earlier.size() - at - (sizeof kEarlier - 1) - 1);
+    tl_error = std::string(op) + ": NULL " + what;
+    if (!earlier.empty()) tl_error += kEarlier + earlier + ")";
+}
+
 static void scope_attach(ct_tensor *h, ct_scope *s) {
     h->scope = s;
     if (s) {
@@ -391,47 +404,78 @@ ct_status ct_to_data(const ct_tensor *t, void *data, size_t nbytes) {
     });
 }
 double ct_item(const ct_tensor *t) {
-    if (!t) return null_input("ct_item"), NAN;
+    if (!t) return getter_null("ct_item", "tensor"), NAN;
     try {
         if (t->t.numel() != 1) {
             ct_set_error("ct_item: tensor has %lld elements, not 1", (long long)t->t.numel());
             return NAN;
         }
         return t->t.item().toDouble();
+    } catch (const c10::Error &e) {
+        set_error("ct_item", e.what_without_backtrace());
     } catch (const std::exception &e) {
         set_error("ct_item", e.what());
-        return NAN;
     }
+    return NAN;
 }
 
 /* ---- properties ----------------------------------------------------------------- */
-int ct_ndim(const ct_tensor *t) { return t ? (int)t->t.dim() : -1; }
+int ct_ndim(const ct_tensor *t) {
+    if (!t) return getter_null("ct_ndim", "tensor"), -1;
+    if (!t->t.defined()) return ct_set_error("ct_ndim: undefined tensor"), -1;
+    return (int)t->t.dim();
+}
 int64_t ct_size(const ct_tensor *t, int dim) {
-    if (!t) return -1;
+    if (!t) return getter_null("ct_size", "tensor"), -1;
+    if (!t->t.defined()) return ct_set_error("ct_size: undefined tensor"), -1;
     int n = (int)t->t.dim();
-    if (dim < 0) dim += n;
-    if (dim < 0 || dim >= n) return -1;
-    return t->t.size(dim);
+    if (dim < -n || dim >= n) {
+        ct_set_error("ct_size: dim %d out of range for a tensor of %d dim%s", dim, n,
+                     n == 1 ? "" : "s");
+        return -1;
+    }
+    return t->t.size(dim < 0 ? dim + n : dim);
 }
 ct_shape ct_shape_of(const ct_tensor *t) {
-    ct_shape s = {0, {0}};
-    if (!t) return s;
-    s.ndim = (int)std::min<int64_t>(t->t.dim(), CT_MAX_DIMS);
+    ct_shape s = {-1, {0}};
+    if (!t) return getter_null("ct_shape_of", "tensor"), s;
+    if (!t->t.defined()) return ct_set_error("ct_shape_of: undefined tensor"), s;
+    if (t->t.dim() > CT_MAX_DIMS) {
+        ct_set_error("ct_shape_of: tensor has %lld dims, more than CT_MAX_DIMS = %d",
+                     (long long)t->t.dim(), CT_MAX_DIMS);
+        return s;
+    }
+    s.ndim = (int)t->t.dim();
     for (int i = 0; i < s.ndim; i++) s.d[i] = t->t.size(i);
     return s;
 }
-int64_t ct_numel(const ct_tensor *t) { return t ? t->t.numel() : -1; }
+int64_t ct_numel(const ct_tensor *t) {
+    if (!t) return getter_null("ct_numel", "tensor"), -1;
+    if (!t->t.defined()) return ct_set_error("ct_numel: undefined tensor"), -1;
+    return t->t.numel();
+}
 ct_dtype ct_dtype_of(const ct_tensor *t) {
     ct_dtype d = CT_DTYPE_COUNT;
-    if (t) from_scalar(t->t.scalar_type(), &d);
+    if (!t) return getter_null("ct_dtype_of", "tensor"), d;
+    if (!t->t.defined()) return ct_set_error("ct_dtype_of: undefined tensor"), d;
+    if (!from_scalar(t->t.scalar_type(), &d))
+        ct_set_error("ct_dtype_of: dtype %s has no ct_dtype", c10::toString(t->t.scalar_type()));
     return d;
 }
 ct_device ct_device_of(const ct_tensor *t) {
-    ct_device d = {CT_CPU, 0};
-    if (t && t->t.is_cuda()) d = {CT_CUDA, (int)t->t.device().index()};
+    ct_device d = {CT_DEVICE_KIND_COUNT, -1};
+    if (!t) return getter_null("ct_device_of", "tensor"), d;
+    if (!t->t.defined()) return ct_set_error("ct_device_of: undefined tensor"), d;
+    if (t->t.is_cuda()) return {CT_CUDA, (int)t->t.device().index()};
+    if (t->t.is_cpu()) return {CT_CPU, 0};
+    ct_set_error("ct_device_of: tensor on %s, neither cpu nor cuda",
+                 t->t.device().str().c_str());
     return d;
 }
-bool ct_requires_grad(const ct_tensor *t) { return t && t->t.requires_grad(); }
+bool ct_requires_grad(const ct_tensor *t) {
+    if (!t) return getter_null("ct_requires_grad", "tensor"), false;
+    return t->t.requires_grad();
+}
 ct_status ct_set_requires_grad(ct_tensor *t, bool on) {
     if (!t) return null_input("ct_set_requires_grad"), CT_ERR_ARG;
     return guard_status("ct_set_requires_grad", [&] {

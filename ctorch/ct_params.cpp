@@ -362,26 +362,47 @@ ct_tensor *ct_params_add(ct_params *p, const char *name, ct_tensor *init) {
 ct_tensor *ct_params_add_buffer(ct_params *p, const char *name, ct_tensor *init) {
     return params_add(p, name, init, true);
 }
-int ct_params_count(const ct_params *p) { return p ? (int)p->items.size() : 0; }
+int ct_params_count(const ct_params *p) {
+    if (!p) return getter_null("ct_params_count", "set"), 0;
+    return (int)p->items.size();
+}
+// The entry i of p, or nullptr and a message naming op.
+static const ct_params::entry *params_entry(const ct_params *p, int i, const char *op) {
+    if (!p) return getter_null(op, "set"), nullptr;
+    if (i < 0 || i >= (int)p->items.size()) {
+        ct_set_error("%s: index %d out of range for a set of %d", op, i, (int)p->items.size());
+        return nullptr;
+    }
+    return &p->items[i];
+}
 ct_tensor *ct_params_at(const ct_params *p, int i) {
-    return (p && i >= 0 && i < (int)p->items.size()) ? p->items[i].t : nullptr;
+    const ct_params::entry *e = params_entry(p, i, "ct_params_at");
+    return e ? e->t : nullptr;
 }
 const char *ct_params_name(const ct_params *p, int i) {
-    return (p && i >= 0 && i < (int)p->items.size()) ? p->items[i].name.c_str() : nullptr;
+    const ct_params::entry *e = params_entry(p, i, "ct_params_name");
+    return e ? e->name.c_str() : nullptr;
 }
 bool ct_params_is_buffer(const ct_params *p, int i) {
-    return p && i >= 0 && i < (int)p->items.size() && p->items[i].buffer;
+    const ct_params::entry *e = params_entry(p, i, "ct_params_is_buffer");
+    return e && e->buffer;
 }
 ct_tensor *ct_params_find(const ct_params *p, const char *name) {
-    if (!p || !name) return nullptr;
+    if (!p) return getter_null("ct_params_find", "set"), nullptr;
+    if (!name) return getter_null("ct_params_find", "name"), nullptr;
     auto it = p->index.find(name);
-    return it == p->index.end() ? nullptr : p->items[it->second].t;
+    if (it == p->index.end()) {
+        ct_set_error("ct_params_find: no parameter or buffer '%s' in a set of %d", name,
+                     (int)p->items.size());
+        return nullptr;
+    }
+    return p->items[it->second].t;
 }
 int64_t ct_params_numel(const ct_params *p) {
+    if (!p) return getter_null("ct_params_numel", "set"), 0;
     int64_t n = 0;
-    if (p)
-        for (auto &e : p->items)
-            if (!e.buffer) n += e.t->t.numel();
+    for (auto &e : p->items)
+        if (!e.buffer) n += e.t->t.numel();
     return n;
 }
 void ct_params_zero_grad(ct_params *p) {
@@ -542,7 +563,10 @@ int ct_optim_add_group(ct_optim *o, const ct_params *p, ct_adam_opts opts) {
     o->groups.push_back(std::move(g));
     return (int)o->groups.size() - 1;
 }
-int ct_optim_groups(const ct_optim *o) { return o ? (int)o->groups.size() : 0; }
+int ct_optim_groups(const ct_optim *o) {
+    if (!o) return getter_null("ct_optim_groups", "optimizer"), 0;
+    return (int)o->groups.size();
+}
 ct_status ct_optim_set_lr(ct_optim *o, int group, double lr) {
     if (!o) return null_input("ct_optim_set_lr"), CT_ERR_ARG;
     if (group < -1 || group >= (int)o->groups.size()) {
@@ -554,14 +578,17 @@ ct_status ct_optim_set_lr(ct_optim *o, int group, double lr) {
     return CT_OK;
 }
 double ct_optim_get_lr(const ct_optim *o, int group) {
-    if (!o || group < 0 || group >= (int)o->groups.size()) return NAN;
+    if (!o) return getter_null("ct_optim_get_lr", "optimizer"), NAN;
+    if (group < 0 || group >= (int)o->groups.size()) {
+        ct_set_error("ct_optim_get_lr: no group %d (the optimizer has %d)", group,
+                     (int)o->groups.size());
+        return NAN;
+    }
     return o->groups[group].o.lr;
 }
-int64_t ct_optim_steps_taken(const ct_optim *o) { return o ? o->steps : 0; }
-void ct_optim_zero_grad(ct_optim *o) {
-    if (!o) return;
-    for (auto &g : o->groups)
-        for (ct_tensor *p : g.params) p->t.mutable_grad().reset();
+int64_t ct_optim_steps_taken(const ct_optim *o) {
+    if (!o) return getter_null("ct_optim_steps_taken", "optimizer"), 0;
+    return o->steps;
 }
 
 }  // extern "C"

@@ -389,6 +389,12 @@ void ct_params_set_trainable(ct_params *p, bool on);
 ct_status ct_params_to_device(ct_params *p, ct_device d);
 /* Copies values (not identity) from src into dst: same names and shapes required. */
 ct_status ct_params_copy_values(ct_params *dst, const ct_params *src);
+/* Exponential moving average, in place and without autograd: for every parameter
+ * ema ← decay·ema + (1 − decay)·src; buffers are copied from src. Both sets must hold
+ * the same names, each of the same shape, dtype and kind (parameter or buffer), else
+ * CT_ERR_ARG naming the first that differs and nothing changes. decay in [0, 1]. src
+ * may be on another device. Borrows both sets. */
+ct_status ct_params_ema_update(ct_params *ema, const ct_params *src, double decay);
 /* Save all parameters and buffers to an archive file (atomically), and load them
  * back into an existing set: every name must be present with the same shape and
  * dtype, else an error naming it and nothing is changed. */

@@ -459,6 +459,50 @@ ct_status ct_params_copy_values(ct_params *dst, const ct_params *src) {
         return CT_OK;
     });
 }
+ct_status ct_params_ema_update(ct_params *ema, const ct_params *src, double decay) {
+    if (!ema || !src) return null_input("ct_params_ema_update"), CT_ERR_ARG;
+    if (!(decay >= 0 && decay <= 1)) {
+        ct_set_error("ct_params_ema_update: decay %g outside [0, 1]", decay);
+        return CT_ERR_ARG;
+    }
+    // Everything checked before anything changes.
+    for (auto &e : ema->items) {
+        auto it = src->index.find(e.name);
+        if (it == src->index.end()) {
+            ct_set_error("ct_params_ema_update: '%s' is in the average but not in the source",
+                         e.name.c_str());
+            return CT_ERR_ARG;
+        }
+        const ct_params::entry &s = src->items[it->second];
+        if (s.t->t.sizes() != e.t->t.sizes() || s.t->t.scalar_type() != e.t->t.scalar_type() ||
+            s.buffer != e.buffer) {
+            char want[128], got[128];
+            ct_describe(e.t, want, sizeof want);
+            ct_describe(s.t, got, sizeof got);
+            ct_set_error("ct_params_ema_update: '%s' is a %s %s in the average, a %s %s in the "
+                         "source", e.name.c_str(), want, e.buffer ? "buffer" : "parameter", got,
+                         s.buffer ? "buffer" : "parameter");
+            return CT_ERR_ARG;
+        }
+    }
+    for (auto &s : src->items)
+        if (!ema->index.count(s.name)) {
+            ct_set_error("ct_params_ema_update: '%s' is in the source but not in the average",
+                         s.name.c_str());
+            return CT_ERR_ARG;
+        }
+    return guard_status("ct_params_ema_update", [&] {
+        at::NoGradGuard ng;
+        for (auto &e : ema->items) {
+            at::Tensor s = src->items[src->index.at(e.name)].t->t.to(e.t->t.device());
+            if (e.buffer)
+                e.t->t.copy_(s);
+            else
+                e.t->t.mul_(decay).add_(s, 1 - decay);
+        }
+        return CT_OK;
+    });
+}
 ct_status ct_params_put(const ct_params *p, ct_archive *a, const char *prefix) {
     if (!p || !a) return null_input("ct_params_put"), CT_ERR_ARG;
     std::string pre = prefix ? prefix : "";

@@ -99,6 +99,13 @@ ct_dtype ct_set_float_dtype(ct_dtype dt);
  * Generators.
  * ------------------------------------------------------------------------------- */
 ct_gen *ct_gen_new(uint64_t seed);                 /* caller frees; CPU generator */
+/* A generator that draws on device d (caller frees): random tensors made with it are
+ * drawn there, then placed on the default device (ct_gen_new draws on the CPU and
+ * copies). A CPU d is ct_gen_new. NULL and a message naming the device when d is not
+ * there (CUDA without CUDA, an index past the last GPU). CUDA and CPU streams of one
+ * seed differ. */
+ct_gen *ct_gen_new_on(uint64_t seed, ct_device d);
+ct_device ct_gen_device(const ct_gen *g);  /* {CT_DEVICE_KIND_COUNT, -1} on NULL */
 void ct_gen_free(ct_gen *g);
 /* The generator's full state as a U8 tensor (caller owns / scope owns). */
 ct_tensor *ct_gen_get_state(const ct_gen *g);
@@ -150,6 +157,7 @@ bool ct_is_defined(const ct_tensor *t);
 void ct_describe(const ct_tensor *t, char *buf, size_t n);
 
 ct_tensor *ct_to_dtype(const ct_tensor *t, ct_dtype dt);
+/* NULL and a message naming the device when d is not there (see ct_gen_new_on). */
 ct_tensor *ct_to_device(const ct_tensor *t, ct_device d);
 ct_tensor *ct_detach(const ct_tensor *t);
 ct_tensor *ct_clone(const ct_tensor *t);
@@ -386,6 +394,10 @@ void ct_params_zero_grad(ct_params *p);
 double ct_params_clip_grad_norm(ct_params *p, double max_norm);
 /* Freezes or unfreezes every parameter (requires_grad). */
 void ct_params_set_trainable(ct_params *p, bool on);
+/* Moves every parameter and buffer (with its gradient) to d. The handles stay the same
+ * (the set's and an optimizer's keep working); each holds a new tensor, so ct_ref
+ * copies taken before keep the old one. Entries already on d are left alone. All or
+ * nothing; CT_ERR_ARG and a message naming d when d is not there. */
 ct_status ct_params_to_device(ct_params *p, ct_device d);
 /* Copies values (not identity) from src into dst: same names and shapes required. */
 ct_status ct_params_copy_values(ct_params *dst, const ct_params *src);
@@ -430,6 +442,11 @@ ct_status ct_optim_step(ct_optim *o);
 ct_status ct_optim_step_clipped(ct_optim *o, double max_norm, double *grad_norm);
 void ct_optim_zero_grad(ct_optim *o);
 int64_t ct_optim_steps_taken(const ct_optim *o);
+/* Moves the optimizer state (the Adam moments) to d. Not needed for training: a step
+ * moves the moments of each parameter to wherever the parameter now is (after
+ * ct_params_to_device); this moves them all at once, e.g. to free a GPU. All or
+ * nothing; CT_ERR_ARG and a message naming d when d is not there. */
+ct_status ct_optim_to_device(ct_optim *o, ct_device d);
 ct_status ct_optim_put(const ct_optim *o, ct_archive *a, const char *prefix);
 ct_status ct_optim_get(ct_optim *o, const ct_archive *a, const char *prefix);
 ct_status ct_optim_save(const ct_optim *o, const char *path);

@@ -41,6 +41,28 @@ void getter_null(const char *op, const char *what) {
     if (!earlier.empty()) tl_error += kEarlier + earlier + ")";
 }
 
+bool check_device(const char *op, ct_device d) {
+    char name[32];
+    ct_device_name(d, name, sizeof name);
+    if (d.kind == CT_CPU) return true;
+    if (d.kind != CT_CUDA || d.index < 0) {
+        ct_set_error("%s: unknown device (kind %d, index %d)", op, (int)d.kind, d.index);
+        return false;
+    }
+    int n = ct_cuda_device_count();
+    if (n == 0) {
+        ct_set_error("%s: %s requested but CUDA is not available (libtorch %s without CUDA "
+                     "support, or no GPU visible)", op, name, ct_torch_version());
+        return false;
+    }
+    if (d.index >= n) {
+        ct_set_error("%s: %s requested but there %s only %d CUDA device%s", op, name,
+                     n == 1 ? "is" : "are", n, n == 1 ? "" : "s");
+        return false;
+    }
+    return true;
+}
+
 static void scope_attach(ct_tensor *h, ct_scope *s) {
     h->scope = s;
     if (s) {
@@ -106,8 +128,9 @@ std::vector<int64_t> dims(ct_shape s) {
 
 using namespace ct;
 
-// Random tensors come from a CPU generator when one is given, then move to the
-// default device: the same seed gives the same numbers on every device.
+// Random tensors come from the given generator on its device (a CPU one, unless made
+// with ct_gen_new_on), then move to the default device: the same seed gives the same
+// numbers on every default device.
 template <class F>
 static at::Tensor random_on_device(ct_gen *gen, ct_dtype dt, F &&draw) {
     // a named empty optional: copying a temporary one trips GCC 12's
@@ -115,7 +138,7 @@ static at::Tensor random_on_device(ct_gen *gen, ct_dtype dt, F &&draw) {
     static const c10::optional<at::Generator> no_generator;
     if (!gen) return draw(no_generator, options(dt));
     at::Tensor t = draw(c10::optional<at::Generator>(gen->g),
-                        at::TensorOptions().dtype(to_scalar(dt)));
+                        at::TensorOptions().dtype(to_scalar(dt)).device(gen->g.device()));
     return t.to(to_device(ct::g_default_device));
 }
 
@@ -283,6 +306,35 @@ ct_gen *ct_gen_new(uint64_t seed) {
         return nullptr;
     }
 }
+ct_gen *ct_gen_new_on(uint64_t seed, ct_device d) {
+    if (d.kind == CT_CPU) return ct_gen_new(seed);
+    if (!check_device("ct_gen_new_on", d)) return nullptr;
+    try {
+        // a copy of the device's default generator (CUDA generators are made by
+        // libtorch_cuda, which this C++ does not link against directly), reseeded
+        at::Generator def = at::globalContext().defaultGenerator(to_device(d));
+        at::Generator g;
+        {
+            std::lock_guard<std::mutex> lock(def.mutex());
+            g = def.clone();
+        }
+        g.set_current_seed(seed);
+        auto *h = new ct_gen{g};
+        live++;
+        return h;
+    } catch (const c10::Error &e) {
+        set_error("ct_gen_new_on", e.what_without_backtrace());
+    } catch (const std::exception &e) {
+        set_error("ct_gen_new_on", e.what());
+    }
+    return nullptr;
+}
+ct_device ct_gen_device(const ct_gen *g) {
+    if (!g) return getter_null("ct_gen_device", "generator"), ct_device{CT_DEVICE_KIND_COUNT, -1};
+    at::Device d = g->g.device();
+    if (d.is_cuda()) return {CT_CUDA, d.has_index() ? (int)d.index() : 0};
+    return {CT_CPU, 0};
+}
 void ct_gen_free(ct_gen *g) {
     if (!g) return;
     delete g;
@@ -378,7 +430,7 @@ ct_tensor *ct_randn_like(const ct_tensor *t, ct_gen *gen) {
     if (!t) return null_input("ct_randn_like"), nullptr;
     return guard("ct_randn_like", [&] {
         if (!gen) return at::randn_like(t->t);
-        return at::randn(t->t.sizes(), gen->g, t->t.options().device(at::kCPU))
+        return at::randn(t->t.sizes(), gen->g, t->t.options().device(gen->g.device()))
             .to(t->t.device());
     });
 }
@@ -505,6 +557,7 @@ ct_tensor *ct_to_dtype(const ct_tensor *t, ct_dtype dt) {
 }
 ct_tensor *ct_to_device(const ct_tensor *t, ct_device d) {
     if (!t) return null_input("ct_to_device"), nullptr;
+    if (!check_device("ct_to_device", d)) return nullptr;
     return guard("ct_to_device", [&] { return t->t.to(to_device(d)); });
 }
 ct_tensor *ct_detach(const ct_tensor *t) {

@@ -36,6 +36,9 @@ void null_input(const char *op);
 // For a getter given a NULL handle: its own message ("op: NULL what"), with the earlier
 // message, if any, kept after it as the likely cause.
 void getter_null(const char *op, const char *what);
+// False, with a message naming op, for a device that is not there (CUDA without CUDA,
+// an index past the last GPU).
+bool check_device(const char *op, ct_device d);
 
 // Wraps a result in a new handle, registered in the innermost open scope.
 ct_tensor *wrap(at::Tensor t);

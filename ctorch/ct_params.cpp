@@ -436,11 +436,19 @@ void ct_params_set_trainable(ct_params *p, bool on) {
 }
 ct_status ct_params_to_device(ct_params *p, ct_device d) {
     if (!p) return null_input("ct_params_to_device"), CT_ERR_ARG;
+    if (!check_device("ct_params_to_device", d)) return CT_ERR_ARG;
     return guard_status("ct_params_to_device", [&] {
-        for (auto &e : p->items) {
-            bool rg = e.t->t.requires_grad();
-            e.t->t = e.t->t.detach().to(to_device(d)).requires_grad_(rg);
+        at::Device dev = to_device(d);
+        // all copies first: a failure half-way (out of memory) leaves the set as it was
+        std::vector<at::Tensor> moved(p->items.size());
+        for (size_t i = 0; i < p->items.size(); i++) {
+            const at::Tensor &t = p->items[i].t->t;
+            if (t.device() == dev) continue;  // stays, gradient and all
+            moved[i] = t.detach().to(dev).requires_grad_(t.requires_grad());
+            if (t.grad().defined()) moved[i].mutable_grad() = t.grad().to(dev);
         }
+        for (size_t i = 0; i < p->items.size(); i++)
+            if (moved[i].defined()) p->items[i].t->t = moved[i];
         return CT_OK;
     });
 }
@@ -634,6 +642,25 @@ int64_t ct_optim_steps_taken(const ct_optim *o) {
     if (!o) return getter_null("ct_optim_steps_taken", "optimizer"), 0;
     return o->steps;
 }
+ct_status ct_optim_to_device(ct_optim *o, ct_device d) {
+    if (!o) return null_input("ct_optim_to_device"), CT_ERR_ARG;
+    if (!check_device("ct_optim_to_device", d)) return CT_ERR_ARG;
+    return guard_status("ct_optim_to_device", [&] {
+        at::Device dev = to_device(d);
+        std::vector<std::pair<ct_optim::state *, ct_optim::state>> moved;
+        for (auto &g : o->groups)
+            for (auto &s : g.st)
+                if (s.exp_avg.defined() && s.exp_avg.device() != dev)
+                    moved.push_back({&s, {s.exp_avg.to(dev), s.exp_avg_sq.to(dev), s.step}});
+        for (auto &m : moved) *m.first = m.second;  // all or nothing
+        return CT_OK;
+    });
+}
+void ct_optim_zero_grad(ct_optim *o) {
+    if (!o) return;
+    for (auto &g : o->groups)
+        for (ct_tensor *p : g.params) p->t.mutable_grad().reset();
+}
 
 }  // extern "C"
 
@@ -658,6 +685,10 @@ static ct_status optim_update(ct_optim *o, double scale) {
             if (!s.exp_avg.defined()) {
                 s.exp_avg = at::zeros_like(param, at::MemoryFormat::Contiguous);
                 s.exp_avg_sq = at::zeros_like(param, at::MemoryFormat::Contiguous);
+            } else if (s.exp_avg.device() != param.device()) {
+                // the set moved (ct_params_to_device): the moments follow it
+                s.exp_avg = s.exp_avg.to(param.device());
+                s.exp_avg_sq = s.exp_avg_sq.to(param.device());
             }
             s.step++;
             double bc1 = 1 - std::pow(h.beta1, (double)s.step);

@@ -718,6 +718,9 @@ CT_TEST(errors, failing_tensor_getters_name_themselves_and_the_cause)
     ct_set_error(STALE);
     cr_expect(!ct_requires_grad(NULL));
     expect_getter_message("ct_requires_grad", "NULL tensor", true);
+    ct_set_error(STALE);
+    cr_expect_eq(ct_gen_device(NULL).kind, CT_DEVICE_KIND_COUNT);
+    expect_getter_message("ct_gen_device", "NULL generator", true);
 
     /* a successful getter leaves the slot alone */
     ct_set_error(STALE);

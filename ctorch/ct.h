@@ -49,7 +49,10 @@ typedef struct { int ndim; int64_t d[CT_MAX_DIMS]; } ct_shape;
 /* ---------------------------------------------------------------------------------
  * Errors. A failing call returns NULL (or a non-zero ct_status) and leaves a message
  * in a thread-local slot. An op given a NULL input returns NULL and keeps the earlier
- * message, so a forward pass can check once at its end.
+ * message, so a forward pass can check once at its end. A getter (ct_size, ct_item,
+ * ct_params_find, …) that fails always leaves a message of its own naming itself and
+ * the cause; given a NULL handle it keeps the earlier message after its own, as
+ * "ct_size: NULL tensor (earlier error: ct_narrow: …)".
  * ------------------------------------------------------------------------------- */
 const char *ct_last_error(void);   /* borrowed; "" when none; valid until the next error */
 void ct_clear_error(void);
@@ -96,6 +99,13 @@ ct_dtype ct_set_float_dtype(ct_dtype dt);
  * Generators.
  * ------------------------------------------------------------------------------- */
 ct_gen *ct_gen_new(uint64_t seed);                 /* caller frees; CPU generator */
+/* A generator that draws on device d (caller frees): random tensors made with it are
+ * drawn there, then placed on the default device (ct_gen_new draws on the CPU and
+ * copies). A CPU d is ct_gen_new. NULL and a message naming the device when d is not
+ * there (CUDA without CUDA, an index past the last GPU). CUDA and CPU streams of one
+ * seed differ. */
+ct_gen *ct_gen_new_on(uint64_t seed, ct_device d);
+ct_device ct_gen_device(const ct_gen *g);  /* {CT_DEVICE_KIND_COUNT, -1} on NULL */
 void ct_gen_free(ct_gen *g);
 /* The generator's full state as a U8 tensor (caller owns / scope owns). */
 ct_tensor *ct_gen_get_state(const ct_gen *g);
@@ -131,20 +141,23 @@ double ct_item(const ct_tensor *t);   /* one-element tensor -> double; NAN on er
 /* ---------------------------------------------------------------------------------
  * Properties and conversions.
  * ------------------------------------------------------------------------------- */
+/* On failure each returns the value in its comment and a message naming itself. */
 int ct_ndim(const ct_tensor *t);       /* -1 on NULL */
-int64_t ct_size(const ct_tensor *t, int dim);  /* negative dim counts from the end */
-ct_shape ct_shape_of(const ct_tensor *t);
-int64_t ct_numel(const ct_tensor *t);
-ct_dtype ct_dtype_of(const ct_tensor *t);
-ct_device ct_device_of(const ct_tensor *t);
+/* negative dim counts from the end; -1 on NULL or a dim out of range */
+int64_t ct_size(const ct_tensor *t, int dim);
+ct_shape ct_shape_of(const ct_tensor *t);  /* ndim -1 on NULL or over CT_MAX_DIMS dims */
+int64_t ct_numel(const ct_tensor *t);      /* -1 on NULL */
+ct_dtype ct_dtype_of(const ct_tensor *t);  /* CT_DTYPE_COUNT on NULL or another dtype */
+ct_device ct_device_of(const ct_tensor *t); /* {CT_DEVICE_KIND_COUNT, -1} on NULL */
 size_t ct_dtype_size(ct_dtype dt);
-bool ct_requires_grad(const ct_tensor *t);
+bool ct_requires_grad(const ct_tensor *t); /* false (and a message) on NULL */
 ct_status ct_set_requires_grad(ct_tensor *t, bool on);
 bool ct_is_defined(const ct_tensor *t);
 /* "(2, 3) f32 cpu" into buf, for messages. */
 void ct_describe(const ct_tensor *t, char *buf, size_t n);
 
 ct_tensor *ct_to_dtype(const ct_tensor *t, ct_dtype dt);
+/* NULL and a message naming the device when d is not there (see ct_gen_new_on). */
 ct_tensor *ct_to_device(const ct_tensor *t, ct_device d);
 ct_tensor *ct_detach(const ct_tensor *t);
 ct_tensor *ct_clone(const ct_tensor *t);
@@ -331,9 +344,24 @@ ct_tensor *ct_jvp_double_vjp(const ct_tensor *y, const ct_tensor *x, const ct_te
 /* Forward-mode AD (libtorch's dual numbers). Enter a level, make x dual with a
  * tangent, run the function, read the output's tangent, exit the level. Ops that
  * have no forward derivative in libtorch 1.13 fail with a message: of ct.h's, only
- * ct_cdist and ct_affine_warp (tests/test_ctorch_autograd.c checks the others). */
-int64_t ct_fwad_enter(void);
-void ct_fwad_exit(int64_t level);
+ * ct_cdist and ct_affine_warp (tests/test_ctorch_autograd.c checks the others).
+ * ct_jvp_fwad does all of it and always exits the level; prefer it.
+ * There is one level at a time (libtorch 1.13 has no nesting, and its levels are
+ * process-wide): ct_fwad_enter while one is active refuses, returning -1 with a
+ * message naming the active level, which stays active until ct_fwad_exit. */
+int64_t ct_fwad_enter(void);   /* the level, or -1 and a message */
+void ct_fwad_exit(int64_t level);  /* level < 0: no-op; a wrong level: a message */
+int64_t ct_fwad_active_level(void);  /* the level ctorch entered and not exited, or -1 */
+/* J v of y = fn(ctx, x) by forward mode: enters a level, makes x dual with tangent v
+ * (same shape), calls fn, reads the tangent of its result, and exits the level on
+ * every path (fn returning NULL, libtorch raising, a level already active). Returns J v
+ * as a new handle (scope-owned inside a scope; zeros when y does not depend on x);
+ * *y_out (y_out may be NULL) gets y as a new handle the same way, differentiable in
+ * reverse mode where x is. fn's own tensors live in a scope that ct_jvp_fwad ends
+ * before it returns: fn must return a tensor, not keep any. NULL and the message of
+ * what failed (fn's, or "ct_jvp_fwad: …") on error, *y_out NULL then. */
+ct_tensor *ct_jvp_fwad(ct_tensor *(*fn)(void *ctx, const ct_tensor *x), void *ctx,
+                       const ct_tensor *x, const ct_tensor *v, ct_tensor **y_out);
 ct_tensor *ct_fwad_make_dual(const ct_tensor *primal, const ct_tensor *tangent,
                              int64_t level);
 ct_tensor *ct_fwad_tangent(const ct_tensor *dual, int64_t level); /* zeros if none */
@@ -351,11 +379,14 @@ void ct_params_free(ct_params *p);
  * (freed) then too, so a failed add leaks nothing. */
 ct_tensor *ct_params_add(ct_params *p, const char *name, ct_tensor *init);
 ct_tensor *ct_params_add_buffer(ct_params *p, const char *name, ct_tensor *init);
+/* Getters: on a NULL set or an index out of range they return 0 / NULL / false and a
+ * message naming themselves. */
 int ct_params_count(const ct_params *p);            /* parameters and buffers */
 ct_tensor *ct_params_at(const ct_params *p, int i); /* borrowed */
 const char *ct_params_name(const ct_params *p, int i); /* borrowed */
 bool ct_params_is_buffer(const ct_params *p, int i);
-ct_tensor *ct_params_find(const ct_params *p, const char *name); /* borrowed or NULL */
+/* borrowed, or NULL and a message naming the missing name */
+ct_tensor *ct_params_find(const ct_params *p, const char *name);
 int64_t ct_params_numel(const ct_params *p);        /* trainable elements */
 void ct_params_zero_grad(ct_params *p);
 /* Scales gradients so their global 2-norm is at most max_norm (max_norm <= 0: only
@@ -363,9 +394,19 @@ void ct_params_zero_grad(ct_params *p);
 double ct_params_clip_grad_norm(ct_params *p, double max_norm);
 /* Freezes or unfreezes every parameter (requires_grad). */
 void ct_params_set_trainable(ct_params *p, bool on);
+/* Moves every parameter and buffer (with its gradient) to d. The handles stay the same
+ * (the set's and an optimizer's keep working); each holds a new tensor, so ct_ref
+ * copies taken before keep the old one. Entries already on d are left alone. All or
+ * nothing; CT_ERR_ARG and a message naming d when d is not there. */
 ct_status ct_params_to_device(ct_params *p, ct_device d);
 /* Copies values (not identity) from src into dst: same names and shapes required. */
 ct_status ct_params_copy_values(ct_params *dst, const ct_params *src);
+/* Exponential moving average, in place and without autograd: for every parameter
+ * ema ← decay·ema + (1 − decay)·src; buffers are copied from src. Both sets must hold
+ * the same names, each of the same shape, dtype and kind (parameter or buffer), else
+ * CT_ERR_ARG naming the first that differs and nothing changes. decay in [0, 1]. src
+ * may be on another device. Borrows both sets. */
+ct_status ct_params_ema_update(ct_params *ema, const ct_params *src, double decay);
 /* Save all parameters and buffers to an archive file (atomically), and load them
  * back into an existing set: every name must be present with the same shape and
  * dtype, else an error naming it and nothing is changed. */
@@ -401,6 +442,11 @@ ct_status ct_optim_step(ct_optim *o);
 ct_status ct_optim_step_clipped(ct_optim *o, double max_norm, double *grad_norm);
 void ct_optim_zero_grad(ct_optim *o);
 int64_t ct_optim_steps_taken(const ct_optim *o);
+/* Moves the optimizer state (the Adam moments) to d. Not needed for training: a step
+ * moves the moments of each parameter to wherever the parameter now is (after
+ * ct_params_to_device); this moves them all at once, e.g. to free a GPU. All or
+ * nothing; CT_ERR_ARG and a message naming d when d is not there. */
+ct_status ct_optim_to_device(ct_optim *o, ct_device d);
 ct_status ct_optim_put(const ct_optim *o, ct_archive *a, const char *prefix);
 ct_status ct_optim_get(ct_optim *o, const ct_archive *a, const char *prefix);
 ct_status ct_optim_save(const ct_optim *o, const char *path);
@@ -428,11 +474,27 @@ ct_status ct_archive_get_f64(const ct_archive *a, const char *name, double *v);
 ct_status ct_archive_get_i64(const ct_archive *a, const char *name, int64_t *v);
 
 /* ---------------------------------------------------------------------------------
- * TorchScript modules (torch.jit.save from Python), called with one tensor.
- * Loaded in eval mode with its parameters frozen; gradients flow to the input.
+ * TorchScript modules (torch.jit.save from Python). Loaded in eval mode with their
+ * parameters frozen; gradients flow to the inputs.
  * ------------------------------------------------------------------------------- */
 ct_script *ct_script_load(const char *path, ct_device d);  /* caller frees */
 void ct_script_free(ct_script *m);
+/* Whether the module has a method of that name (forward, or one marked
+ * @torch.jit.export); false on NULL. */
+bool ct_script_has_method(const ct_script *m, const char *name);
+/* Calls method (NULL: "forward") with n_in tensors (borrowed; inputs may be NULL when
+ * n_in is 0). Where the method's signature has a float, int or bool argument, the
+ * input there must have one element and is passed as that scalar. The result, a
+ * tensor or a tuple or list of tensors (nested ones flattened in order), goes into
+ * outputs[0 .. *n_out) as new handles (scope-owned inside a scope). On failure the
+ * status is non-zero, every outputs[i < max_out] is NULL and the message names the
+ * method: no such method, a result that is not tensors, libtorch's own error (wrong
+ * argument count or shape), or more than max_out tensors, in which case *n_out says
+ * how many there were (else *n_out is 0). */
+ct_status ct_script_call(ct_script *m, const char *method, const ct_tensor *const *inputs,
+                         int n_in, ct_tensor **outputs, int max_out, int *n_out);
+/* forward with one tensor and one tensor back: ct_script_call with messages naming
+ * ct_script_forward. */
 ct_tensor *ct_script_forward(ct_script *m, const ct_tensor *x);
 
 /* ---------------------------------------------------------------------------------

@@ -3,9 +3,16 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/forward_grad.h>
 
+#include <mutex>
+
 #include "ct_internal.hpp"
 
 using namespace ct;
+
+// The one forward-AD level ctorch has entered and not yet exited (-1: none). libtorch
+// keeps levels in a process-wide list and refuses a second one.
+static std::mutex fwad_mutex;
+static int64_t fwad_active = -1;
 
 extern "C" {
 
@@ -90,21 +97,84 @@ ct_tensor *ct_jvp_double_vjp(const ct_tensor *y, const ct_tensor *x, const ct_te
 }
 
 int64_t ct_fwad_enter(void) {
-    try {
-        return (int64_t)torch::autograd::ForwardADLevel::get_next_idx();
-    } catch (const std::exception &e) {
-        set_error("ct_fwad_enter", e.what());
+    std::lock_guard<std::mutex> lock(fwad_mutex);
+    if (fwad_active >= 0) {
+        ct_set_error("ct_fwad_enter: forward-AD level %lld is still active (entered and never "
+                     "exited; libtorch 1.13 has no nested levels): exit it with "
+                     "ct_fwad_exit(ct_fwad_active_level()) first",
+                     (long long)fwad_active);
         return -1;
     }
+    try {
+        fwad_active = (int64_t)torch::autograd::ForwardADLevel::get_next_idx();
+        return fwad_active;
+    } catch (const c10::Error &e) {
+        set_error("ct_fwad_enter", e.what_without_backtrace());
+    } catch (const std::exception &e) {
+        set_error("ct_fwad_enter", e.what());
+    }
+    return -1;
 }
 
 void ct_fwad_exit(int64_t level) {
     if (level < 0) return;
+    std::lock_guard<std::mutex> lock(fwad_mutex);
     try {
         torch::autograd::ForwardADLevel::release_idx((uint64_t)level);
+        if (level == fwad_active) fwad_active = -1;
+    } catch (const c10::Error &e) {
+        set_error("ct_fwad_exit", e.what_without_backtrace());
     } catch (const std::exception &e) {
         set_error("ct_fwad_exit", e.what());
     }
+}
+
+int64_t ct_fwad_active_level(void) {
+    std::lock_guard<std::mutex> lock(fwad_mutex);
+    return fwad_active;
+}
+
+ct_tensor *ct_jvp_fwad(ct_tensor *(*fn)(void *ctx, const ct_tensor *x), void *ctx,
+                       const ct_tensor *x, const ct_tensor *v, ct_tensor **y_out) {
+    if (y_out) *y_out = nullptr;
+    if (!fn || !x || !v) return null_input("ct_jvp_fwad"), nullptr;
+    int64_t level = ct_fwad_enter();
+    if (level < 0) return nullptr;
+    // fn's temporaries live in a scope of their own: they hold dual tensors of this
+    // level, which must not outlive it in the caller's scope
+    ct_scope *inner = ct_scope_begin();
+    at::Tensor tangent, primal;
+    bool ok = false;
+    try {
+        ct_tensor *dual = ct_fwad_make_dual(x, v, level);
+        ct_tensor *y = dual ? fn(ctx, dual) : nullptr;
+        if (!y) {
+            null_input("ct_jvp_fwad");  // keeps fn's message; else says fn gave NULL
+        } else {
+            auto pt = at::_unpack_dual(y->t, level);
+            primal = std::get<0>(pt).clone();
+            tangent = std::get<1>(pt).defined() ? std::get<1>(pt).clone()
+                                                : at::zeros_like(primal);
+            ok = true;
+        }
+    } catch (const c10::Error &e) {
+        set_error("ct_jvp_fwad", e.what_without_backtrace());
+    } catch (const std::exception &e) {
+        set_error("ct_jvp_fwad", e.what());
+    } catch (...) {
+        set_error("ct_jvp_fwad", "unknown C++ exception");
+    }
+    ct_scope_end(inner);
+    std::string msg = ct_last_error();
+    ct_fwad_exit(level);
+    if (!ok) {
+        ct_set_error("%s", msg.c_str());  // an exit error must not hide the cause
+        return nullptr;
+    }
+    if (ct_fwad_active_level() >= 0) return nullptr;  // the exit failed: its message
+    ct_tensor *t = wrap(tangent);
+    if (y_out) *y_out = wrap(primal);
+    return t;
 }
 
 ct_tensor *ct_fwad_make_dual(const ct_tensor *primal, const ct_tensor *tangent, int64_t level) {

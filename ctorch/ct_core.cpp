@@ -28,6 +28,41 @@ void null_input(const char *op) {
     if (tl_error.empty()) tl_error = std::string(op) + ": NULL input";
 }
 
+static const char kEarlier[] = " (earlier error: ";
+
+void getter_null(const char *op, const char *what) {
+    std::string earlier = tl_error;
+    // a getter after a getter: keep the first cause, not a chain of them
+    size_t at = earlier.find(kEarlier);
+    if (at != std::string::npos && !earlier.empty() && earlier.back() == ')')
+        earlier = earlier.substr(at + sizeof kEarlier - 1,
+                                 earlier.size() - at - (sizeof kEarlier - 1) - 1);
+    tl_error = std::string(op) + ": NULL " + what;
+    if (!earlier.empty()) tl_error += kEarlier + earlier + ")";
+}
+
+bool check_device(const char *op, ct_device d) {
+    char name[32];
+    ct_device_name(d, name, sizeof name);
+    if (d.kind == CT_CPU) return true;
+    if (d.kind != CT_CUDA || d.index < 0) {
+        ct_set_error("%s: unknown device (kind %d, index %d)", op, (int)d.kind, d.index);
+        return false;
+    }
+    int n = ct_cuda_device_count();
+    if (n == 0) {
+        ct_set_error("%s: %s requested but CUDA is not available (libtorch %s without CUDA "
+                     "support, or no GPU visible)", op, name, ct_torch_version());
+        return false;
+    }
+    if (d.index >= n) {
+        ct_set_error("%s: %s requested but there %s only %d CUDA device%s", op, name,
+                     n == 1 ? "is" : "are", n, n == 1 ? "" : "s");
+        return false;
+    }
+    return true;
+}
+
 static void scope_attach(ct_tensor *h, ct_scope *s) {
     h->scope = s;
     if (s) {
@@ -93,8 +128,9 @@ std::vector<int64_t> dims(ct_shape s) {
 
 using namespace ct;
 
-// Random tensors come from a CPU generator when one is given, then move to the
-// default device: the same seed gives the same numbers on every device.
+// Random tensors come from the given generator on its device (a CPU one, unless made
+// with ct_gen_new_on), then move to the default device: the same seed gives the same
+// numbers on every default device.
 template <class F>
 static at::Tensor random_on_device(ct_gen *gen, ct_dtype dt, F &&draw) {
     // a named empty optional: copying a temporary one trips GCC 12's
@@ -102,7 +138,7 @@ static at::Tensor random_on_device(ct_gen *gen, ct_dtype dt, F &&draw) {
     static const c10::optional<at::Generator> no_generator;
     if (!gen) return draw(no_generator, options(dt));
     at::Tensor t = draw(c10::optional<at::Generator>(gen->g),
-                        at::TensorOptions().dtype(to_scalar(dt)));
+                        at::TensorOptions().dtype(to_scalar(dt)).device(gen->g.device()));
     return t.to(to_device(ct::g_default_device));
 }
 
@@ -270,6 +306,35 @@ ct_gen *ct_gen_new(uint64_t seed) {
         return nullptr;
     }
 }
+ct_gen *ct_gen_new_on(uint64_t seed, ct_device d) {
+    if (d.kind == CT_CPU) return ct_gen_new(seed);
+    if (!check_device("ct_gen_new_on", d)) return nullptr;
+    try {
+        // a copy of the device's default generator (CUDA generators are made by
+        // libtorch_cuda, which this C++ does not link against directly), reseeded
+        at::Generator def = at::globalContext().defaultGenerator(to_device(d));
+        at::Generator g;
+        {
+            std::lock_guard<std::mutex> lock(def.mutex());
+            g = def.clone();
+        }
+        g.set_current_seed(seed);
+        auto *h = new ct_gen{g};
+        live++;
+        return h;
+    } catch (const c10::Error &e) {
+        set_error("ct_gen_new_on", e.what_without_backtrace());
+    } catch (const std::exception &e) {
+        set_error("ct_gen_new_on", e.what());
+    }
+    return nullptr;
+}
+ct_device ct_gen_device(const ct_gen *g) {
+    if (!g) return getter_null("ct_gen_device", "generator"), ct_device{CT_DEVICE_KIND_COUNT, -1};
+    at::Device d = g->g.device();
+    if (d.is_cuda()) return {CT_CUDA, d.has_index() ? (int)d.index() : 0};
+    return {CT_CPU, 0};
+}
 void ct_gen_free(ct_gen *g) {
     if (!g) return;
     delete g;
@@ -365,7 +430,7 @@ ct_tensor *ct_randn_like(const ct_tensor *t, ct_gen *gen) {
     if (!t) return null_input("ct_randn_like"), nullptr;
     return guard("ct_randn_like", [&] {
         if (!gen) return at::randn_like(t->t);
-        return at::randn(t->t.sizes(), gen->g, t->t.options().device(at::kCPU))
+        return at::randn(t->t.sizes(), gen->g, t->t.options().device(gen->g.device()))
             .to(t->t.device());
     });
 }
@@ -391,47 +456,78 @@ ct_status ct_to_data(const ct_tensor *t, void *data, size_t nbytes) {
     });
 }
 double ct_item(const ct_tensor *t) {
-    if (!t) return null_input("ct_item"), NAN;
+    if (!t) return getter_null("ct_item", "tensor"), NAN;
     try {
         if (t->t.numel() != 1) {
             ct_set_error("ct_item: tensor has %lld elements, not 1", (long long)t->t.numel());
             return NAN;
         }
         return t->t.item().toDouble();
+    } catch (const c10::Error &e) {
+        set_error("ct_item", e.what_without_backtrace());
     } catch (const std::exception &e) {
         set_error("ct_item", e.what());
-        return NAN;
     }
+    return NAN;
 }
 
 /* ---- properties ----------------------------------------------------------------- */
-int ct_ndim(const ct_tensor *t) { return t ? (int)t->t.dim() : -1; }
+int ct_ndim(const ct_tensor *t) {
+    if (!t) return getter_null("ct_ndim", "tensor"), -1;
+    if (!t->t.defined()) return ct_set_error("ct_ndim: undefined tensor"), -1;
+    return (int)t->t.dim();
+}
 int64_t ct_size(const ct_tensor *t, int dim) {
-    if (!t) return -1;
+    if (!t) return getter_null("ct_size", "tensor"), -1;
+    if (!t->t.defined()) return ct_set_error("ct_size: undefined tensor"), -1;
     int n = (int)t->t.dim();
-    if (dim < 0) dim += n;
-    if (dim < 0 || dim >= n) return -1;
-    return t->t.size(dim);
+    if (dim < -n || dim >= n) {
+        ct_set_error("ct_size: dim %d out of range for a tensor of %d dim%s", dim, n,
+                     n == 1 ? "" : "s");
+        return -1;
+    }
+    return t->t.size(dim < 0 ? dim + n : dim);
 }
 ct_shape ct_shape_of(const ct_tensor *t) {
-    ct_shape s = {0, {0}};
-    if (!t) return s;
-    s.ndim = (int)std::min<int64_t>(t->t.dim(), CT_MAX_DIMS);
+    ct_shape s = {-1, {0}};
+    if (!t) return getter_null("ct_shape_of", "tensor"), s;
+    if (!t->t.defined()) return ct_set_error("ct_shape_of: undefined tensor"), s;
+    if (t->t.dim() > CT_MAX_DIMS) {
+        ct_set_error("ct_shape_of: tensor has %lld dims, more than CT_MAX_DIMS = %d",
+                     (long long)t->t.dim(), CT_MAX_DIMS);
+        return s;
+    }
+    s.ndim = (int)t->t.dim();
     for (int i = 0; i < s.ndim; i++) s.d[i] = t->t.size(i);
     return s;
 }
-int64_t ct_numel(const ct_tensor *t) { return t ? t->t.numel() : -1; }
+int64_t ct_numel(const ct_tensor *t) {
+    if (!t) return getter_null("ct_numel", "tensor"), -1;
+    if (!t->t.defined()) return ct_set_error("ct_numel: undefined tensor"), -1;
+    return t->t.numel();
+}
 ct_dtype ct_dtype_of(const ct_tensor *t) {
     ct_dtype d = CT_DTYPE_COUNT;
-    if (t) from_scalar(t->t.scalar_type(), &d);
+    if (!t) return getter_null("ct_dtype_of", "tensor"), d;
+    if (!t->t.defined()) return ct_set_error("ct_dtype_of: undefined tensor"), d;
+    if (!from_scalar(t->t.scalar_type(), &d))
+        ct_set_error("ct_dtype_of: dtype %s has no ct_dtype", c10::toString(t->t.scalar_type()));
     return d;
 }
 ct_device ct_device_of(const ct_tensor *t) {
-    ct_device d = {CT_CPU, 0};
-    if (t && t->t.is_cuda()) d = {CT_CUDA, (int)t->t.device().index()};
+    ct_device d = {CT_DEVICE_KIND_COUNT, -1};
+    if (!t) return getter_null("ct_device_of", "tensor"), d;
+    if (!t->t.defined()) return ct_set_error("ct_device_of: undefined tensor"), d;
+    if (t->t.is_cuda()) return {CT_CUDA, (int)t->t.device().index()};
+    if (t->t.is_cpu()) return {CT_CPU, 0};
+    ct_set_error("ct_device_of: tensor on %s, neither cpu nor cuda",
+                 t->t.device().str().c_str());
     return d;
 }
-bool ct_requires_grad(const ct_tensor *t) { return t && t->t.requires_grad(); }
+bool ct_requires_grad(const ct_tensor *t) {
+    if (!t) return getter_null("ct_requires_grad", "tensor"), false;
+    return t->t.requires_grad();
+}
 ct_status ct_set_requires_grad(ct_tensor *t, bool on) {
     if (!t) return null_input("ct_set_requires_grad"), CT_ERR_ARG;
     return guard_status("ct_set_requires_grad", [&] {
@@ -461,6 +557,7 @@ ct_tensor *ct_to_dtype(const ct_tensor *t, ct_dtype dt) {
 }
 ct_tensor *ct_to_device(const ct_tensor *t, ct_device d) {
     if (!t) return null_input("ct_to_device"), nullptr;
+    if (!check_device("ct_to_device", d)) return nullptr;
     return guard("ct_to_device", [&] { return t->t.to(to_device(d)); });
 }
 ct_tensor *ct_detach(const ct_tensor *t) {

@@ -33,6 +33,12 @@ extern std::atomic<long> live;
 void set_error(const char *op, const std::string &msg);
 // For a NULL input: keeps an earlier message, else says which op got NULL.
 void null_input(const char *op);
+// For a getter given a NULL handle: its own message ("op: NULL what"), with the earlier
+// message, if any, kept after it as the likely cause.
+void getter_null(const char *op, const char *what);
+// False, with a message naming op, for a device that is not there (CUDA without CUDA,
+// an index past the last GPU).
+bool check_device(const char *op, ct_device d);
 
 // Wraps a result in a new handle, registered in the innermost open scope.
 ct_tensor *wrap(at::Tensor t);

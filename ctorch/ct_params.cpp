@@ -362,26 +362,47 @@ ct_tensor *ct_params_add(ct_params *p, const char *name, ct_tensor *init) {
 ct_tensor *ct_params_add_buffer(ct_params *p, const char *name, ct_tensor *init) {
     return params_add(p, name, init, true);
 }
-int ct_params_count(const ct_params *p) { return p ? (int)p->items.size() : 0; }
+int ct_params_count(const ct_params *p) {
+    if (!p) return getter_null("ct_params_count", "set"), 0;
+    return (int)p->items.size();
+}
+// The entry i of p, or nullptr and a message naming op.
+static const ct_params::entry *params_entry(const ct_params *p, int i, const char *op) {
+    if (!p) return getter_null(op, "set"), nullptr;
+    if (i < 0 || i >= (int)p->items.size()) {
+        ct_set_error("%s: index %d out of range for a set of %d", op, i, (int)p->items.size());
+        return nullptr;
+    }
+    return &p->items[i];
+}
 ct_tensor *ct_params_at(const ct_params *p, int i) {
-    return (p && i >= 0 && i < (int)p->items.size()) ? p->items[i].t : nullptr;
+    const ct_params::entry *e = params_entry(p, i, "ct_params_at");
+    return e ? e->t : nullptr;
 }
 const char *ct_params_name(const ct_params *p, int i) {
-    return (p && i >= 0 && i < (int)p->items.size()) ? p->items[i].name.c_str() : nullptr;
+    const ct_params::entry *e = params_entry(p, i, "ct_params_name");
+    return e ? e->name.c_str() : nullptr;
 }
 bool ct_params_is_buffer(const ct_params *p, int i) {
-    return p && i >= 0 && i < (int)p->items.size() && p->items[i].buffer;
+    const ct_params::entry *e = params_entry(p, i, "ct_params_is_buffer");
+    return e && e->buffer;
 }
 ct_tensor *ct_params_find(const ct_params *p, const char *name) {
-    if (!p || !name) return nullptr;
+    if (!p) return getter_null("ct_params_find", "set"), nullptr;
+    if (!name) return getter_null("ct_params_find", "name"), nullptr;
     auto it = p->index.find(name);
-    return it == p->index.end() ? nullptr : p->items[it->second].t;
+    if (it == p->index.end()) {
+        ct_set_error("ct_params_find: no parameter or buffer '%s' in a set of %d", name,
+                     (int)p->items.size());
+        return nullptr;
+    }
+    return p->items[it->second].t;
 }
 int64_t ct_params_numel(const ct_params *p) {
+    if (!p) return getter_null("ct_params_numel", "set"), 0;
     int64_t n = 0;
-    if (p)
-        for (auto &e : p->items)
-            if (!e.buffer) n += e.t->t.numel();
+    for (auto &e : p->items)
+        if (!e.buffer) n += e.t->t.numel();
     return n;
 }
 void ct_params_zero_grad(ct_params *p) {
@@ -415,11 +436,19 @@ void ct_params_set_trainable(ct_params *p, bool on) {
 }
 ct_status ct_params_to_device(ct_params *p, ct_device d) {
     if (!p) return null_input("ct_params_to_device"), CT_ERR_ARG;
+    if (!check_device("ct_params_to_device", d)) return CT_ERR_ARG;
     return guard_status("ct_params_to_device", [&] {
-        for (auto &e : p->items) {
-            bool rg = e.t->t.requires_grad();
-            e.t->t = e.t->t.detach().to(to_device(d)).requires_grad_(rg);
+        at::Device dev = to_device(d);
+        // all copies first: a failure half-way (out of memory) leaves the set as it was
+        std::vector<at::Tensor> moved(p->items.size());
+        for (size_t i = 0; i < p->items.size(); i++) {
+            const at::Tensor &t = p->items[i].t->t;
+            if (t.device() == dev) continue;  // stays, gradient and all
+            moved[i] = t.detach().to(dev).requires_grad_(t.requires_grad());
+            if (t.grad().defined()) moved[i].mutable_grad() = t.grad().to(dev);
         }
+        for (size_t i = 0; i < p->items.size(); i++)
+            if (moved[i].defined()) p->items[i].t->t = moved[i];
         return CT_OK;
     });
 }
@@ -435,6 +464,50 @@ ct_status ct_params_copy_values(ct_params *dst, const ct_params *src) {
     return guard_status("ct_params_copy_values", [&] {
         at::NoGradGuard ng;
         for (auto &e : dst->items) e.t->t.copy_(ct_params_find(src, e.name.c_str())->t);
+        return CT_OK;
+    });
+}
+ct_status ct_params_ema_update(ct_params *ema, const ct_params *src, double decay) {
+    if (!ema || !src) return null_input("ct_params_ema_update"), CT_ERR_ARG;
+    if (!(decay >= 0 && decay <= 1)) {
+        ct_set_error("ct_params_ema_update: decay %g outside [0, 1]", decay);
+        return CT_ERR_ARG;
+    }
+    // Everything checked before anything changes.
+    for (auto &e : ema->items) {
+        auto it = src->index.find(e.name);
+        if (it == src->index.end()) {
+            ct_set_error("ct_params_ema_update: '%s' is in the average but not in the source",
+                         e.name.c_str());
+            return CT_ERR_ARG;
+        }
+        const ct_params::entry &s = src->items[it->second];
+        if (s.t->t.sizes() != e.t->t.sizes() || s.t->t.scalar_type() != e.t->t.scalar_type() ||
+            s.buffer != e.buffer) {
+            char want[128], got[128];
+            ct_describe(e.t, want, sizeof want);
+            ct_describe(s.t, got, sizeof got);
+            ct_set_error("ct_params_ema_update: '%s' is a %s %s in the average, a %s %s in the "
+                         "source", e.name.c_str(), want, e.buffer ? "buffer" : "parameter", got,
+                         s.buffer ? "buffer" : "parameter");
+            return CT_ERR_ARG;
+        }
+    }
+    for (auto &s : src->items)
+        if (!ema->index.count(s.name)) {
+            ct_set_error("ct_params_ema_update: '%s' is in the source but not in the average",
+                         s.name.c_str());
+            return CT_ERR_ARG;
+        }
+    return guard_status("ct_params_ema_update", [&] {
+        at::NoGradGuard ng;
+        for (auto &e : ema->items) {
+            at::Tensor s = src->items[src->index.at(e.name)].t->t.to(e.t->t.device());
+            if (e.buffer)
+                e.t->t.copy_(s);
+            else
+                e.t->t.mul_(decay).add_(s, 1 - decay);
+        }
         return CT_OK;
     });
 }
@@ -542,7 +615,10 @@ int ct_optim_add_group(ct_optim *o, const ct_params *p, ct_adam_opts opts) {
     o->groups.push_back(std::move(g));
     return (int)o->groups.size() - 1;
 }
-int ct_optim_groups(const ct_optim *o) { return o ? (int)o->groups.size() : 0; }
+int ct_optim_groups(const ct_optim *o) {
+    if (!o) return getter_null("ct_optim_groups", "optimizer"), 0;
+    return (int)o->groups.size();
+}
 ct_status ct_optim_set_lr(ct_optim *o, int group, double lr) {
     if (!o) return null_input("ct_optim_set_lr"), CT_ERR_ARG;
     if (group < -1 || group >= (int)o->groups.size()) {
@@ -554,10 +630,32 @@ ct_status ct_optim_set_lr(ct_optim *o, int group, double lr) {
     return CT_OK;
 }
 double ct_optim_get_lr(const ct_optim *o, int group) {
-    if (!o || group < 0 || group >= (int)o->groups.size()) return NAN;
+    if (!o) return getter_null("ct_optim_get_lr", "optimizer"), NAN;
+    if (group < 0 || group >= (int)o->groups.size()) {
+        ct_set_error("ct_optim_get_lr: no group %d (the optimizer has %d)", group,
+                     (int)o->groups.size());
+        return NAN;
+    }
     return o->groups[group].o.lr;
 }
-int64_t ct_optim_steps_taken(const ct_optim *o) { return o ? o->steps : 0; }
+int64_t ct_optim_steps_taken(const ct_optim *o) {
+    if (!o) return getter_null("ct_optim_steps_taken", "optimizer"), 0;
+    return o->steps;
+}
+ct_status ct_optim_to_device(ct_optim *o, ct_device d) {
+    if (!o) return null_input("ct_optim_to_device"), CT_ERR_ARG;
+    if (!check_device("ct_optim_to_device", d)) return CT_ERR_ARG;
+    return guard_status("ct_optim_to_device", [&] {
+        at::Device dev = to_device(d);
+        std::vector<std::pair<ct_optim::state *, ct_optim::state>> moved;
+        for (auto &g : o->groups)
+            for (auto &s : g.st)
+                if (s.exp_avg.defined() && s.exp_avg.device() != dev)
+                    moved.push_back({&s, {s.exp_avg.to(dev), s.exp_avg_sq.to(dev), s.step}});
+        for (auto &m : moved) *m.first = m.second;  // all or nothing
+        return CT_OK;
+    });
+}
 void ct_optim_zero_grad(ct_optim *o) {
     if (!o) return;
     for (auto &g : o->groups)
@@ -587,6 +685,10 @@ static ct_status optim_update(ct_optim *o, double scale) {
             if (!s.exp_avg.defined()) {
                 s.exp_avg = at::zeros_like(param, at::MemoryFormat::Contiguous);
                 s.exp_avg_sq = at::zeros_like(param, at::MemoryFormat::Contiguous);
+            } else if (s.exp_avg.device() != param.device()) {
+                // the set moved (ct_params_to_device): the moments follow it
+                s.exp_avg = s.exp_avg.to(param.device());
+                s.exp_avg_sq = s.exp_avg_sq.to(param.device());
             }
             s.step++;
             double bc1 = 1 - std::pow(h.beta1, (double)s.step);

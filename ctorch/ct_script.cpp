@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -177,14 +178,114 @@ void ct_script_free(ct_script *m) {
     live--;
 }
 
+bool ct_script_has_method(const ct_script *m, const char *name) {
+    if (!m || !name) return false;
+    try {
+        return m->m.find_method(name).has_value();
+    } catch (...) {
+        return false;
+    }
+}
+
+ct_status ct_script_call(ct_script *m, const char *method, const ct_tensor *const *inputs,
+                         int n_in, ct_tensor **outputs, int max_out, int *n_out) {
+    if (n_out) *n_out = 0;
+    for (int i = 0; outputs && i < max_out; i++) outputs[i] = nullptr;
+    if (!m || !n_out || (n_in > 0 && !inputs) || n_in < 0 || max_out < 0 ||
+        (max_out > 0 && !outputs))
+        return null_input("ct_script_call"), CT_ERR_ARG;
+    for (int i = 0; i < n_in; i++)
+        if (!inputs[i]) return null_input("ct_script_call"), CT_ERR_ARG;
+    const char *name = method ? method : "forward";
+    std::string op = std::string("ct_script_call: method '") + name + "'";
+    std::vector<at::Tensor> flat;
+    ct_status st = guard_status(op.c_str(), [&] {
+        c10::optional<torch::jit::Method> fn = m->m.find_method(name);
+        if (!fn) {
+            ct_set_error("%s: the module has no such method", op.c_str());
+            return CT_ERR_ARG;
+        }
+        const c10::FunctionSchema &schema = fn->function().getSchema();
+        std::vector<c10::IValue> args;
+        args.reserve(n_in);
+        for (int i = 0; i < n_in; i++) {
+            const at::Tensor &t = inputs[i]->t;
+            // argument 0 of a method's schema is self; a one-element tensor stands for
+            // a float, int or bool argument
+            size_t a = (size_t)i + 1;
+            c10::TypeKind kind = a < schema.arguments().size()
+                                     ? schema.arguments()[a].type()->kind()
+                                     : c10::TypeKind::TensorType;
+            if (kind == c10::TypeKind::FloatType || kind == c10::TypeKind::IntType ||
+                kind == c10::TypeKind::BoolType) {
+                if (t.numel() != 1) {
+                    ct_set_error("%s: argument '%s' is a %s, input %d has %lld elements, not 1",
+                                 op.c_str(), schema.arguments()[a].name().c_str(),
+                                 schema.arguments()[a].type()->str().c_str(), i,
+                                 (long long)t.numel());
+                    return CT_ERR_ARG;
+                }
+                at::Scalar v = t.item();
+                if (kind == c10::TypeKind::FloatType) args.emplace_back(v.toDouble());
+                else if (kind == c10::TypeKind::IntType) args.emplace_back(v.toLong());
+                else args.emplace_back(v.toBool());
+            } else {
+                args.emplace_back(t);
+            }
+        }
+        c10::IValue out = (*fn)(std::move(args));
+        // a tensor, or tuples and lists of them (nested ones flattened in order)
+        std::string bad;
+        std::function<void(const c10::IValue &)> collect = [&](const c10::IValue &v) {
+            if (!bad.empty()) return;
+            if (v.isTensor()) {
+                flat.push_back(v.toTensor());
+            } else if (v.isTuple()) {
+                for (const c10::IValue &e : v.toTupleRef().elements()) collect(e);
+            } else if (v.isList()) {
+                for (const c10::IValue &e : v.toListRef()) collect(e);
+            } else {
+                bad = v.tagKind();
+            }
+        };
+        collect(out);
+        if (!bad.empty()) {
+            ct_set_error("%s: returned %s, not a tensor or a tuple or list of tensors "
+                         "(an element of type %s)", op.c_str(), out.tagKind().c_str(), bad.c_str());
+            return CT_ERR_ARG;
+        }
+        if ((int64_t)flat.size() > max_out) {
+            ct_set_error("%s: returned %zu tensors, more than max_out = %d", op.c_str(),
+                         flat.size(), max_out);
+            return CT_ERR_ARG;
+        }
+        return CT_OK;
+    });
+    if (st != CT_OK) {
+        // the count of what did not fit, so that the caller can make room
+        if ((int64_t)flat.size() > max_out) *n_out = (int)flat.size();
+        return st;
+    }
+    for (size_t i = 0; i < flat.size(); i++) outputs[i] = wrap(flat[i]);
+    *n_out = (int)flat.size();
+    return CT_OK;
+}
+
 ct_tensor *ct_script_forward(ct_script *m, const ct_tensor *x) {
     if (!m || !x) return null_input("ct_script_forward"), nullptr;
-    return guard("ct_script_forward", [&] {
-        c10::IValue out = m->m.forward({x->t});
-        if (!out.isTensor())
-            throw std::runtime_error("module returned " + out.tagKind() + ", not a tensor");
-        return out.toTensor();
-    });
+    ct_tensor *out[1];
+    int n = 0;
+    ct_status st = ct_script_call(m, "forward", &x, 1, out, 1, &n);
+    if (st == CT_OK && n == 1) return out[0];
+    std::string msg = ct_last_error();
+    if (st == CT_OK) {  // forward returned an empty tuple or list
+        msg = "method 'forward' returned no tensor";
+    } else {
+        msg = msg.substr(msg.find(':') + 1);  // "ct_script_call: " -> our own name
+        if (!msg.empty() && msg[0] == ' ') msg.erase(0, 1);
+    }
+    ct_set_error("ct_script_forward: %s", msg.c_str());
+    return nullptr;
 }
 
 }  // extern "C"

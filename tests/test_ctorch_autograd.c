@@ -639,3 +639,113 @@ CT_TEST(jacobian, tangent_of_a_plain_tensor_is_zero)
     ct_fwad_exit(level);
     ct_scope_end(s);
 }
+
+/* ---- ct_jvp_fwad: a forward-mode section that always exits its level ---------------- */
+
+static ct_tensor *jvp_mlp(void *ctx, const ct_tensor *x) { return mlp_forward(ctx, x); }
+/* cdist has no forward derivative: the op fails inside the dual section */
+static ct_tensor *jvp_cdist(void *ctx, const ct_tensor *x) { return ct_sum_rows(ct_cdist(x, x)); }
+static ct_tensor *jvp_null(void *ctx, const ct_tensor *x) { return NULL; }
+
+/* J u of the MLP at x (1, 4) by the explicit Jacobian (1, 3). */
+static ct_tensor *mlp_ju(const mlp *m, const ct_tensor *x, const ct_tensor *u)
+{
+    return ct_transpose(ct_matmul(mlp_jacobian(m, x), ct_transpose(u, 0, 1)), 0, 1);
+}
+
+CT_TEST(jvp_fwad, is_the_jacobian_times_u_and_gives_the_output)
+{
+    ct_gen *g = ct_gen_new(31);
+    ct_scope *s = ct_scope_begin();
+    mlp m = mlp_new(g);
+    ct_tensor *x = randn64(CT_SHAPE(1, 4), g), *u = randn64(CT_SHAPE(1, 4), g);
+    ct_tensor *y = NULL;
+    long live = ct_live_handles();
+    ct_tensor *jv = ct_jvp_fwad(jvp_mlp, &m, x, u, &y);
+    cr_assert_not_null(jv, "%s", ct_last_error());
+    cr_assert_not_null(y);
+    cr_expect_eq(ct_live_handles(), live + 2, "fn's temporaries are freed, two results kept");
+    cr_expect_eq(ct_fwad_active_level(), -1, "the level is exited");
+    ct_expect_close("J u", jv, mlp_ju(&m, x, u), 1e-12);
+    ct_expect_close("y", y, mlp_forward(&m, x), 0.0);
+    /* y is an ordinary tensor afterwards: no tangent at a new level */
+    ct_tensor *again = ct_jvp_fwad(jvp_mlp, &m, x, u, NULL);
+    ct_expect_close("J u again, no y_out", again, jv, 0.0);
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+CT_TEST(jvp_fwad, an_op_without_forward_derivative_fails_and_ad_stays_usable)
+{
+    ct_gen *g = ct_gen_new(32);
+    ct_scope *s = ct_scope_begin();
+    mlp m = mlp_new(g);
+    ct_tensor *x = randn64(CT_SHAPE(1, 4), g), *u = randn64(CT_SHAPE(1, 4), g);
+    ct_tensor *y = ct_ones(CT_SHAPE(1), CT_F64);  /* overwritten with NULL */
+    cr_expect_null(ct_jvp_fwad(jvp_cdist, NULL, ct_repeat(x, CT_SHAPE(3, 1)),
+                               ct_repeat(u, CT_SHAPE(3, 1)), &y));
+    cr_expect_null(y);
+    ct_expect_error_mentions("ct_cdist");
+    cr_expect_eq(ct_fwad_active_level(), -1, "the level is exited on the error path");
+    /* forward mode works again, raw and safe, and gives the right answer */
+    ct_clear_error();
+    ct_tensor *jv = ct_jvp_fwad(jvp_mlp, &m, x, u, NULL);
+    cr_assert_not_null(jv, "%s", ct_last_error());
+    ct_expect_close("J u after the failure", jv, mlp_ju(&m, x, u), 1e-12);
+    int64_t level = ct_fwad_enter();
+    cr_expect(level >= 0, "%s", ct_last_error());
+    ct_fwad_exit(level);
+    /* and so does reverse mode on the same input */
+    ct_tensor *xl = ct_detach(x);
+    ct_set_requires_grad(xl, true);
+    cr_assert_eq(ct_backward(ct_sum(mlp_forward(&m, xl)), false), CT_OK, "%s", ct_last_error());
+    cr_expect_not_null(ct_grad_of(xl));
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+CT_TEST(jvp_fwad, fn_returning_null_or_a_bad_tangent_exits_the_level)
+{
+    ct_gen *g = ct_gen_new(33);
+    ct_scope *s = ct_scope_begin();
+    mlp m = mlp_new(g);
+    ct_tensor *x = randn64(CT_SHAPE(1, 4), g), *u = randn64(CT_SHAPE(1, 4), g);
+    cr_expect_null(ct_jvp_fwad(jvp_null, NULL, x, u, NULL));
+    ct_expect_error_mentions("ct_jvp_fwad");
+    cr_expect_eq(ct_fwad_active_level(), -1);
+    /* libtorch raises: a tangent of another shape */
+    ct_clear_error();
+    cr_expect_null(ct_jvp_fwad(jvp_mlp, &m, x, randn64(CT_SHAPE(2, 4), g), NULL));
+    ct_expect_error_mentions("ct_fwad_make_dual");
+    cr_expect_eq(ct_fwad_active_level(), -1);
+    ct_tensor *jv = ct_jvp_fwad(jvp_mlp, &m, x, u, NULL);
+    cr_assert_not_null(jv, "%s", ct_last_error());
+    ct_expect_close("J u after the failures", jv, mlp_ju(&m, x, u), 1e-12);
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+CT_TEST(jvp_fwad, a_leaked_level_is_refused_with_a_message_until_exited)
+{
+    ct_gen *g = ct_gen_new(34);
+    ct_scope *s = ct_scope_begin();
+    mlp m = mlp_new(g);
+    ct_tensor *x = randn64(CT_SHAPE(1, 4), g), *u = randn64(CT_SHAPE(1, 4), g);
+    int64_t leaked = ct_fwad_enter();           /* a section that forgets to exit */
+    cr_assert(leaked >= 0, "%s", ct_last_error());
+    cr_expect_eq(ct_fwad_active_level(), leaked);
+    cr_expect_eq(ct_fwad_enter(), -1);
+    ct_expect_error_mentions("ct_fwad_enter");
+    ct_expect_error_mentions("still active");
+    ct_clear_error();
+    cr_expect_null(ct_jvp_fwad(jvp_mlp, &m, x, u, NULL));
+    ct_expect_error_mentions("still active");
+    cr_expect_eq(ct_fwad_active_level(), leaked, "ct_jvp_fwad leaves a level it did not enter");
+    ct_fwad_exit(ct_fwad_active_level());       /* the documented way out */
+    cr_expect_eq(ct_fwad_active_level(), -1);
+    ct_tensor *jv = ct_jvp_fwad(jvp_mlp, &m, x, u, NULL);
+    cr_assert_not_null(jv, "%s", ct_last_error());
+    ct_expect_close("J u after the leak is exited", jv, mlp_ju(&m, x, u), 1e-12);
+    ct_scope_end(s);
+    ct_gen_free(g);
+}

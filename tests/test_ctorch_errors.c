@@ -660,3 +660,141 @@ CT_TEST(files, optimizer_state_that_does_not_fit_is_rejected_and_changes_nothing
     ct_params_free(p3);
     unlink(path);
 }
+
+/* ---- getters: a failure leaves a message of the getter's own ---------------------------- */
+
+#define STALE "an unrelated stale error"
+
+/* After a failing getter the message starts with its name and says why, and (unless
+ * the cause is a NULL handle, which keeps the earlier message after its own) holds
+ * nothing of the stale one. */
+#define expect_getter_message(getter, cause, null_handle)                                  \
+    do {                                                                                   \
+        const char *m_ = ct_last_error();                                                  \
+        cr_expect(strncmp(m_, getter ": ", strlen(getter) + 2) == 0,                       \
+                  "'%s' should start with '" getter ": '", m_);                            \
+        cr_expect(strstr(m_, cause) != NULL, "'%s' should say '%s'", m_, cause);           \
+        if (null_handle)                                                                   \
+            cr_expect(strstr(m_, "(earlier error: " STALE ")") != NULL,                    \
+                      "'%s' should keep the earlier message after its own", m_);           \
+        else                                                                               \
+            cr_expect(strstr(m_, STALE) == NULL, "'%s' holds the stale message", m_);      \
+    } while (0)
+
+CT_TEST(errors, failing_tensor_getters_name_themselves_and_the_cause)
+{
+    ct_tensor *t = ct_ones(CT_SHAPE(2, 3), CT_F32);
+    ct_set_error(STALE);
+    cr_expect_eq(ct_size(t, 2), -1);
+    expect_getter_message("ct_size", "dim 2 out of range", false);
+    ct_set_error(STALE);
+    cr_expect_eq(ct_size(t, -3), -1);
+    expect_getter_message("ct_size", "dim -3 out of range", false);
+    ct_set_error(STALE);
+    cr_expect(isnan(ct_item(t)));
+    expect_getter_message("ct_item", "6 elements", false);
+
+    ct_set_error(STALE);
+    cr_expect_eq(ct_size(NULL, 0), -1);
+    expect_getter_message("ct_size", "NULL tensor", true);
+    ct_set_error(STALE);
+    cr_expect_eq(ct_ndim(NULL), -1);
+    expect_getter_message("ct_ndim", "NULL tensor", true);
+    ct_set_error(STALE);
+    cr_expect_eq(ct_numel(NULL), -1);
+    expect_getter_message("ct_numel", "NULL tensor", true);
+    ct_set_error(STALE);
+    cr_expect(isnan(ct_item(NULL)));
+    expect_getter_message("ct_item", "NULL tensor", true);
+    ct_set_error(STALE);
+    cr_expect_eq(ct_dtype_of(NULL), CT_DTYPE_COUNT);
+    expect_getter_message("ct_dtype_of", "NULL tensor", true);
+    ct_set_error(STALE);
+    cr_expect_eq(ct_shape_of(NULL).ndim, -1, "not the shape of a 0-dim tensor");
+    expect_getter_message("ct_shape_of", "NULL tensor", true);
+    ct_set_error(STALE);
+    cr_expect_eq(ct_device_of(NULL).kind, CT_DEVICE_KIND_COUNT);
+    expect_getter_message("ct_device_of", "NULL tensor", true);
+    ct_set_error(STALE);
+    cr_expect(!ct_requires_grad(NULL));
+    expect_getter_message("ct_requires_grad", "NULL tensor", true);
+    ct_set_error(STALE);
+    cr_expect_eq(ct_gen_device(NULL).kind, CT_DEVICE_KIND_COUNT);
+    expect_getter_message("ct_gen_device", "NULL generator", true);
+
+    /* a successful getter leaves the slot alone */
+    ct_set_error(STALE);
+    cr_expect_eq(ct_size(t, -1), 3);
+    cr_expect_eq(ct_shape_of(t).ndim, 2);
+    cr_expect_str_eq(ct_last_error(), STALE);
+    ct_free(t);
+}
+
+CT_TEST(errors, failing_set_and_optimizer_getters_name_themselves_and_the_cause)
+{
+    ct_params *p = ct_params_new();
+    ct_params_add(p, "w", ct_zeros(CT_SHAPE(2), CT_F32));
+    ct_optim *o = ct_optim_new(CT_ADAM);
+    ct_optim_add_group(o, p, ct_adam_defaults());
+
+    ct_set_error(STALE);
+    cr_expect_null(ct_params_find(p, "v"));
+    expect_getter_message("ct_params_find", "no parameter or buffer 'v'", false);
+    ct_set_error(STALE);
+    cr_expect_null(ct_params_at(p, 1));
+    expect_getter_message("ct_params_at", "index 1 out of range", false);
+    ct_set_error(STALE);
+    cr_expect_null(ct_params_name(p, -1));
+    expect_getter_message("ct_params_name", "index -1 out of range", false);
+    ct_set_error(STALE);
+    cr_expect(!ct_params_is_buffer(p, 4));
+    expect_getter_message("ct_params_is_buffer", "index 4 out of range", false);
+    ct_set_error(STALE);
+    cr_expect(isnan(ct_optim_get_lr(o, 1)));
+    expect_getter_message("ct_optim_get_lr", "no group 1", false);
+
+    ct_set_error(STALE);
+    cr_expect_null(ct_params_find(NULL, "w"));
+    expect_getter_message("ct_params_find", "NULL set", true);
+    ct_set_error(STALE);
+    cr_expect_null(ct_params_find(p, NULL));
+    expect_getter_message("ct_params_find", "NULL name", true);
+    ct_set_error(STALE);
+    cr_expect_eq(ct_params_count(NULL), 0);
+    expect_getter_message("ct_params_count", "NULL set", true);
+    ct_set_error(STALE);
+    cr_expect_eq(ct_params_numel(NULL), 0);
+    expect_getter_message("ct_params_numel", "NULL set", true);
+    ct_set_error(STALE);
+    cr_expect(isnan(ct_optim_get_lr(NULL, 0)));
+    expect_getter_message("ct_optim_get_lr", "NULL optimizer", true);
+    ct_set_error(STALE);
+    cr_expect_eq(ct_optim_groups(NULL), 0);
+    expect_getter_message("ct_optim_groups", "NULL optimizer", true);
+    ct_set_error(STALE);
+    cr_expect_eq(ct_optim_steps_taken(NULL), 0);
+    expect_getter_message("ct_optim_steps_taken", "NULL optimizer", true);
+
+    ct_set_error(STALE);
+    cr_expect_not_null(ct_params_find(p, "w"));
+    cr_expect_eq(ct_optim_get_lr(o, 0), 1e-3);
+    cr_expect_str_eq(ct_last_error(), STALE, "a successful getter leaves the slot alone");
+    ct_optim_free(o);
+    ct_params_free(p);
+}
+
+CT_TEST(errors, getters_after_getters_keep_the_first_cause_not_a_chain)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *y = ct_narrow(ct_ones(CT_SHAPE(2, 3), CT_F32), 1, 2, 5);   /* fails */
+    cr_assert_null(y);
+    int64_t b = ct_size(y, 0);
+    int n = ct_ndim(y);
+    double v = ct_item(y);
+    cr_expect(b == -1 && n == -1 && isnan(v));
+    cr_expect(strncmp(ct_last_error(), "ct_item: NULL tensor (earlier error: ct_narrow", 46) == 0,
+              "'%s'", ct_last_error());
+    cr_expect_null(strstr(ct_last_error(), "ct_size"), "'%s' is a chain", ct_last_error());
+    cr_expect_null(strstr(ct_last_error(), "ct_ndim"), "'%s' is a chain", ct_last_error());
+    ct_scope_end(s);
+}

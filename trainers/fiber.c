@@ -209,35 +209,21 @@ const fl_family *fl_fiber_family(const fl_fiber *m) { return m->fam; }
 ct_params *fl_fiber_params(fl_fiber *m) { return m->ps; }
 ct_params *fl_fiber_ema(fl_fiber *m) { return m->ema; }
 
-/* A copy of every parameter and buffer of ps, by name, that no optimizer sees. */
+/* A copy of every parameter and buffer of ps, by name and kind, that no optimizer sees. */
 static ct_params *ema_new(const ct_params *ps)
 {
     ct_params *e = ct_params_new();
     bool prev = ct_set_grad_enabled(false);
     for (int i = 0; e && i < ct_params_count(ps); i++) {
         ct_tensor *copy = ct_unscope(ct_clone(ct_params_at(ps, i)));
-        if (!ct_params_add_buffer(e, ct_params_name(ps, i), copy)) {
+        const char *name = ct_params_name(ps, i);
+        if (!(ct_params_is_buffer(ps, i) ? ct_params_add_buffer(e, name, copy) : ct_params_add(e, name, copy))) {
             ct_params_free(e);
             e = NULL;
         }
     }
     ct_set_grad_enabled(prev);
     return e;
-}
-
-/* ema ← decay · ema + (1 − decay) · ps, entry by entry (same names, same order). */
-static int ema_update(ct_params *ema, const ct_params *ps, double decay)
-{
-    bool prev = ct_set_grad_enabled(false);
-    int rc = 0;
-    for (int i = 0; !rc && i < ct_params_count(ps); i++) {
-        ct_scope *s = ct_scope_begin();
-        ct_tensor *e = ct_params_at(ema, i), *p = ct_params_at(ps, i);
-        rc = ct_copy_(e, ct_axpy(ct_muls(e, decay), 1.0 - decay, p)) ? -1 : 0;
-        ct_scope_end(s);
-    }
-    ct_set_grad_enabled(prev);
-    return rc;
 }
 
 /* After each applied step: the family's hook, then the moving average. */
@@ -249,7 +235,7 @@ static int after_step(fl_fiber *m, int64_t step, int64_t total)
         m->ema = ema_new(m->ps);
         return m->ema ? 0 : fl_fail_ctx("EMA weights");
     }
-    if (ema_update(m->ema, m->ps, m->ema_decay)) return fl_fail_ctx("EMA update");
+    if (ct_params_ema_update(m->ema, m->ps, m->ema_decay)) return fl_fail_ctx("EMA update");
     return 0;
 }
 

@@ -253,8 +253,10 @@ Test(loop, nonfinite_steps_are_skipped_then_refused)
     fl_train_result r;
     cr_assert_eq(fl_train_run(&task, &o, &r), 0, "%s", ct_last_error());
     cr_expect_eq(r.skipped_nonfinite, 5);
+    ct_scope *s = ct_scope_begin();
     for (int i = 0; i < ct_params_count(t.ps); i++)
         cr_expect(isfinite(ct_item(ct_sum(ct_params_at(t.ps, i)))), "a NaN reached the parameters");
+    ct_scope_end(s);
     fl_train_result_free(&r);
 
     t.nan_every = 1;

@@ -6,7 +6,9 @@
 #define FL_FAMILIES_H
 
 #define FL_FAMILIES(X) \
-    X(nf, "conditional normalizing flow (affine coupling INN)")
+    X(nf, "conditional normalizing flow (affine coupling INN)") \
+    X(mlf, "multilevel (split) conditional INN with a coarse latent and zero-padded decoding") \
+    X(dnf, "denoising normalizing flow (Horvat & Pfister 2021), decoded with h_⊥ = 0")
 
 /* "nf|…": the names, as a string constant */
 #define FL_FAMILY_NAME_BAR_(id, summary) "|" #id

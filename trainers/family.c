@@ -1,6 +1,7 @@
 /* The registry of fiber-model families and the model.* keys. */
 #include "trainers/family.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -51,4 +52,24 @@ const char *fl_space_name(fl_space s)
 {
     static const char *names[] = {"latent", "pixels"};
     return s < FL_SPACE_COUNT ? names[s] : "?";
+}
+
+fl_inn_spec fl_family_inn_spec(const fl_config *c, const char *section, int dim, int cond_dim,
+                               int n_steps)
+{
+    char k[6][64];
+    static const char *const names[6] = {"hidden", "layers", "clamp", "mixing", "actnorm", "activation"};
+    for (int i = 0; i < 6; i++) snprintf(k[i], sizeof k[i], "%.40s.%s", section, names[i]);
+    return (fl_inn_spec){
+        .dim = dim,
+        .cond_dim = cond_dim,
+        .n_steps = n_steps,
+        .actnorm = fl_cfg_bool(c, k[4]),
+        .mixing = strcmp(fl_cfg_str(c, k[3]), "permute") == 0 ? FL_MIX_PERMUTE : FL_MIX_ORTHOGONAL,
+        .coupling = {.hidden = (int)fl_cfg_int(c, k[0]),
+                     .n_layers = (int)fl_cfg_int(c, k[1]),
+                     .n_blocks = 0,
+                     .act = fl_act_parse(fl_cfg_str(c, k[5])),
+                     .clamp = fl_cfg_num(c, k[2])},
+    };
 }

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "architectures/inn.h"
 #include "core/config.h"
 #include "ctorch/ct.h"
 #include "trainers/families.h"
@@ -68,6 +69,25 @@ const char *fl_family_names(void);
  * and its name to the choices of model.family and sweep.families. Before the first
  * config is made. -1 and a message on a duplicate name or key. */
 int fl_family_register(const fl_family *f);
+
+/* The subnet and mixing keys of a family built on the coupling INN of
+ * architectures/inn.h, in its section P (a string literal): P.hidden, P.layers, P.clamp,
+ * P.mixing, P.actnorm, P.activation. The family adds its own step counts. */
+#define FL_INN_KEYS(P)                                                                      \
+    {P ".hidden", FL_KEY_INT, "256", 1, 65536, NULL, "Width of the coupling subnetworks."},  \
+    {P ".layers", FL_KEY_INT, "2", 1, 16, NULL, "Hidden layers of each coupling subnetwork."}, \
+    {P ".clamp", FL_KEY_NUM, "2", 0.1, 100, NULL,                                           \
+     "Soft clamp of the coupling log-scales: s ↦ clamp·(2/π)·atan(s/clamp)."},              \
+    {P ".mixing", FL_KEY_STR, "\"orthogonal\"", FL_NO_BOUNDS, "permute|orthogonal",          \
+     "Fixed mixing between couplings: a random permutation or a random orthogonal matrix."}, \
+    {P ".actnorm", FL_KEY_BOOL, "true", FL_NO_BOUNDS, NULL,                                 \
+     "ActNorm before each coupling, initialised from the first batch."},                    \
+    {P ".activation", FL_KEY_STR, "\"silu\"", FL_NO_BOUNDS, "silu|relu|tanh|gelu|leaky_relu", \
+     "Activation of the subnetworks."}
+/* The INN of n_steps on dim dimensions given cond_dim, its subnets and mixing read from
+ * the FL_INN_KEYS of section (e.g. "nf"). */
+fl_inn_spec fl_family_inn_spec(const fl_config *c, const char *section, int dim, int cond_dim,
+                               int n_steps);
 
 #define FL_FAMILY_DECL_(id, summary) extern const fl_family fl_family_##id;
 FL_FAMILIES(FL_FAMILY_DECL_)

@@ -207,6 +207,7 @@ void fl_fiber_free(fl_fiber *m)
 
 const fl_family *fl_fiber_family(const fl_fiber *m) { return m->fam; }
 ct_params *fl_fiber_params(fl_fiber *m) { return m->ps; }
+void *fl_fiber_model(fl_fiber *m) { return m->model; }
 ct_params *fl_fiber_ema(fl_fiber *m) { return m->ema; }
 
 /* A copy of every parameter and buffer of ps, by name and kind, that no optimizer sees. */

@@ -64,6 +64,9 @@ int fl_fiber_set_condition_stats(fl_fiber *m, const ct_tensor *z);   /* z (N, d)
 void fl_fiber_free(fl_fiber *m);   /* NULL is a no-op */
 const fl_family *fl_fiber_family(const fl_fiber *m);
 ct_params *fl_fiber_params(fl_fiber *m);   /* borrowed: the trained set */
+/* The family's own model (what its create returned; borrowed), for code that checks a
+ * family's internals; it sees the condition standardized. */
+void *fl_fiber_model(fl_fiber *m);
 /* The EMA shadow of the parameters, or NULL (no EMA, or not trained yet); borrowed. */
 ct_params *fl_fiber_ema(fl_fiber *m);
 /* Puts the EMA weights into the model for sampling (once training is over). No-op

@@ -10,16 +10,7 @@
 
 const fl_key fl_keys_nf[] = {
     {"nf.blocks", FL_KEY_INT, "8", 1, 256, NULL, "Coupling steps ([ActNorm,] coupling, mixing)."},
-    {"nf.hidden", FL_KEY_INT, "256", 1, 65536, NULL, "Width of the coupling subnetworks."},
-    {"nf.layers", FL_KEY_INT, "2", 1, 16, NULL, "Hidden layers of each coupling subnetwork."},
-    {"nf.clamp", FL_KEY_NUM, "2", 0.1, 100, NULL,
-     "Soft clamp of the coupling log-scales: s ↦ clamp·(2/π)·atan(s/clamp)."},
-    {"nf.mixing", FL_KEY_STR, "\"orthogonal\"", FL_NO_BOUNDS, "permute|orthogonal",
-     "Fixed mixing between couplings: a random permutation or a random orthogonal matrix."},
-    {"nf.actnorm", FL_KEY_BOOL, "true", FL_NO_BOUNDS, NULL,
-     "ActNorm before each coupling, initialised from the first batch."},
-    {"nf.activation", FL_KEY_STR, "\"silu\"", FL_NO_BOUNDS, "silu|relu|tanh|gelu|leaky_relu",
-     "Activation of the subnetworks."},
+    FL_INN_KEYS("nf"),
     FL_KEYS_END,
 };
 
@@ -32,19 +23,7 @@ static void *nf_create(const fl_config *c, int u_dim, int z_dim, ct_params *ps, 
 {
     nf_model *m = calloc(1, sizeof *m);
     if (!m) return fl_fail("out of memory"), NULL;
-    fl_inn_spec s = {
-        .dim = u_dim,
-        .cond_dim = z_dim,
-        .n_steps = (int)fl_cfg_int(c, "nf.blocks"),
-        .actnorm = fl_cfg_bool(c, "nf.actnorm"),
-        .mixing = strcmp(fl_cfg_str(c, "nf.mixing"), "permute") == 0 ? FL_MIX_PERMUTE
-                                                                      : FL_MIX_ORTHOGONAL,
-        .coupling = {.hidden = (int)fl_cfg_int(c, "nf.hidden"),
-                     .n_layers = (int)fl_cfg_int(c, "nf.layers"),
-                     .n_blocks = 0,
-                     .act = fl_act_parse(fl_cfg_str(c, "nf.activation")),
-                     .clamp = fl_cfg_num(c, "nf.clamp")},
-    };
+    fl_inn_spec s = fl_family_inn_spec(c, "nf", u_dim, z_dim, (int)fl_cfg_int(c, "nf.blocks"));
     m->dim = u_dim;
     m->inn = fl_inn_new(ps, "nf", &s, g);
     if (!m->inn) {

@@ -394,9 +394,10 @@ static int train(fl_subject *s, const fl_config *c, const fl_dataset *ds, uint64
 }
 
 static const char *const subject_sections[] = {"data", "subject"};
-/* Bumped whenever the networks or their training change what a setting produces: older
- * cached subjects then no longer match and are trained anew. */
-#define FL_SUBJECT_FORMAT 1
+/* Bumped whenever the networks or their training change what a setting produces, or
+ * the file format changes (2: archives are HDF5): older cached subjects then no longer
+ * match and are trained anew. */
+#define FL_SUBJECT_FORMAT 2
 
 int fl_subject_cache_path(const fl_config *c, char *buf, size_t n)
 {

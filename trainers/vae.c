@@ -321,8 +321,9 @@ static int train(fl_vae *v, const fl_config *c, const fl_dataset *ds, uint64_t f
 }
 
 static const char *const vae_sections[] = {"data", "vae"};
-/* Bumped whenever the networks or their training change what a setting produces. */
-#define FL_VAE_FORMAT 1
+/* Bumped whenever the networks or their training change what a setting produces, or
+ * the file format changes (2: archives are HDF5). */
+#define FL_VAE_FORMAT 2
 
 int fl_vae_cache_path(const fl_config *c, char *buf, size_t n)
 {

@@ -17,10 +17,10 @@
 #include <zlib.h>
 
 #include <atomic>
-#include <memory>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <set>
 
 #include "ct_archive.hpp"
@@ -87,30 +87,39 @@ struct h5_id {
     bool bad() const { return id < 0; }
     operator hid_t() const { return id; }
 };
-
-// HDF5 prints its error stack by default; this thread's printing is off while an
-// archive is written or read, and the errors become ct messages instead.
-struct quiet_hdf5 {
-    H5E_auto2_t fn = nullptr;
-    void *data = nullptr;
-    quiet_hdf5() {
-        H5Eget_auto2(H5E_DEFAULT, &fn, &data);
-        H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-    }
-    ~quiet_hdf5() { H5Eset_auto2(H5E_DEFAULT, fn, data); }
-};
 }  // namespace
 
 static herr_t innermost_error(unsigned n, const H5E_error2_t *e, void *out) {
     if (n == 0 && e->desc) *(std::string *)out = e->desc;
     return 0;
 }
-// What went wrong at the bottom of HDF5's error stack (then cleared), for messages.
+// The first HDF5 failure of this thread's archive call: HDF5 clears its error stack at
+// the next API call (the closing of identifiers, say), so it is kept when it happens.
+static thread_local std::string h5_first_error;
+static herr_t record_error(hid_t stack, void *) {
+    if (h5_first_error.empty()) H5Ewalk2(stack, H5E_WALK_UPWARD, innermost_error, &h5_first_error);
+    if (h5_first_error.empty()) h5_first_error = "unknown error";
+    return 0;
+}
+
+namespace {
+// HDF5 prints its error stack by default; while an archive is written or read, this
+// thread's errors are recorded for the ct message instead (and the setting restored).
+struct quiet_hdf5 {
+    H5E_auto2_t fn = nullptr;
+    void *data = nullptr;
+    quiet_hdf5() {
+        H5Eget_auto2(H5E_DEFAULT, &fn, &data);
+        H5Eset_auto2(H5E_DEFAULT, record_error, nullptr);
+        h5_first_error.clear();
+    }
+    ~quiet_hdf5() { H5Eset_auto2(H5E_DEFAULT, fn, data); }
+};
+}  // namespace
+
+// What went wrong at the bottom of HDF5's first failure, for messages.
 static std::string h5_error() {
-    std::string s;
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, &s);
-    H5Eclear2(H5E_DEFAULT);
-    return "HDF5: " + (s.empty() ? std::string("unknown error") : s);
+    return "HDF5: " + (h5_first_error.empty() ? std::string("unknown error") : h5_first_error);
 }
 
 // A name no other in-memory HDF5 file of this process has (HDF5 treats two open files
@@ -551,7 +560,6 @@ static bool parse_image(const file_bytes &f, ct_archive *a, std::string &err) {
     visit_state st;
     if (H5Lvisit(file, H5_INDEX_NAME, H5_ITER_INC, collect_datasets, &st) < 0) {
         if (st.err.empty()) st.err = h5_error();
-        H5Eclear2(H5E_DEFAULT);
         return err = st.err, false;
     }
     size_t n = st.datasets.size();

@@ -564,6 +564,36 @@ CT_TEST(files, archive_with_a_valid_checksum_but_bad_contents_is_rejected)
     unlink(path);
 }
 
+CT_TEST(files, hdf5_errors_become_the_message_and_print_nothing)
+{
+    /* a correct checksum over bytes that are not HDF5: HDF5 itself fails to open them */
+    char path[512], text[1200];
+    ct_test_tmp_path(path, sizeof path, "not_hdf5.h5");
+    memset(text, 0, 512);
+    for (size_t i = 512; i < sizeof text; i++) text[i] = (char)('a' + i % 26);
+    cr_assert(ct_test_write_file(path, text, sizeof text));
+    seal_archive(path, 512);
+    fflush(stderr);
+    FILE *captured = tmpfile();
+    int saved = dup(2);
+    cr_assert(captured && saved >= 0 && dup2(fileno(captured), 2) >= 0);
+    ct_archive *a = ct_archive_read(path);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    fseek(captured, 0, SEEK_END);
+    long printed = ftell(captured);
+    fclose(captured);
+    cr_expect_null(a);
+    ct_archive_free(a);
+    ct_expect_error_mentions(path);
+    ct_expect_error_mentions("corrupt archive (HDF5: ");
+    cr_expect_null(strstr(ct_last_error(), "unknown error"), "HDF5's reason is kept: '%s'",
+                   ct_last_error());
+    cr_expect_eq(printed, 0, "HDF5 printed %ld bytes to stderr", printed);
+    unlink(path);
+}
+
 CT_TEST(files, a_failed_rename_leaves_no_temporary_and_the_target_as_it_was)
 {
     /* the target is a directory: the temporary is written, the rename over it fails */

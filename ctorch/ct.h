@@ -453,17 +453,23 @@ ct_status ct_optim_save(const ct_optim *o, const char *path);
 ct_status ct_optim_load(ct_optim *o, const char *path);
 
 /* ---------------------------------------------------------------------------------
- * Archives: a file of named tensors (and scalars stored as 0-dim tensors), with a
- * checksum. Written atomically: to "<path>.tmp.<pid>", fsync'd, renamed over path.
+ * Archives: a file of named tensors (and scalars stored as 0-dim tensors) that Python
+ * reads with h5py: an HDF5 file with one dataset per entry, dtype, shape and order
+ * kept, behind a 512-byte header with a CRC-32 of the whole file (layout in
+ * ct_archive.cpp and docs/runs.md). Written atomically: to "<path>.tmp.<pid>",
+ * fsync'd, renamed over path.
  * ------------------------------------------------------------------------------- */
 ct_archive *ct_archive_new(void);                 /* empty, for writing */
 void ct_archive_free(ct_archive *a);
-/* Stores a host copy of t under name (replacing an earlier one). */
+/* Stores a host copy of t under name (replacing an earlier one). A name is an HDF5
+ * path: "/" makes groups ("params/nf.block0.w"), no part is empty or ".", and no
+ * entry is a group of another ("a" and "a/b"); CT_ERR_ARG otherwise. */
 ct_status ct_archive_put(ct_archive *a, const char *name, const ct_tensor *t);
 ct_status ct_archive_put_f64(ct_archive *a, const char *name, double v);
 ct_status ct_archive_put_i64(ct_archive *a, const char *name, int64_t v);
 ct_status ct_archive_write(const ct_archive *a, const char *path);
-/* Reads and verifies a whole file; NULL with a message naming path on failure. */
+/* Reads and verifies a whole file; NULL with a message naming path on failure (a
+ * corrupt file, another format, an HDF5 file not written by ct_archive_write). */
 ct_archive *ct_archive_read(const char *path);
 int ct_archive_count(const ct_archive *a);
 const char *ct_archive_name(const ct_archive *a, int i);   /* borrowed */

@@ -27,6 +27,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 packages=(
     g++ make cmake pkg-config git ca-certificates
     libtorch-dev python3-torch            # libtorch 1.13.1 (C++ API) and the Python twin
+    python3-h5py                          # tests: Python reads checkpoints (HDF5) without fiberlab
     libopenblas0-pthread libopenblas-dev  # an optimized BLAS under libtorch
     libhdf5-dev libcjson-dev libcriterion-dev libpng-dev zlib1g-dev
     libplplot-dev plplot-driver-cairo     # plots

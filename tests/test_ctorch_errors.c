@@ -1,8 +1,10 @@
 /* Every ctorch error path: the call fails with a status or NULL and a message naming
  * the op or the file, nothing crashes, NULL inputs propagate without hiding the first
  * error, and a failed load changes nothing. */
+#include <hdf5.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 #include "test_ctorch_util.h"
 
@@ -322,7 +324,7 @@ static size_t write_small_archive(const char *path)
 
 CT_TEST(files, missing_file_is_an_io_error_naming_it)
 {
-    const char *path = "/nonexistent-dir/params.ctar";
+    const char *path = "/nonexistent-dir/params.h5";
     cr_expect_null(ct_archive_read(path));
     ct_expect_error_mentions(path);
 
@@ -349,8 +351,8 @@ CT_TEST(files, directory_is_not_an_archive)
 CT_TEST(files, every_truncation_of_an_archive_is_detected)
 {
     char path[512], cut[512];
-    ct_test_tmp_path(path, sizeof path, "trunc.ctar");
-    ct_test_tmp_path(cut, sizeof cut, "trunc_cut.ctar");
+    ct_test_tmp_path(path, sizeof path, "trunc.h5");
+    ct_test_tmp_path(cut, sizeof cut, "trunc_cut.h5");
     size_t n = write_small_archive(path);
     unsigned char *buf = ct_test_read_file(path, &n);
     for (size_t len = 0; len < n; len++) {
@@ -372,8 +374,8 @@ CT_TEST(files, every_truncation_of_an_archive_is_detected)
 CT_TEST(files, every_flipped_byte_of_an_archive_is_detected)
 {
     char path[512], bad[512];
-    ct_test_tmp_path(path, sizeof path, "flip.ctar");
-    ct_test_tmp_path(bad, sizeof bad, "flip_bad.ctar");
+    ct_test_tmp_path(path, sizeof path, "flip.h5");
+    ct_test_tmp_path(bad, sizeof bad, "flip_bad.h5");
     size_t n = write_small_archive(path);
     unsigned char *buf = ct_test_read_file(path, &n);
     for (size_t i = 0; i < n; i++) {
@@ -392,95 +394,229 @@ CT_TEST(files, every_flipped_byte_of_an_archive_is_detected)
     unlink(path);
 }
 
+/* An HDF5 file at path with a 512-byte user block and one float dataset "x" (2, 3). */
+static hid_t create_hdf5_with_x(const char *path, bool userblock)
+{
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (userblock) H5Pset_userblock(fcpl, 512);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    H5Pclose(fcpl);
+    cr_assert(f >= 0, "cannot create %s", path);
+    return f;
+}
+
+static void write_dataset(hid_t f, const char *name, hid_t type, hid_t space, const void *data)
+{
+    hid_t d = H5Dcreate2(f, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(d >= 0);
+    if (data) cr_assert(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
+    H5Dclose(d);
+}
+
+static void write_attr(hid_t f, const char *obj, const char *name, hid_t type, const void *v)
+{
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate_by_name(f, obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(a >= 0);
+    cr_assert(H5Awrite(a, type, v) >= 0);
+    H5Aclose(a);
+    H5Sclose(space);
+}
+
+static void write_str_attr(hid_t f, const char *obj, const char *name, const char *v)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(v));
+    write_attr(f, obj, name, t, v);
+    H5Tclose(t);
+}
+
+/* Fills the user block as ct_archive_write does: magic, CRC-32 of bytes 12 to the end,
+ * header size, file size (little-endian, as this machine). */
+static void seal_archive(const char *path, uint32_t header_size)
+{
+    size_t n = 0;
+    unsigned char *buf = ct_test_read_file(path, &n);
+    cr_assert(buf && n > 512);
+    memset(buf, 0, 512);
+    memcpy(buf, "CTARCH02", 8);
+    uint64_t size = n;
+    memcpy(buf + 12, &header_size, 4);
+    memcpy(buf + 16, &size, 8);
+    uint32_t crc = (uint32_t)crc32(0, buf + 12, (uInt)(n - 12));
+    memcpy(buf + 8, &crc, 4);
+    cr_assert(ct_test_write_file(path, buf, n));
+    free(buf);
+}
+
 CT_TEST(files, file_of_another_format_is_reported_as_such)
 {
     char path[512];
-    ct_test_tmp_path(path, sizeof path, "other.ctar");
+    ct_test_tmp_path(path, sizeof path, "other.h5");
+    ct_params *p = ct_params_new();
+    ct_params_add(p, "x", ct_zeros(CT_SHAPE(2, 3), CT_F32));
     const char text[] = "PK\003\004 this is a zip file, or a .pt, or anything but an archive";
     cr_assert(ct_test_write_file(path, text, sizeof text));
     cr_expect_null(ct_archive_read(path));
     ct_expect_error_mentions(path);
     ct_expect_error_mentions("magic");
+    cr_expect_eq(ct_params_load(p, path), CT_ERR_FORMAT);
     cr_assert(ct_test_write_file(path, "", 0));
     cr_expect_null(ct_archive_read(path));
     ct_expect_error_mentions(path);
+    /* an archive of the format before HDF5 */
+    const char old[] = "CTARCH01\001\000\000\000\000\000\000\000 and so on";
+    cr_assert(ct_test_write_file(path, old, sizeof old));
+    cr_expect_eq(ct_params_load(p, path), CT_ERR_FORMAT);
+    ct_expect_error_mentions(path);
+    ct_expect_error_mentions("old format");
+    /* an HDF5 file, but not one ct_archive_write wrote: no header with the checksum */
+    hid_t f = create_hdf5_with_x(path, false);
+    hid_t space = H5Screate_simple(2, (hsize_t[]){2, 3}, NULL);
+    write_dataset(f, "x", H5T_NATIVE_FLOAT, space, (float[6]){0});
+    H5Sclose(space);
+    H5Fclose(f);
+    cr_expect_eq(ct_params_load(p, path), CT_ERR_FORMAT);
+    ct_expect_error_mentions(path);
+    ct_expect_error_mentions("HDF5 file without the ctorch archive header");
+    ct_params_free(p);
     unlink(path);
 }
 
-/* An archive of one entry with the given header fields and a correct checksum: what a
- * file from a buggy or hostile writer looks like. */
-static void write_crafted_archive(const char *path, uint64_t count, uint32_t dtype,
-                                  uint32_t ndim, const int64_t *dims, uint64_t nbytes,
-                                  size_t payload)
+/* What a file from a buggy or hostile writer looks like: a correct checksum over HDF5
+ * contents that are not an archive's. */
+typedef enum {
+    CRAFT_VALID,
+    CRAFT_NO_INDEX,
+    CRAFT_INDEX_OUT_OF_RANGE,
+    CRAFT_INDEX_TWICE,
+    CRAFT_I16,
+    CRAFT_BOOL_OF_2,
+    CRAFT_DTYPE_OTHER,
+    CRAFT_NULL_SPACE,
+    CRAFT_SOFT_LINK,
+    CRAFT_HEADER_SIZE,
+    CRAFT_COUNT
+} craft;
+
+static void write_crafted_archive(const char *path, craft k)
 {
-    unsigned char buf[1024];
-    size_t n = 0;
-#define PUT(p, k) (memcpy(buf + n, (p), (k)), n += (k))
-    uint32_t name_len = 1;
-    PUT("CTARCH01", 8);
-    PUT(&count, 8);
-    PUT(&name_len, 4);
-    PUT("x", 1);
-    PUT(&dtype, 4);
-    PUT(&ndim, 4);
-    for (uint32_t i = 0; i < ndim && i < 2; i++) PUT(&dims[i], 8); /* the reader stops at a bad rank */
-    PUT(&nbytes, 8);
-    memset(buf + n, 0, payload);
-    n += payload;
-    uint64_t h = ct_test_fnv1a(buf, n);
-    PUT(&h, 8);
-#undef PUT
-    cr_assert(ct_test_write_file(path, buf, n));
+    hid_t f = create_hdf5_with_x(path, true);
+    hid_t space = k == CRAFT_NULL_SPACE ? H5Screate(H5S_NULL)
+                                        : H5Screate_simple(2, (hsize_t[]){2, 3}, NULL);
+    float x[6] = {1, 2, 3, 4, 5, 6};
+    short x16[6] = {1, 2, 3, 4, 5, 6};
+    unsigned char bytes[6] = {0, 1, 2, 1, 0, 0};
+    if (k == CRAFT_I16)
+        write_dataset(f, "x", H5T_NATIVE_SHORT, space, x16);
+    else if (k == CRAFT_BOOL_OF_2 || k == CRAFT_DTYPE_OTHER)
+        write_dataset(f, "x", H5T_NATIVE_UINT8, space, bytes);
+    else
+        write_dataset(f, "x", H5T_NATIVE_FLOAT, space, k == CRAFT_NULL_SPACE ? NULL : x);
+    H5Sclose(space);
+    int64_t index = k == CRAFT_INDEX_OUT_OF_RANGE ? 5 : 0;
+    if (k != CRAFT_NO_INDEX) write_attr(f, "x", "index", H5T_NATIVE_INT64, &index);
+    if (k == CRAFT_BOOL_OF_2) write_str_attr(f, "x", "dtype", "bool");
+    if (k == CRAFT_DTYPE_OTHER) write_str_attr(f, "x", "dtype", "complex");
+    if (k == CRAFT_INDEX_TWICE) {
+        hid_t scalar = H5Screate(H5S_SCALAR);
+        write_dataset(f, "y", H5T_NATIVE_FLOAT, scalar, x);
+        H5Sclose(scalar);
+        write_attr(f, "y", "index", H5T_NATIVE_INT64, &index);
+    }
+    if (k == CRAFT_SOFT_LINK) H5Lcreate_soft("/x", f, "alias", H5P_DEFAULT, H5P_DEFAULT);
+    H5Fclose(f);
+    seal_archive(path, k == CRAFT_HEADER_SIZE ? 1024 : 512);
 }
 
-CT_TEST(files, archive_with_a_valid_checksum_but_absurd_header_is_rejected)
+CT_TEST(files, archive_with_a_valid_checksum_but_bad_contents_is_rejected)
 {
     char path[512];
-    ct_test_tmp_path(path, sizeof path, "crafted.ctar");
-    const int64_t ok[2] = {2, 3}, neg[2] = {-2, -3}, huge[2] = {INT64_MAX / 2, 4},
-                  overflow[2] = {(int64_t)1 << 40, (int64_t)1 << 40};
-    struct {
-        const char *what;
-        uint64_t count;
-        uint32_t dtype, ndim;
-        const int64_t *dims;
-        uint64_t nbytes;
-        size_t payload;
-    } cases[] = {
-        {"valid", 1, CT_F32, 2, ok, 24, 24},
-        {"count too large", 1000000, CT_F32, 2, ok, 24, 24},
-        {"unknown dtype", 1, 99, 2, ok, 24, 24},
-        {"rank too large", 1, CT_F32, 100, ok, 24, 24},
-        {"negative dims", 1, CT_F32, 2, neg, 24, 24},
-        {"numel overflows", 1, CT_F32, 2, huge, 0, 0},
-        {"bytes overflow", 1, CT_F64, 2, overflow, 0, 0},
-        {"size disagrees", 1, CT_F32, 2, ok, 16, 16},
-        {"missing payload", 1, CT_F32, 2, ok, 24, 8},
-        {"trailing bytes", 1, CT_F32, 2, ok, 24, 32},
+    ct_test_tmp_path(path, sizeof path, "crafted.h5");
+    static const char *what[CRAFT_COUNT] = {
+        [CRAFT_VALID] = "",
+        [CRAFT_NO_INDEX] = "no integer attribute 'index'",
+        [CRAFT_INDEX_OUT_OF_RANGE] = "index 5",
+        [CRAFT_INDEX_TWICE] = "index 0, not one of the unused",
+        [CRAFT_I16] = "unsupported type",
+        [CRAFT_BOOL_OF_2] = "other than 0 and 1",
+        [CRAFT_DTYPE_OTHER] = "'dtype' attribute",
+        [CRAFT_NULL_SPACE] = "no shape",
+        [CRAFT_SOFT_LINK] = "link",
+        [CRAFT_HEADER_SIZE] = "header size 1024",
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        write_crafted_archive(path, cases[i].count, cases[i].dtype, cases[i].ndim,
-                              cases[i].dims, cases[i].nbytes, cases[i].payload);
+    for (int k = 0; k < CRAFT_COUNT; k++) {
+        write_crafted_archive(path, (craft)k);
         ct_clear_error();
         ct_archive *a = ct_archive_read(path);
-        if (i == 0) {
+        if (k == CRAFT_VALID) {
             cr_expect_not_null(a, "the valid one reads: %s", ct_last_error());
             cr_expect(ct_archive_has(a, "x"));
         } else {
-            cr_expect_null(a, "%s: read", cases[i].what);
+            cr_expect_null(a, "case %d ('%s'): read", k, what[k]);
             ct_expect_error_mentions(path);
             ct_expect_error_mentions("corrupt");
+            ct_expect_error_mentions(what[k]);
+            cr_expect_null(strchr(ct_last_error(), '\n'), "one line: '%s'", ct_last_error());
         }
         ct_archive_free(a);
     }
     unlink(path);
 }
 
+CT_TEST(files, hdf5_errors_become_the_message_and_print_nothing)
+{
+    /* a correct checksum over bytes that are not HDF5: HDF5 itself fails to open them */
+    char path[512], text[1200];
+    ct_test_tmp_path(path, sizeof path, "not_hdf5.h5");
+    memset(text, 0, 512);
+    for (size_t i = 512; i < sizeof text; i++) text[i] = (char)('a' + i % 26);
+    cr_assert(ct_test_write_file(path, text, sizeof text));
+    seal_archive(path, 512);
+    fflush(stderr);
+    FILE *captured = tmpfile();
+    int saved = dup(2);
+    cr_assert(captured && saved >= 0 && dup2(fileno(captured), 2) >= 0);
+    ct_archive *a = ct_archive_read(path);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    fseek(captured, 0, SEEK_END);
+    long printed = ftell(captured);
+    fclose(captured);
+    cr_expect_null(a);
+    ct_archive_free(a);
+    ct_expect_error_mentions(path);
+    ct_expect_error_mentions("corrupt archive (HDF5: ");
+    cr_expect_null(strstr(ct_last_error(), "unknown error"), "HDF5's reason is kept: '%s'",
+                   ct_last_error());
+    cr_expect_eq(printed, 0, "HDF5 printed %ld bytes to stderr", printed);
+    unlink(path);
+}
+
+CT_TEST(files, a_failed_rename_leaves_no_temporary_and_the_target_as_it_was)
+{
+    /* the target is a directory: the temporary is written, the rename over it fails */
+    char dir[512], tmp[600];
+    ct_test_tmp_path(dir, sizeof dir, "target_dir");
+    cr_assert(mkdir(dir, 0700) == 0);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
+    ct_archive *a = ct_archive_new();
+    ct_archive_put_f64(a, "x", 1.0);
+    cr_expect_eq(ct_archive_write(a, dir), CT_ERR_IO);
+    ct_expect_error_mentions(dir);
+    cr_expect(access(tmp, F_OK) != 0, "%s is left behind", tmp);
+    struct stat st;
+    cr_expect(stat(dir, &st) == 0 && S_ISDIR(st.st_mode));
+    ct_archive_free(a);
+    rmdir(dir);
+}
+
 CT_TEST(files, write_to_an_unwritable_place_is_an_io_error_naming_it)
 {
     ct_archive *a = ct_archive_new();
     ct_archive_put_f64(a, "x", 1.0);
-    const char *path = "/nonexistent-dir/out.ctar";
+    const char *path = "/nonexistent-dir/out.h5";
     cr_expect_eq(ct_archive_write(a, path), CT_ERR_IO);
     ct_expect_error_mentions(path);
     ct_archive_free(a);
@@ -526,7 +662,7 @@ static void expect_values(const ct_params *p, double va, double vb)
 CT_TEST(files, params_load_with_a_missing_name_changes_nothing)
 {
     char path[512];
-    ct_test_tmp_path(path, sizeof path, "missing_name.ctar");
+    ct_test_tmp_path(path, sizeof path, "missing_name.h5");
     ct_params *src = ct_params_new();
     ct_params_add(src, "a", ct_full(CT_SHAPE(2, 3), 5.0, CT_F32));  /* no "b" */
     cr_assert_eq(ct_params_save(src, path), CT_OK);
@@ -545,7 +681,7 @@ CT_TEST(files, params_load_with_a_missing_name_changes_nothing)
 CT_TEST(files, params_load_with_a_wrong_shape_changes_nothing)
 {
     char path[512];
-    ct_test_tmp_path(path, sizeof path, "wrong_shape.ctar");
+    ct_test_tmp_path(path, sizeof path, "wrong_shape.h5");
     ct_params *src = ct_params_new();
     ct_params_add(src, "a", ct_full(CT_SHAPE(2, 3), 5.0, CT_F32));
     ct_params_add(src, "b", ct_full(CT_SHAPE(5), 6.0, CT_F32));   /* (5,) not (4,) */
@@ -566,7 +702,7 @@ CT_TEST(files, params_load_with_a_wrong_shape_changes_nothing)
 CT_TEST(files, params_load_with_a_wrong_dtype_changes_nothing)
 {
     char path[512];
-    ct_test_tmp_path(path, sizeof path, "wrong_dtype.ctar");
+    ct_test_tmp_path(path, sizeof path, "wrong_dtype.h5");
     ct_params *src = ct_params_new();
     ct_params_add(src, "a", ct_full(CT_SHAPE(2, 3), 5.0, CT_F32));
     ct_params_add(src, "b", ct_full(CT_SHAPE(4), 6.0, CT_F64));
@@ -586,7 +722,7 @@ CT_TEST(files, params_load_with_a_wrong_dtype_changes_nothing)
 CT_TEST(files, corrupt_params_file_is_a_format_error_and_changes_nothing)
 {
     char path[512];
-    ct_test_tmp_path(path, sizeof path, "corrupt_params.ctar");
+    ct_test_tmp_path(path, sizeof path, "corrupt_params.h5");
     ct_params *p = make_set(1.0, 2.0);
     cr_assert_eq(ct_params_save(p, path), CT_OK);
     size_t n = 0;
@@ -610,7 +746,7 @@ CT_TEST(files, corrupt_params_file_is_a_format_error_and_changes_nothing)
 CT_TEST(files, optimizer_state_that_does_not_fit_is_rejected_and_changes_nothing)
 {
     char path[512];
-    ct_test_tmp_path(path, sizeof path, "optim_misfit.ctar");
+    ct_test_tmp_path(path, sizeof path, "optim_misfit.h5");
     /* state for a (3,) parameter ... */
     ct_params *p3 = ct_params_new();
     ct_tensor *w3 = ct_params_add(p3, "w", ct_ones(CT_SHAPE(3), CT_F32));

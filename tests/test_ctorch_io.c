@@ -2,6 +2,7 @@
  * round-trip bit for bit, and a training run that is saved, loaded and continued ends
  * exactly where the uninterrupted run does. */
 #include <dirent.h>
+#include <hdf5.h>
 
 #include "test_ctorch_util.h"
 
@@ -10,7 +11,7 @@
 CT_TEST(archive, every_dtype_round_trips_bit_for_bit)
 {
     char path[512];
-    ct_test_tmp_path(path, sizeof path, "dtypes.ctar");
+    ct_test_tmp_path(path, sizeof path, "dtypes.h5");
     ct_scope *s = ct_scope_begin();
     /* awkward values: NaN with a payload, -0, infinities, a subnormal, extremes */
     uint32_t f32bits[6] = {0x7fc00123u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x00000001u,
@@ -58,7 +59,7 @@ CT_TEST(archive, every_dtype_round_trips_bit_for_bit)
 CT_TEST(archive, scalars_round_trip_exactly)
 {
     char path[512];
-    ct_test_tmp_path(path, sizeof path, "scalars.ctar");
+    ct_test_tmp_path(path, sizeof path, "scalars.h5");
     ct_archive *a = ct_archive_new();
     ct_archive_put_f64(a, "tenth", 0.1);
     ct_archive_put_f64(a, "tiny", 4.9e-324);
@@ -98,6 +99,83 @@ CT_TEST(archive, put_stores_a_snapshot_and_replaces_by_name)
     ct_archive_free(a);
 }
 
+/* What a reader without fiberlab sees (h5py, or HDF5 here): a dataset per entry at its
+ * name, of its dtype and shape, with its place in the write order. */
+CT_TEST(archive, is_an_hdf5_file_with_a_dataset_per_entry)
+{
+    char path[512];
+    ct_test_tmp_path(path, sizeof path, "layout.h5");
+    ct_scope *s = ct_scope_begin();
+    float w[6] = {1, 2, 3, 4, 5, 6};
+    bool mask[3] = {true, false, true};
+    ct_archive *a = ct_archive_new();
+    cr_assert_eq(ct_archive_put(a, "params/nf.block0.w", ct_from_data(w, CT_SHAPE(2, 3), CT_F32)), CT_OK);
+    cr_assert_eq(ct_archive_put_i64(a, "loop/step", 1234), CT_OK);
+    cr_assert_eq(ct_archive_put(a, "mask", ct_from_data(mask, CT_SHAPE(3), CT_BOOL)), CT_OK);
+    cr_assert_eq(ct_archive_put(a, "optim/g0.p0.exp_avg", ct_zeros(CT_SHAPE(2), CT_F64)), CT_OK);
+    cr_assert_eq(ct_archive_write(a, path), CT_OK, "%s", ct_last_error());
+    ct_archive_free(a);
+    ct_scope_end(s);
+
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "HDF5 opens %s", path);
+    const char *names[4] = {"params/nf.block0.w", "loop/step", "mask", "optim/g0.p0.exp_avg"};
+    const H5T_class_t classes[4] = {H5T_FLOAT, H5T_INTEGER, H5T_INTEGER, H5T_FLOAT};
+    const size_t sizes[4] = {4, 8, 1, 8};
+    const int ranks[4] = {2, 0, 1, 1};
+    for (int i = 0; i < 4; i++) {
+        hid_t d = H5Dopen2(f, names[i], H5P_DEFAULT);
+        cr_assert(d >= 0, "a dataset '%s'", names[i]);
+        hid_t t = H5Dget_type(d), sp = H5Dget_space(d);
+        cr_expect_eq(H5Tget_class(t), classes[i], "%s", names[i]);
+        cr_expect_eq(H5Tget_size(t), sizes[i], "%s", names[i]);
+        cr_expect_eq(H5Sget_simple_extent_ndims(sp), ranks[i], "%s", names[i]);
+        cr_expect_eq(H5Sget_simple_extent_type(sp), ranks[i] ? H5S_SIMPLE : H5S_SCALAR, "%s", names[i]);
+        int64_t index = -1;
+        hid_t at = H5Aopen(d, "index", H5P_DEFAULT);
+        cr_expect(at >= 0 && H5Aread(at, H5T_NATIVE_INT64, &index) >= 0 && index == i,
+                  "%s: index %lld", names[i], (long long)index);
+        H5Aclose(at);
+        cr_expect_eq(H5Aexists(d, "dtype") > 0, i == 2, "only the bool entry says dtype");
+        H5Sclose(sp);
+        H5Tclose(t);
+        H5Dclose(d);
+    }
+    float wb[6] = {0};
+    int64_t step = 0;
+    hid_t d = H5Dopen2(f, "params/nf.block0.w", H5P_DEFAULT);
+    cr_expect(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, wb) >= 0 &&
+              memcmp(w, wb, sizeof w) == 0);
+    H5Dclose(d);
+    d = H5Dopen2(f, "loop/step", H5P_DEFAULT);
+    cr_expect(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &step) >= 0 && step == 1234);
+    H5Dclose(d);
+    H5Fclose(f);
+    unlink(path);
+}
+
+CT_TEST(archive, names_that_are_not_hdf5_paths_are_refused)
+{
+    ct_archive *a = ct_archive_new();
+    ct_tensor *t = ct_ones(CT_SHAPE(2), CT_F32);
+    const char *bad[] = {"", "/w", "w/", "a//b", "a/./b", "."};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_expect_eq(ct_archive_put(a, bad[i], t), CT_ERR_ARG, "'%s' accepted", bad[i]);
+        ct_expect_error_mentions("not an HDF5 path");
+    }
+    cr_expect_eq(ct_archive_count(a), 0);
+    cr_assert_eq(ct_archive_put(a, "best/params/w", t), CT_OK);
+    cr_expect_eq(ct_archive_put(a, "best/params", t), CT_ERR_ARG, "a group cannot be an entry");
+    ct_expect_error_mentions("'best/params/w'");
+    cr_expect_eq(ct_archive_put(a, "best/params/w/x", t), CT_ERR_ARG, "nor an entry a group");
+    ct_expect_error_mentions("clashes");
+    cr_expect_eq(ct_archive_put(a, "best/params/w", t), CT_OK, "replacing is fine");
+    cr_expect_eq(ct_archive_put(a, "best/params.w", t), CT_OK, "dots are fine");
+    cr_expect_eq(ct_archive_count(a), 2);
+    ct_free(t);
+    ct_archive_free(a);
+}
+
 /* Number of entries in the temporary directory that start with prefix. */
 static int count_files_starting_with(const char *dir, const char *prefix)
 {
@@ -112,7 +190,7 @@ static int count_files_starting_with(const char *dir, const char *prefix)
 CT_TEST(archive, write_replaces_the_file_and_leaves_no_temporary)
 {
     char path[512];
-    ct_test_tmp_path(path, sizeof path, "atomic.ctar");
+    ct_test_tmp_path(path, sizeof path, "atomic.h5");
     const char *base = strrchr(path, '/') + 1;
     char dir[512];
     snprintf(dir, sizeof dir, "%.*s", (int)(base - path - 1), path);
@@ -172,7 +250,7 @@ static bool same_values(const ct_params *p, const ct_params *q)
 CT_TEST(params, save_then_load_round_trips_bit_for_bit)
 {
     char path[512];
-    ct_test_tmp_path(path, sizeof path, "params.ctar");
+    ct_test_tmp_path(path, sizeof path, "params.h5");
     ct_params *p = make_model(1), *q = make_model(2);
     cr_assert(!same_values(p, q));
     ct_tensor *qw = ct_params_find(q, "w");
@@ -190,7 +268,7 @@ CT_TEST(params, save_then_load_round_trips_bit_for_bit)
 CT_TEST(params, two_sets_share_one_archive_under_prefixes)
 {
     char path[512];
-    ct_test_tmp_path(path, sizeof path, "prefixed.ctar");
+    ct_test_tmp_path(path, sizeof path, "prefixed.h5");
     ct_params *enc = make_model(3), *dec = make_model(4);
     ct_archive *a = ct_archive_new();
     cr_assert_eq(ct_params_put(enc, a, "encoder."), CT_OK);
@@ -235,7 +313,7 @@ CT_TEST(generator, restoring_the_state_repeats_the_draws)
     cr_expect(!ct_bits_equal(ct_randn(CT_SHAPE(7), CT_F64, g), a1), "and then move on");
     /* the state moves to another generator, through an archive file */
     char path[512];
-    ct_test_tmp_path(path, sizeof path, "gen.ctar");
+    ct_test_tmp_path(path, sizeof path, "gen.h5");
     ct_archive *a = ct_archive_new();
     ct_archive_put(a, "gen", state);
     cr_assert_eq(ct_archive_write(a, path), CT_OK);
@@ -310,8 +388,8 @@ static void run_steps(run *r, int n)
 CT_TEST(checkpoint, continuing_after_a_load_equals_not_stopping)
 {
     char ppath[512], opath[512];
-    ct_test_tmp_path(ppath, sizeof ppath, "ckpt_params.ctar");
-    ct_test_tmp_path(opath, sizeof opath, "ckpt_optim.ctar");
+    ct_test_tmp_path(ppath, sizeof ppath, "ckpt_params.h5");
+    ct_test_tmp_path(opath, sizeof opath, "ckpt_optim.h5");
     for (int k = 0; k < CT_OPTIM_KIND_COUNT; k++) {
         run straight = run_new((ct_optim_kind)k);
         run_steps(&straight, 12);
@@ -348,7 +426,7 @@ CT_TEST(checkpoint, continuing_after_a_load_equals_not_stopping)
 CT_TEST(checkpoint, one_archive_holds_params_optimizer_and_generator)
 {
     char path[512];
-    ct_test_tmp_path(path, sizeof path, "ckpt_all.ctar");
+    ct_test_tmp_path(path, sizeof path, "ckpt_all.h5");
     run straight = run_new(CT_ADAMW);
     run_steps(&straight, 9);
 
@@ -387,8 +465,8 @@ CT_TEST(checkpoint, optimizer_state_round_trips_bit_for_bit)
 {
     /* Saved, loaded into a fresh optimizer, saved again: the two files are identical. */
     char p1[512], p2[512];
-    ct_test_tmp_path(p1, sizeof p1, "optim1.ctar");
-    ct_test_tmp_path(p2, sizeof p2, "optim2.ctar");
+    ct_test_tmp_path(p1, sizeof p1, "optim1.h5");
+    ct_test_tmp_path(p2, sizeof p2, "optim2.h5");
     run r = run_new(CT_ADAM);
     run_steps(&r, 3);
     cr_assert_eq(ct_optim_save(r.o, p1), CT_OK);

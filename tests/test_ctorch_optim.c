@@ -249,7 +249,7 @@ static void follow_torch_trajectory(ct_optim_kind kind, const char *key)
     (void)key;
     cr_skip_test("no Python with torch at configure time: no reference trajectory");
 #else
-    const char *path = CT_FIXTURE_DIR "/adam_ref.ctar";
+    const char *path = CT_FIXTURE_DIR "/adam_ref.h5";
     ct_archive *ref = ct_archive_read(path);
     cr_assert_not_null(ref, "%s", ct_last_error());
     ct_params *p0 = ct_params_new(), *p1 = ct_params_new();

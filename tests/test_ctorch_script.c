@@ -17,7 +17,7 @@ static const char *const modules[] = {"subject_scripted.pt", "subject_traced.pt"
 /* The reference tensors: x, y = model(x), w, dx = d sum(w y) / dx. */
 static ct_archive *reference(void)
 {
-    ct_archive *io = ct_archive_read(FIXTURE("subject_io.ctar"));
+    ct_archive *io = ct_archive_read(FIXTURE("subject_io.h5"));
     cr_assert_not_null(io, "%s", ct_last_error());
     return io;
 }

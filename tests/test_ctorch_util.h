@@ -101,12 +101,4 @@ static inline bool ct_test_write_file(const char *path, const void *p, size_t n)
     return (fclose(f) == 0) && ok;
 }
 
-/* The archive checksum (ctorch/ct_params.cpp), to craft files whose checksum is right. */
-static inline uint64_t ct_test_fnv1a(const unsigned char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-    return h;
-}
-
 #endif

@@ -205,7 +205,7 @@ Test(subject, torchscript_subject_computes_what_pytorch_does)
     cr_assert_eq(fl_subject_open(c, NULL, &s), 0, "%s", fl_error());
     cr_expect_eq(fl_subject_dim(s), 10);
     cr_expect_eq(fl_subject_kind_of(s), FL_SUBJECT_TORCHSCRIPT);
-    ct_archive *a = ct_archive_read(CT_FIXTURE_DIR "/subject_io.ctar");
+    ct_archive *a = ct_archive_read(CT_FIXTURE_DIR "/subject_io.h5");
     cr_assert_not_null(a, "%s", ct_last_error());
     ct_scope *sc = ct_scope_begin();
     ct_tensor *x = ct_archive_get(a, "x"), *y = ct_archive_get(a, "y");

@@ -280,9 +280,10 @@ static int measure(void *ctx, const fl_dataset *ds)
     return 0;
 }
 
-/* Bumped whenever the networks or their training change what a setting produces: older
+/* Bumped whenever the networks or their training change what a setting produces, or
+ * the file format changes (3: the cached-model lifecycle, archives are HDF5): older
  * cached subjects then no longer match and are trained anew. */
-#define FL_SUBJECT_FORMAT 2
+#define FL_SUBJECT_FORMAT 3
 
 /* The lifecycle description of a built-in subject s (its network built). */
 static fl_cached cached_spec(fl_subject *s)

@@ -194,8 +194,9 @@ static int standardize_and_measure(void *ctx, const fl_dataset *ds)
     return rc ? fl_fail_ctx("vae: measuring") : 0;
 }
 
-/* Bumped whenever the networks or their training change what a setting produces. */
-#define FL_VAE_FORMAT 2
+/* Bumped whenever the networks or their training change what a setting produces, or
+ * the file format changes (3: the cached-model lifecycle, archives are HDF5). */
+#define FL_VAE_FORMAT 3
 
 static fl_cached cached_spec(fl_vae *v)
 {

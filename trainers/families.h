@@ -6,7 +6,9 @@
 #define FL_FAMILIES_H
 
 #define FL_FAMILIES(X) \
-    X(nf, "conditional normalizing flow (affine coupling INN)")
+    X(nf, "conditional normalizing flow (affine coupling INN)") \
+    X(diff, "conditional diffusion (DDPM training, DDIM sampling)") \
+    X(fm, "conditional flow matching (linear path, Euler/midpoint ODE sampling)")
 
 /* "nf|…": the names, as a string constant */
 #define FL_FAMILY_NAME_BAR_(id, summary) "|" #id

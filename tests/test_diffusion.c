@@ -182,6 +182,7 @@ Test(diffusion, ddim_at_eta_0_is_a_function_of_the_initial_noise_alone)
     ct_scope *sc = ct_scope_begin();
     ct_params *ps;
     fl_diff *m = model_new(&fl_family_diff, (const char *const[]){"diff.hidden=32", NULL}, 3, 2, 5, &ps);
+    long handles = ct_live_handles();
     bool prev = ct_set_grad_enabled(false);
     ct_gen *g0 = ct_gen_new(1);
     ct_tensor *x_T = ct_randn(CT_SHAPE(16, 3), CT_F32, g0);                       /* (16, 3) */
@@ -204,6 +205,8 @@ Test(diffusion, ddim_at_eta_0_is_a_function_of_the_initial_noise_alone)
     cr_expect_eq(ct_max_abs_diff(e, f), 0.0);
     ct_free(a), ct_free(b), ct_free(c), ct_free(d), ct_free(e), ct_free(f), ct_free(x_T), ct_free(z);
     ct_gen_free(g0), ct_gen_free(g1), ct_gen_free(g2), ct_gen_free(h1), ct_gen_free(h2);
+    cr_expect_eq(ct_live_handles(), handles, "the samplers left %ld handles behind",
+                 ct_live_handles() - handles);
     ct_set_grad_enabled(prev);
     fl_family_diff.destroy(m);
     ct_params_free(ps);

@@ -8,7 +8,9 @@
 #define FL_FAMILIES(X) \
     X(nf, "conditional normalizing flow (affine coupling INN)") \
     X(mlf, "multilevel (split) conditional INN with a coarse latent and zero-padded decoding") \
-    X(dnf, "denoising normalizing flow (Horvat & Pfister 2021), decoded with h_⊥ = 0")
+    X(dnf, "denoising normalizing flow (Horvat & Pfister 2021), decoded with h_⊥ = 0") \
+    X(diff, "conditional diffusion (DDPM training, DDIM sampling)") \
+    X(fm, "conditional flow matching (linear path, Euler/midpoint ODE sampling)")
 
 /* "nf|…": the names, as a string constant */
 #define FL_FAMILY_NAME_BAR_(id, summary) "|" #id

@@ -1,0 +1,254 @@
+/* DIFF: conditional diffusion on the points u of the latent (Ho et al. 2020; Song et al.
+ * 2021). An ε-prediction network ε_θ(x_t, t/T, z) trained with DDPM's objective,
+ * E_{t, ε} ‖ε_θ(√ᾱ_t u + √(1−ᾱ_t) ε, t/T, z) − ε‖² (t uniform in 1 … T, mean over the
+ * elements), sampled with DDIM. The fiber-loss term backpropagates through the sampler
+ * (the last diff.grad_steps of its steps). Activation checkpointing is not offered:
+ * ctorch has no custom autograd function in which a step's forward could be recomputed. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "architectures/timenet.h"
+#include "core/log.h"
+#include "trainers/diffusion.h"
+#include "trainers/family.h"
+
+const fl_key fl_keys_diff[] = {
+    FL_TIMENET_KEYS("diff"),
+    {"diff.schedule", FL_KEY_STR, "\"linear\"", FL_NO_BOUNDS, "linear|cosine",
+     "Noise schedule: β linear from 1e-4 to diff.beta_max, or the cosine ᾱ of Nichol & "
+     "Dhariwal (2021) with β clipped at diff.beta_max."},
+    {"diff.beta_max", FL_KEY_NUM, "0.02", 1e-4, 0.999, NULL,
+     "Largest β: the end of the linear schedule, the clip of the cosine one (DDPM: 0.02; the "
+     "authors: 0.04, whose ᾱ_T = 2e-9 makes few-step DDIM amplify the network's error 1/√ᾱ_T)."},
+    {"diff.T", FL_KEY_INT, "1000", 1, 100000, NULL, "Diffusion steps T of training."},
+    {"diff.steps", FL_KEY_INT, "50", 1, 100000, NULL,
+     "DDIM steps of the sampler when no other number is asked for (train.fiber_steps or "
+     "eval.steps 0); at most diff.T."},
+    {"diff.eta", FL_KEY_NUM, "0", 0, 1, NULL,
+     "DDIM η: 0 is the deterministic sampler, 1 adds DDPM's posterior noise at each step."},
+    {"diff.grad_steps", FL_KEY_INT, "0", 0, 100000, NULL,
+     "Sampler steps the fiber-loss term backpropagates through: the last k (the earlier "
+     "ones run without a graph); 0: all."},
+    FL_KEYS_END,
+};
+
+struct fl_diff {
+    fl_timenet net;
+    int dim, T, steps, grad_steps;
+    double eta;
+    double *abar;          /* ᾱ_t, t = 0 … T */
+    ct_tensor *abar_t;     /* ᾱ_1 … ᾱ_T (T) in the float dtype, for training; owned */
+};
+
+/* ᾱ_0 … ᾱ_T of a schedule into abar[T + 1]. */
+static void schedule_fill(double *abar, int T, bool cosine, double beta_max)
+{
+    const double s = 0.008, beta_1 = beta_max < 1e-4 ? beta_max : 1e-4;
+    abar[0] = 1;
+    for (int t = 1; t <= T; t++) {
+        double beta;
+        if (cosine) {
+            double f = cos(((double)t / T + s) / (1 + s) * M_PI / 2);
+            double fp = cos(((double)(t - 1) / T + s) / (1 + s) * M_PI / 2);
+            beta = 1 - (f * f) / (fp * fp);   /* ᾱ_t / ᾱ_{t−1} = f(t)² / f(t−1)² */
+        } else {
+            beta = T == 1 ? beta_max : beta_1 + (beta_max - beta_1) * (t - 1) / (T - 1);
+        }
+        if (beta > beta_max) beta = beta_max;
+        abar[t] = abar[t - 1] * (1 - beta);
+    }
+}
+
+static int diff_check(const fl_config *c, int u_dim, int z_dim)
+{
+    (void)u_dim, (void)z_dim;
+    int T = (int)fl_cfg_int(c, "diff.T"), steps = (int)fl_cfg_int(c, "diff.steps");
+    int fiber_steps = (int)fl_cfg_int(c, "train.fiber_steps");
+    int eval_steps = (int)fl_cfg_int(c, "eval.steps");
+    int k = (int)fl_cfg_int(c, "diff.grad_steps");
+    int64_t blocks = fl_cfg_int(c, "diff.blocks"), layers = fl_cfg_int(c, "diff.layers");
+    if ((blocks > 0 ? blocks * layers : layers) > FL_MLP_MAX)
+        return fl_fail("diff.blocks: %lld blocks of %lld layers, at most %d layers in all",
+                       (long long)blocks, (long long)layers, FL_MLP_MAX);
+    if (fl_cfg_int(c, "diff.time_embed") % 2)
+        return fl_fail("diff.time_embed: %lld is odd (sin and cos pairs)",
+                       (long long)fl_cfg_int(c, "diff.time_embed"));
+    if (steps > T) return fl_fail("diff.steps: %d DDIM steps, more than diff.T = %d", steps, T);
+    if (fiber_steps > T)
+        return fl_fail("train.fiber_steps: %d DDIM steps, more than diff.T = %d", fiber_steps, T);
+    if (eval_steps > T) return fl_fail("eval.steps: %d DDIM steps, more than diff.T = %d", eval_steps, T);
+    int train_steps = fiber_steps > 0 ? fiber_steps : steps;
+    if (k > train_steps)
+        return fl_fail("diff.grad_steps: %d, more than the %d steps of the fiber-loss sampler "
+                       "(train.fiber_steps, or diff.steps when it is 0)", k, train_steps);
+    double *abar = malloc(((size_t)T + 1) * sizeof *abar);
+    if (!abar) return fl_fail("out of memory");
+    schedule_fill(abar, T, strcmp(fl_cfg_str(c, "diff.schedule"), "cosine") == 0,
+                  fl_cfg_num(c, "diff.beta_max"));
+    double last = abar[T];
+    free(abar);
+    /* sampling starts from N(0, I): the data must be all but gone at t = T */
+    if (last > 0.01)
+        return fl_fail("diff.beta_max: ᾱ_T = %.3g leaves %.0f %% of the data's scale at t = T "
+                       "(at most 10 %%); raise diff.beta_max or diff.T", last, 100 * sqrt(last));
+    return 0;
+}
+
+static void diff_destroy(void *model)
+{
+    fl_diff *m = model;
+    if (!m) return;
+    free(m->abar);
+    ct_free(m->abar_t);
+    free(m);
+}
+
+static void *diff_create(const fl_config *c, int u_dim, int z_dim, ct_params *ps, ct_gen *g)
+{
+    fl_diff *m = calloc(1, sizeof *m);
+    if (!m) return fl_fail("out of memory"), NULL;
+    m->dim = u_dim;
+    m->T = (int)fl_cfg_int(c, "diff.T");
+    m->steps = (int)fl_cfg_int(c, "diff.steps");
+    m->grad_steps = (int)fl_cfg_int(c, "diff.grad_steps");
+    m->eta = fl_cfg_num(c, "diff.eta");
+    m->abar = malloc(((size_t)m->T + 1) * sizeof *m->abar);
+    if (!m->abar) {
+        diff_destroy(m);
+        return fl_fail("out of memory"), NULL;
+    }
+    schedule_fill(m->abar, m->T, strcmp(fl_cfg_str(c, "diff.schedule"), "cosine") == 0,
+                  fl_cfg_num(c, "diff.beta_max"));
+    ct_tensor *a = ct_from_data(m->abar + 1, CT_SHAPE(m->T), CT_F64);           /* (T) */
+    m->abar_t = ct_unscope(ct_to_dtype(a, ct_float_dtype()));
+    ct_free(a);
+    fl_timenet_spec s = {.dim = u_dim,
+                         .cond_dim = z_dim,
+                         .embed = (int)fl_cfg_int(c, "diff.time_embed"),
+                         .hidden = (int)fl_cfg_int(c, "diff.hidden"),
+                         .n_blocks = (int)fl_cfg_int(c, "diff.blocks"),
+                         .n_layers = (int)fl_cfg_int(c, "diff.layers"),
+                         .act = fl_act_parse(fl_cfg_str(c, "diff.activation"))};
+    if (!m->abar_t || fl_timenet_init(&m->net, ps, "diff.eps", &s, g)) {
+        fl_fail_ctx("diff network");
+        diff_destroy(m);
+        return NULL;
+    }
+    return m;
+}
+
+int fl_diff_T(const fl_diff *m) { return m->T; }
+double fl_diff_alpha_bar(const fl_diff *m, int t) { return t >= 0 && t <= m->T ? m->abar[t] : NAN; }
+
+/* The DDPM loss: t ~ U{1 … T}, ε ~ N(0, I), MSE between ε_θ(x_t, t/T, z) and ε. */
+static ct_tensor *diff_loss(void *model, const ct_tensor *u, const ct_tensor *z, ct_gen *g,
+                            fl_terms *terms)
+{
+    fl_diff *m = model;
+    ct_scope *s = ct_scope_begin();
+    int64_t b = ct_size(u, 0);
+    ct_tensor *t = ct_randint(m->T, CT_SHAPE(b), g);                  /* (B) I64: t − 1 */
+    ct_tensor *ab = ct_unsqueeze(ct_index_select(m->abar_t, 0, t), 1);            /* (B, 1) */
+    ct_tensor *eps = ct_randn_like(u, g);                                         /* (B, D) */
+    ct_tensor *x_t = ct_add(ct_mul(ct_sqrt(ab), u), ct_mul(ct_sqrt(ct_rsubs(ab, 1)), eps));
+    ct_tensor *tt = ct_muls(ct_adds(ct_unsqueeze(ct_to_dtype(t, ct_dtype_of(u)), 1), 1),
+                            1.0 / m->T);                                          /* (B, 1) */
+    ct_tensor *pred = fl_timenet_forward(&m->net, x_t, tt, z);                    /* (B, D) */
+    ct_tensor *loss = ct_scope_keep(s, ct_mse(pred, eps));
+    ct_scope_end(s);
+    if (loss && terms) fl_terms_add(terms, "mse", ct_item(loss));
+    return loss;
+}
+
+/* τ_i = round(i T / S): distinct for S ≤ T, τ_0 = 0, τ_S = T. */
+static int tau(int i, int S, int T) { return (int)(((int64_t)i * T + S / 2) / S); }
+
+ct_tensor *fl_diff_ddim_step(const fl_diff *m, const ct_tensor *x, const ct_tensor *z, int i,
+                             int S, double eta, ct_gen *g)
+{
+    int t = tau(i, S, m->T), tp = tau(i - 1, S, m->T);
+    double a = m->abar[t], ap = m->abar[tp];
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *tt = ct_full(CT_SHAPE(ct_size(x, 0), 1), (double)t / m->T, ct_dtype_of(x)); /* (B, 1) */
+    ct_tensor *eps = fl_timenet_forward(&m->net, x, tt, z);                       /* (B, D) */
+    ct_tensor *x0 = ct_muls(ct_axpy(x, -sqrt(1 - a), eps), 1 / sqrt(a));          /* (B, D) */
+    double sigma = eta * sqrt((1 - ap) / (1 - a) * (1 - a / ap));
+    double dir = 1 - ap - sigma * sigma;
+    ct_tensor *y = ct_axpy(ct_muls(x0, sqrt(ap)), sqrt(dir > 0 ? dir : 0), eps);   /* (B, D) */
+    if (sigma > 0) y = ct_axpy(y, sigma, ct_randn_like(x, g));
+    ct_tensor *r = ct_scope_keep(s, y);
+    ct_scope_end(s);
+    return r;
+}
+
+ct_tensor *fl_diff_ddim(const fl_diff *m, const ct_tensor *x_T, const ct_tensor *z,
+                        const fl_ddim_opts *o, ct_gen *g)
+{
+    int S = o->steps;
+    if (S < 1 || S > m->T) return fl_fail("DDIM: %d steps, not in [1, T = %d]", S, m->T), NULL;
+    bool grad = ct_grad_enabled();
+    int k = o->grad_steps > 0 && o->grad_steps < S ? o->grad_steps : S;
+    ct_scope *s = ct_scope_begin();
+    const ct_tensor *x = x_T;                                                      /* (B, D) */
+    for (int i = S; i >= 1 && x; i--) {
+        ct_set_grad_enabled(grad && i <= k);   /* steps S … k+1 without a graph */
+        ct_tensor *y = fl_diff_ddim_step(m, x, z, i, S, o->eta, g);
+        if (x != x_T) ct_free((ct_tensor *)x);
+        x = y;
+    }
+    ct_set_grad_enabled(grad);
+    ct_tensor *r = ct_scope_keep(s, (ct_tensor *)x);
+    ct_scope_end(s);
+    return r;
+}
+
+ct_tensor *fl_diff_ddim_invert(const fl_diff *m, const ct_tensor *x0, const ct_tensor *z, int S)
+{
+    if (S < 1 || S > m->T) return fl_fail("DDIM inversion: %d steps, not in [1, T = %d]", S, m->T), NULL;
+    ct_scope *s = ct_scope_begin();
+    const ct_tensor *x = x0;                                                       /* (B, D) */
+    for (int i = 1; i <= S && x; i++) {
+        int t = tau(i, S, m->T), tp = tau(i - 1, S, m->T);
+        double a = m->abar[t], ap = m->abar[tp];
+        ct_scope *si = ct_scope_begin();
+        ct_tensor *tt = ct_full(CT_SHAPE(ct_size(x, 0), 1), (double)t / m->T, ct_dtype_of(x));
+        ct_tensor *eps = fl_timenet_forward(&m->net, x, tt, z);                   /* (B, D) */
+        ct_tensor *xh = ct_muls(ct_axpy(x, -sqrt(1 - ap), eps), 1 / sqrt(ap));    /* x̂_0 */
+        ct_tensor *y = ct_scope_keep(si, ct_axpy(ct_muls(xh, sqrt(a)), sqrt(1 - a), eps));
+        ct_scope_end(si);
+        if (x != x0) ct_free((ct_tensor *)x);
+        x = y;
+    }
+    ct_tensor *r = ct_scope_keep(s, (ct_tensor *)x);
+    ct_scope_end(s);
+    return r;
+}
+
+/* DDIM from x_T = temperature · ε; o->steps or diff.steps; the graph through the last
+ * diff.grad_steps steps when o->keep_graph. */
+static ct_tensor *diff_sample(void *model, const ct_tensor *z, const fl_sample_opts *o, ct_gen *g)
+{
+    fl_diff *m = model;
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x_T = ct_muls(ct_randn(CT_SHAPE(ct_size(z, 0), m->dim), ct_dtype_of(z), g),
+                             o->temperature);                                     /* (B, D) */
+    fl_ddim_opts d = {.steps = o->steps > 0 ? o->steps : m->steps,
+                      .eta = m->eta,
+                      .grad_steps = o->keep_graph ? m->grad_steps : 0};
+    ct_tensor *u = ct_scope_keep(s, fl_diff_ddim(m, x_T, z, &d, g));
+    ct_scope_end(s);
+    return u;
+}
+
+const fl_family fl_family_diff = {
+    .name = "diff",
+    .summary = "conditional diffusion (DDPM training, DDIM sampling)",
+    .keys = fl_keys_diff,
+    .space = FL_SPACE_LATENT,
+    .check = diff_check,
+    .create = diff_create,
+    .destroy = diff_destroy,
+    .loss = diff_loss,
+    .sample = diff_sample,
+};

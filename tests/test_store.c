@@ -57,7 +57,7 @@ static void compare(fl_dataset *a, fl_dataset *b, char *diff, size_t n)
 
 Test(store, same_seed_gives_byte_identical_arrays_and_another_seed_differs, .timeout = 120)
 {
-    const char *ov[] = {"data.path=" NPM_DIR, "data.n_train=3000", "data.n_test=600", "seed=7", NULL};
+    const char *ov[] = {"data.path=" NPM_DIR, "data.n_train=3000", "data.n_test=600", "data.seed=7", NULL};
     fl_config *ca = test_config("a", ov), *cb = test_config("b", ov);
     fl_dataset *a = open_ok(ca), *b = open_ok(cb);
     cr_expect(fl_dataset_open_stats(a)->built && fl_dataset_open_stats(b)->built);
@@ -67,7 +67,7 @@ Test(store, same_seed_gives_byte_identical_arrays_and_another_seed_differs, .tim
     char diff[256];
     compare(ra, rb, diff, sizeof diff);
     cr_expect_str_eq(diff, "", "same seed, different arrays: %s", diff);
-    cr_assert_eq(fl_config_override(cb, "seed=8"), 0);
+    cr_assert_eq(fl_config_override(cb, "data.seed=8"), 0);
     fl_dataset *c = open_ok(cb);
     compare(ra, c, diff, sizeof diff);
     cr_expect(strstr(diff, "colors") && strstr(diff, "colored") && strstr(diff, "index"),

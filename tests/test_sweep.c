@@ -89,7 +89,7 @@ Test(sweep, config_errors_fail_before_training_naming_the_key)
     expect_config_error("{\"vae\": {\"widths\": [8, 8, 8, 8, 8, 8, 8, 8, 8]}}", "", "vae.widths");
     expect_config_error("{\"subject\": {\"widths\": []}}", "", "subject.widths");
     expect_config_error("{\"data\": {\"n_train\": 100}}", "train.batch_size=5000", "train.batch_size");
-    expect_config_error("{\"data\": {\"n_train\": 100}}", "vae.batch_size=500", "vae.batch_size");
+    expect_config_error("{\"data\": {\"n_train\": 100}}", "train.batch_size=32 vae.batch_size=500", "vae.batch_size");
     expect_config_error("{}", "train.ema_decay=0.9 train.patience=2", "train.patience");
 }
 

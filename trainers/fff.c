@@ -7,11 +7,14 @@
  * that of log|det f′(u)| while g ≈ f⁻¹.
  * The JVP/VJP pair: vᵀ f′(u) is one reverse pass with create_graph (its gradient must
  * reach f's parameters); g′(h) v is detached and comes from forward-mode AD, not the
- * double-VJP trick. Measured on a typical batch (B = 512, D = 54, C = 16, these
- * defaults, float32, 1 thread; benchmarks/perf/bench_freeform.c): forward mode
- * 2.2 ms/step against 3.6 ms for the double VJP, loss + backward — the forward-mode
- * pass also yields g(h) with its reverse graph, so the decoder runs once, where the
- * double VJP adds two reverse passes through it.
+ * double-VJP trick. Measured with benchmarks/perf/bench_freeform.c (loss + backward,
+ * D = 54, C = 48, these defaults, float32, 1 thread, on a 2-core AMD EPYC shared with
+ * other jobs): B = 512, 55.3 / 57.9 ms per step forward mode against 54.4 / 58.1 ms for
+ * the double VJP (two runs: equal within the noise); B = 128, 21.9 / 19.8 ms against
+ * 19.8 / 38.1 ms. Neither is faster here, so the choice rests on the rest: the forward-
+ * mode pass also yields g(h) with its reverse graph, so the decoder is evaluated once
+ * and no create_graph graph through it is kept alive (the double VJP needs one, with a
+ * dummy cotangent, for its second reverse pass).
  * The exact NLL monitor: for D ≤ fff.exact_nll_max_dim the "nll_exact" term is
  * −log p(u) = −log p_Z(f(u)) − log|det f′(u)| with the full Jacobian (one reverse pass
  * on the batch repeated D times); a term of the curves, not of the loss.

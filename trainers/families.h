@@ -10,7 +10,9 @@
     X(mlf, "multilevel (split) conditional INN with a coarse latent and zero-padded decoding") \
     X(dnf, "denoising normalizing flow (Horvat & Pfister 2021), decoded with h_⊥ = 0") \
     X(diff, "conditional diffusion (DDPM training, DDIM sampling)") \
-    X(fm, "conditional flow matching (linear path, Euler/midpoint ODE sampling)")
+    X(fm, "conditional flow matching (linear path, Euler/midpoint ODE sampling)") \
+    X(fff, "free-form flow (Draxler et al. 2024): free encoder/decoder, Hutchinson volume term") \
+    X(fif, "free-form injective flow (Sorrenson et al. 2023): a d-dim manifold, decoded h ~ N(0, I_d)")
 
 /* "nf|…": the names, as a string constant */
 #define FL_FAMILY_NAME_BAR_(id, summary) "|" #id

@@ -166,7 +166,9 @@ fl_fiber *fl_fiber_create(const fl_config *c, int u_dim, int z_dim)
     m->z_mean = ct_params_add_buffer(m->ps, "cond.mean", ct_zeros(CT_SHAPE(1, z_dim), ct_float_dtype()));
     m->z_std = ct_params_add_buffer(m->ps, "cond.std", ct_ones(CT_SHAPE(1, z_dim), ct_float_dtype()));
     ct_gen *g = ct_gen_new(m->seed * 4 + 1);
+    ct_scope *s = ct_scope_begin();   /* the family's temporaries; ps owns what it keeps */
     if (m->z_mean && m->z_std) m->model = fam->create(c, m->u_dim, m->z_dim, m->ps, g);
+    ct_scope_end(s);
     ct_gen_free(g);
     if (!m->model) {
         fl_fail_ctx("%s model", fam->name);

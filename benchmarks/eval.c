@@ -44,6 +44,13 @@ const fl_key fl_keys_eval[] = {
      "Largest rotation of the augmented originals, in degrees (uniform)."},
     {"eval.n_random", FL_KEY_INT, "10", 1, 1e6, NULL,
      "Unconditional VAE samples per target in the random reference line."},
+    {"eval.bootstrap", FL_KEY_INT, "1000", 0, 1e6, NULL,
+     "Bootstrap resamples of the targets behind every reported interval of a run (0: means "
+     "without intervals)."},
+    {"eval.ci_level", FL_KEY_NUM, "0.95", 0.5, 0.999, NULL,
+     "Level of the confidence intervals: the bootstrap's within a run, Student-t's over seeds."},
+    {"eval.tail_loss", FL_KEY_NUM, "5", 0, 1e9, NULL,
+     "Fiber loss above which a sample counts in the reported tail share (far-off samples)."},
     FL_KEYS_END,
 };
 
@@ -57,6 +64,9 @@ void fl_eval_result_free(fl_eval_result *r)
     free(r->colors);
     free(r->samples);
     free(r->stored_target);
+    free(r->dfib);
+    free(r->fit_colors);
+    free(r->rel_loss);
     memset(r, 0, sizeof *r);
 }
 
@@ -253,18 +263,44 @@ static int result_alloc(fl_eval_result *r, const char *name, int64_t n_targets, 
     r->colors = malloc((size_t)(n ? n : 1) * 3 * sizeof *r->colors);
     r->samples = malloc((size_t)(n_stored ? n_stored : 1) * 3 * 28 * 28 * sizeof *r->samples);
     r->stored_target = malloc((size_t)(n_stored ? n_stored : 1) * sizeof *r->stored_target);
+    r->dfib = malloc((size_t)(n ? n : 1) * sizeof *r->dfib);
+    r->fit_colors = malloc((size_t)(n ? n : 1) * 3 * sizeof *r->fit_colors);
+    r->dfib_mean = r->nn_mean = r->rel_mean = NAN;
     if (!r->target_index || !r->target_loss || !r->sample_target || !r->loss || !r->colors ||
-        !r->samples || !r->stored_target) {
+        !r->samples || !r->stored_target || !r->dfib || !r->fit_colors) {
         fl_eval_result_free(r);
         return fl_fail("out of memory for %lld samples", (long long)n);
     }
     return 0;
 }
 
-/* Scores samples (m, 3, 28, 28) against their targets' representations z (m, d): fiber
- * losses and colors into r at sample offset off. */
-static int score(fl_subject *subj, const ct_tensor *samples, const ct_tensor *z, fl_eval_result *r,
-                 int64_t off)
+/* Whether d_fib applies: the subject's fiber is the recolorings and the colors follow
+ * colorize's law (correlated or fixed; with ood the foreground is another color). */
+static bool dfib_applies(const fl_dataset *ds, const fl_subject *subj)
+{
+    fl_variant v = fl_dataset_spec(ds)->variant;
+    return fl_subject_recoloring_fiber(subj) && (v == FL_VARIANT_CORRELATED || v == FL_VARIANT_FIXED);
+}
+
+/* The distance of samples m (host, (m, 3, 28, 28)) to the fibers of their targets'
+ * digits (r->sample_target from off) into r->dfib and r->fit_colors. */
+static void score_dfib(const fl_dataset *ds, const float *img, int64_t m, fl_eval_result *r, int64_t off)
+{
+    const float *gray = fl_dataset_gray(ds, FL_TEST);
+    int h = fl_dataset_height(ds), w = fl_dataset_width(ds);
+    size_t px = (size_t)h * (size_t)w;
+    for (int64_t j = 0; j < m; j++) {
+        double c[3];
+        r->dfib[off + j] = (float)fl_fiber_distance_f32(img + (size_t)j * 3 * px,
+                                                        gray + (size_t)r->sample_target[off + j] * px, h, w, c);
+        for (int k = 0; k < 3; k++) r->fit_colors[3 * (off + j) + k] = (float)c[k];
+    }
+}
+
+/* Scores samples (m, 3, 28, 28) float32 against their targets' representations z (m, d):
+ * fiber losses, colors and (when it applies) d_fib into r at sample offset off. */
+static int score(const fl_dataset *ds, fl_subject *subj, const ct_tensor *samples, const ct_tensor *z,
+                 fl_eval_result *r, int64_t off)
 {
     int64_t m = ct_size(samples, 0);
     ct_scope *s = ct_scope_begin();
@@ -275,6 +311,19 @@ static int score(fl_subject *subj, const ct_tensor *samples, const ct_tensor *z,
     if (!l || !col || ct_to_data(l, r->loss + off, (size_t)m * sizeof *r->loss) ||
         ct_to_data(col, r->colors + 3 * off, (size_t)m * 3 * sizeof *r->colors))
         rc = fl_fail_ctx("scoring with subject %s", fl_subject_name(subj));
+    if (!rc && r->has_dfib) {
+        size_t bytes = (size_t)m * 3 * 28 * 28 * sizeof(float);
+        float *img = malloc(bytes ? bytes : 1);
+        if (!img) rc = fl_fail("out of memory");
+        else if (ct_to_data(samples, img, bytes)) rc = fl_fail_ctx("scoring: the samples");
+        else score_dfib(ds, img, m, r, off);
+        free(img);
+    } else if (!rc) {
+        for (int64_t j = 0; j < m; j++) {
+            r->dfib[off + j] = NAN;
+            for (int k = 0; k < 3; k++) r->fit_colors[3 * (off + j) + k] = NAN;
+        }
+    }
     ct_scope_end(s);
     return rc;
 }
@@ -303,9 +352,16 @@ static int finalize(const fl_config *c, fl_eval_result *r, const int64_t *row)
     free(sum);
     fl_mean_std(r->loss, r->n_samples, &r->fiber_mean, &r->fiber_std);
     r->fiber_median = fl_median(r->loss, r->n_samples);
+    double dstd;
+    if (r->has_dfib) fl_mean_std(r->dfib, r->n_samples, &r->dfib_mean, &dstd);
+    r->tail_loss = fl_cfg_num(c, "eval.tail_loss");
+    int64_t tail = 0;
+    for (int64_t i = 0; i < r->n_samples; i++) tail += !(r->loss[i] <= r->tail_loss);   /* NaN counts */
+    r->tail_share = r->n_samples ? (double)tail / (double)r->n_samples : NAN;
     fl_colorlaw law = fl_colorlaw_paper();
     r->kl_bins = (int)fl_cfg_int(c, "eval.kl_bins");
     int rc = fl_color_metrics_of(&law, r->colors, r->n_samples, r->kl_bins, &r->color);
+    if (!rc) rc = fl_eval_relate(c, r, NULL);
     r->t_metrics = fl_now() - t0;
     if (!isfinite(r->fiber_mean))
         fl_warn("%s: the fiber loss is not finite (a sample or the subject gave NaN or inf)", r->name);
@@ -346,6 +402,7 @@ int fl_evaluate_k(const fl_config *c, const fl_dataset *ds, fl_subject *subj, fl
     int64_t n_store = fl_cfg_int(c, "eval.store_samples");
     if (n_store > N) n_store = N;
     if (result_alloc(r, s->name, N, N * k, n_store * k)) return -1;
+    r->has_dfib = dfib_applies(ds, subj);
     int64_t *row = malloc((size_t)N * k * sizeof *row);
     if (!row) {
         fl_eval_result_free(r);
@@ -397,7 +454,7 @@ int fl_evaluate_k(const fl_config *c, const fl_dataset *ds, fl_subject *subj, fl
         } else {
             if (ct_dtype_of(smp) != CT_F32) smp = ct_to_dtype(smp, CT_F32);
             ts = fl_now();
-            rc = score(subj, smp, ct_repeat_interleave(z, k, 0), r, i * k);
+            rc = score(ds, subj, smp, ct_repeat_interleave(z, k, 0), r, i * k);
             r->t_score += fl_now() - ts;
             for (int64_t j = 0; !rc && j < n_store; j++) {                     /* samples to keep */
                 int64_t p = store_pos(j, n_store, N);
@@ -460,6 +517,7 @@ int fl_eval_samples(const fl_config *c, const fl_dataset *ds, fl_subject *subj, 
     for (int64_t j = 0; j < n && !rc; j++) n_stored += row[j] < n_store_t;
     if (!rc) rc = result_alloc(r, name, nt, n, n_stored);
     if (!rc) {
+        r->has_dfib = dfib_applies(ds, subj);
         memcpy(r->target_index, distinct, (size_t)nt * sizeof *distinct);
         memcpy(r->sample_target, target_index, (size_t)n * sizeof *target_index);
         for (int64_t j = 0, s = 0; j < n; j++)
@@ -487,7 +545,7 @@ int fl_eval_samples(const fl_config *c, const fl_dataset *ds, fl_subject *subj, 
         double ts = fl_now();
         ct_tensor *smp = ct_from_data(samples + i * 3 * 28 * 28, CT_SHAPE(len, 3, 28, 28), CT_F32);
         ct_tensor *rows = ct_from_data(row + i, CT_SHAPE(len), CT_I64);            /* (len,) */
-        rc = score(subj, smp, ct_index_select(zt, 0, rows), r, i);
+        rc = score(ds, subj, smp, ct_index_select(zt, 0, rows), r, i);
         r->t_score += fl_now() - ts;
         ct_scope_end(inner);
     }
@@ -575,9 +633,31 @@ int fl_eval_write(fl_h5w *w, const char *group, const fl_eval_result *r)
         DS("sample_target", FL_I64, 1, ns, r->sample_target) || DS("loss", FL_F32, 1, ns, r->loss) ||
         DS("colors", FL_F32, 2, nc, r->colors) || DS("kl", FL_F64, 1, three, r->color.kl) ||
         DS("w1", FL_F64, 1, three, r->color.w1) || DS("samples", FL_F32, 4, img, r->samples) ||
-        DS("samples_target", FL_I64, 1, nst, r->stored_target))
+        DS("samples_target", FL_I64, 1, nst, r->stored_target) ||
+        DS("dfib", FL_F32, 1, ns, r->dfib) || DS("fit_colors", FL_F32, 2, nc, r->fit_colors) ||
+        (r->rel_loss && DS("relative_loss", FL_F32, 1, ns, r->rel_loss)))
         return -1;
 #undef DS
+    const struct { const char *name; const fl_ci *ci; } cis[] = {
+        {"fiber", &r->ci.fiber}, {"relative", &r->ci.rel}, {"dfib", &r->ci.dfib},
+        {"kl", &r->ci.kl},       {"w1", &r->ci.w1},        {"tail", &r->ci.tail},
+    };
+    for (size_t i = 0; i < sizeof cis / sizeof cis[0]; i++) {
+        char lo[32], hi[32];
+        snprintf(lo, sizeof lo, "%s_lo", cis[i].name);
+        snprintf(hi, sizeof hi, "%s_hi", cis[i].name);
+        if (fl_h5w_attr_f64(w, group, lo, cis[i].ci->lo) || fl_h5w_attr_f64(w, group, hi, cis[i].ci->hi))
+            return -1;
+    }
+    if (fl_h5w_attr_i64(w, group, "dfib_applies", r->has_dfib) ||
+        fl_h5w_attr_f64(w, group, "dfib_mean", r->dfib_mean) ||
+        fl_h5w_attr_f64(w, group, "relative_mean", r->rel_mean) ||
+        fl_h5w_attr_f64(w, group, "nn_mean", r->nn_mean) ||
+        fl_h5w_attr_f64(w, group, "tail_share", r->tail_share) ||
+        fl_h5w_attr_f64(w, group, "tail_loss", r->tail_loss) ||
+        fl_h5w_attr_i64(w, group, "bootstrap", r->n_boot) ||
+        fl_h5w_attr_f64(w, group, "ci_level", r->ci_level))
+        return -1;
     return fl_h5w_attr_str(w, group, "name", r->name) ||
                    fl_h5w_attr_i64(w, group, "n_targets", r->n_targets) ||
                    fl_h5w_attr_i64(w, group, "n_samples", r->n_samples) ||
@@ -681,6 +761,8 @@ int fl_reference_lines(const fl_config *c, const fl_dataset *ds, fl_subject *sub
                                    (int)fl_cfg_int(c, "eval.n_random"), &out->line[out->n]);
         if (!rc) out->n++;
     }
+    /* every line relative to the nearest neighbour (itself: 1) */
+    for (int i = 0; !rc && i < out->n; i++) rc = fl_eval_relate(c, &out->line[i], &out->line[0]);
     if (rc) fl_reference_free(out);
     return rc;
 }

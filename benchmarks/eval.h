@@ -5,7 +5,13 @@
  *   fidelity     its fiber loss against z* = f(x̃*) (mean ± std over all samples, and
  *                the mean per target),
  *   consistency  its estimated background color ĉ = b̂ (left column), and over all
- *                samples the per-channel 100-bin KL(q ‖ p) and W1 against the exact law.
+ *                samples the per-channel 100-bin KL(q ‖ p) and W1 against the exact law,
+ *   beyond the paper (DESIGN.md §5)
+ *                the relative fiber loss (÷ the nearest-neighbour line on the same
+ *                targets), the exact pixel distance d_fib to the true fiber (subjects
+ *                whose fiber is the recolorings of the digit; else not applicable) and
+ *                the share of samples in the tail (fiber loss above eval.tail_loss),
+ *                every mean with a 95% bootstrap interval over the targets.
  * Reference lines (computed once, reused by a sweep) score fixed "samplers" the same
  * way: the nearest training image in representation space, the augmented target
  * (small shifts and rotations), the VAE's reconstruction (the floor of every latent
@@ -19,6 +25,7 @@
 #include "core/config.h"
 #include "core/h5.h"
 #include "core/metrics.h"
+#include "core/stats.h"
 #include "ctorch/ct.h"
 #include "datasets/store.h"
 #include "trainers/sampler.h"
@@ -55,6 +62,25 @@ typedef struct {
     double fiber_median;            /* over all samples: the typical sample, past a tail */
     fl_color_metrics color;     /* KL and W1 per channel and their means */
     int kl_bins;
+    /* beyond the paper (DESIGN.md §5) */
+    bool has_dfib;              /* the subject's fiber is the recolorings (else d_fib NaN) */
+    float *dfib;                /* (n_samples) exact pixel RMS distance to the true fiber */
+    float *fit_colors;          /* (n_samples, 3) the colors c of the nearest fiber point */
+    double dfib_mean;           /* NaN when not applicable */
+    double tail_loss;           /* eval.tail_loss */
+    double tail_share;          /* share of samples with fiber loss > tail_loss */
+    float *rel_loss;            /* (n_samples) loss ÷ the nearest-neighbour loss of the same
+                                   target; NULL until fl_eval_relate */
+    double nn_mean;             /* the nearest-neighbour line's mean on these targets
+                                   (each target weighted by its samples); NaN until related */
+    double rel_mean;            /* fiber_mean / nn_mean: the relative fiber loss */
+    /* 95% (eval.ci_level) percentile-bootstrap intervals over the targets (eval.bootstrap
+     * resamples; NaN bounds with 0): .mean is the point estimate above */
+    struct {
+        fl_ci fiber, rel, dfib, kl, w1, tail;
+    } ci;
+    int n_boot;
+    double ci_level;
     int64_t n_stored;           /* samples kept: those of eval.store_samples targets spread over all */
     float *samples;             /* (n_stored, 3, 28, 28) */
     int64_t *stored_target;     /* (n_stored) test-split positions */
@@ -91,6 +117,17 @@ int fl_eval_samples(const fl_config *c, const fl_dataset *ds, fl_subject *subj, 
  * dataset, a wrong shape, an index out of range or values outside [0, 1]. */
 int fl_eval_read_samples(const char *path, int64_t n_test, int64_t **index, float **samples,
                          int64_t *n);
+
+/* Relates r to the nearest-neighbour line nn on the same targets (matched by test
+ * index; NULL: no line, the relative loss stays NaN): per-sample relative losses, the
+ * relative fiber loss, and the bootstrap intervals of every mean (recomputed, so that
+ * the relative loss is resampled together with the rest). fl_evaluate calls it with
+ * nn = NULL. -1 and a message when nn lacks a target of r or out of memory. */
+int fl_eval_relate(const fl_config *c, fl_eval_result *r, const fl_eval_result *nn);
+
+/* Reads the per-target part of a result written by fl_eval_write (name, targets, their
+ * losses, the mean): enough to relate other results to a stored reference line. */
+int fl_eval_read_targets(const char *path, const char *group, fl_eval_result *r);
 
 /* Writes r under group (docs/evaluation.md has the layout). */
 int fl_eval_write(fl_h5w *w, const char *group, const fl_eval_result *r);

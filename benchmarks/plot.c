@@ -17,6 +17,9 @@ static const int palette[][3] = {{0, 114, 178},  {213, 94, 0},   {0, 158, 115}, 
 #define N_COLORS ((int)(sizeof palette / sizeof palette[0]))
 #define GREY 10
 
+/* An interval bound b[i], or v itself when there is none. */
+static double bound(const double *b, int i, double v) { return b && isfinite(b[i]) ? b[i] : v; }
+
 static const char *ext_of(const char *path)
 {
     const char *dot = strrchr(path, '.');
@@ -35,14 +38,13 @@ int fl_plot_fidelity_consistency(const char *path, const char *title,
     double xmin = DBL_MAX, xmax = -DBL_MAX, ymin = DBL_MAX, ymax = -DBL_MAX;
     for (int s = 0; s < n_series; s++)
         for (int i = 0; i < series[s].n; i++) {
-            double k = series[s].kl[i], ke = series[s].kl_err ? series[s].kl_err[i] : 0;
-            double f = series[s].fib[i], fe = series[s].fib_err ? series[s].fib_err[i] : 0;
+            double k = series[s].kl[i], f = series[s].fib[i];
             if (!(k > 0) || !isfinite(f)) continue;
-            double klo = k - ke > k / 10 ? k - ke : k / 10;
-            xmin = fmin(xmin, log10(klo));
-            xmax = fmax(xmax, log10(k + ke));
-            ymin = fmin(ymin, f - fe);
-            ymax = fmax(ymax, f + fe);
+            double klo = bound(series[s].kl_lo, i, k), khi = bound(series[s].kl_hi, i, k);
+            xmin = fmin(xmin, log10(fmax(klo, k / 10)));
+            xmax = fmax(xmax, log10(khi));
+            ymin = fmin(ymin, bound(series[s].fib_lo, i, f));
+            ymax = fmax(ymax, bound(series[s].fib_hi, i, f));
         }
     for (int l = 0; l < n_lines; l++)
         if (isfinite(lines[l].value)) {
@@ -112,14 +114,14 @@ int fl_plot_fidelity_consistency(const char *path, const char *title,
         plwidth(1.2);
         for (int i = 0, j = 0; i < se->n; i++) {
             if (!(se->kl[i] > 0 && isfinite(se->fib[i]))) continue;
-            if (se->fib_err) {
-                PLFLT xx = x[j], lo = se->fib[i] - se->fib_err[i], hi = se->fib[i] + se->fib_err[i];
-                plerry(1, &xx, &lo, &hi);
+            PLFLT flo = bound(se->fib_lo, i, se->fib[i]), fhi = bound(se->fib_hi, i, se->fib[i]);
+            if (fhi > flo) {
+                PLFLT xx = x[j];
+                plerry(1, &xx, &flo, &fhi);
             }
-            if (se->kl_err && se->kl_err[i] > 0) {
-                PLFLT yy = y[j];
-                PLFLT lo = log10(fmax(se->kl[i] - se->kl_err[i], se->kl[i] / 10));
-                PLFLT hi = log10(se->kl[i] + se->kl_err[i]);
+            double klo = bound(se->kl_lo, i, se->kl[i]), khi = bound(se->kl_hi, i, se->kl[i]);
+            if (khi > klo) {
+                PLFLT yy = y[j], lo = log10(fmax(klo, se->kl[i] / 10)), hi = log10(khi);
                 plerrx(1, &lo, &hi, &yy);
             }
             char lab[32];

@@ -1,5 +1,6 @@
 /* The paper's figure: fidelity (fiber loss) against consistency (mean KL of the colors),
- * one marker per run, a line per family through its λ values, error bars over seeds,
+ * one marker per cell, a line per family through its λ values, error bars the 95%
+ * intervals of the cells (docs/evaluation.md),
  * horizontal reference lines; PNG and SVG through PLplot's cairo drivers. */
 #ifndef FL_PLOT_H
 #define FL_PLOT_H
@@ -8,8 +9,9 @@ typedef struct {
     const char *label;       /* legend entry, e.g. "NF" */
     int n;                   /* points, in λ order */
     const double *lambda;    /* (n) the λ of each point, written next to it */
-    const double *kl, *kl_err;     /* (n) mean KL over R,G,B and its std over seeds (may be NULL) */
-    const double *fib, *fib_err;   /* (n) mean fiber loss and its std over seeds (may be NULL) */
+    const double *kl, *kl_lo, *kl_hi;     /* (n) mean KL over R,G,B and its interval (the
+                                             bounds may be NULL or NaN: no bar) */
+    const double *fib, *fib_lo, *fib_hi;  /* (n) mean fiber loss and its interval */
 } fl_plot_series;
 
 typedef struct {

@@ -3,9 +3,6 @@
  * from those files. */
 #include "benchmarks/sweep.h"
 
-#include <cjson/cJSON.h>
-#include <dirent.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,13 +12,10 @@
 #include <unistd.h>
 
 #include "benchmarks/eval.h"
-#include "benchmarks/plot.h"
 #include "core/files.h"
 #include "core/h5.h"
-#include "core/image.h"
 #include "core/log.h"
 #include "architectures/conv.h"
-#include "core/metrics.h"
 #include "datasets/batch.h"
 #include "fl_version.h"
 #include "trainers/fiber.h"
@@ -178,6 +172,9 @@ static int write_run(const char *path, const fl_config *run, const char *model_k
              fl_h5w_attr_f64(w, "/", "fiber_median", er->fiber_median) ||
              fl_h5w_attr_f64(w, "/", "kl_mean", er->color.kl_mean) ||
              fl_h5w_attr_f64(w, "/", "w1_mean", er->color.w1_mean) ||
+             fl_h5w_attr_f64(w, "/", "relative_mean", er->rel_mean) ||
+             fl_h5w_attr_f64(w, "/", "dfib_mean", er->dfib_mean) ||
+             fl_h5w_attr_f64(w, "/", "tail_share", er->tail_share) ||
              fl_h5w_attr_f64(w, "/", "train_seconds", tr->seconds) ||
              fl_h5w_attr_f64(w, "/", "seconds_per_sample", per_sample);
     free(json);
@@ -188,31 +185,42 @@ static int write_run(const char *path, const fl_config *run, const char *model_k
     return fl_h5w_commit(w);
 }
 
-/* Computes the reference lines into dir/references.h5 unless they are there. */
+/* One line of the log: "fiber loss m [lo, hi], relative …, d_fib …, mean KL …". */
+static void log_result(const char *name, const fl_eval_result *r, const char *tail)
+{
+    char f[96], rel[96], d[96], kl[96], w1[96];
+    fl_info("%s: fiber loss %s (median %.4f), relative %s, d_fib %s, mean KL %s, W1 %s, "
+            "%.1f%% above %g%s",
+            name, fl_ci_format(&r->ci.fiber, 4, f, sizeof f), r->fiber_median,
+            fl_ci_format(&r->ci.rel, 3, rel, sizeof rel), fl_ci_format(&r->ci.dfib, 4, d, sizeof d),
+            fl_ci_format(&r->ci.kl, 4, kl, sizeof kl), fl_ci_format(&r->ci.w1, 4, w1, sizeof w1),
+            100 * r->tail_share, r->tail_loss, tail);
+}
+
+/* Computes the reference lines into dir/references.h5 unless they are there; the
+ * nearest-neighbour line's targets go to nn (the runs are related to it). */
 static int ensure_references(const fl_config *c, const char *dir, const fl_dataset *ds,
-                             fl_subject *subj, fl_vae *vae)
+                             fl_subject *subj, fl_vae *vae, fl_eval_result *nn)
 {
     char path[4200], hash[17];
     const char *secs[] = {"data", "subject", "vae", "eval"};
     fl_config_hash(c, secs, 4, hash);
     snprintf(path, sizeof path, "%s/references.h5", dir);
-    if (file_matches(path, "config_hash", hash)) return 0;
+    if (file_matches(path, "config_hash", hash))
+        return fl_eval_read_targets(path, "lines/nearest_neighbour", nn);
     fl_info("computing the reference lines");
     fl_reference ref = {0};
     if (fl_reference_lines(c, ds, subj, vae, &ref)) return fl_fail_ctx("reference lines");
     fl_h5w *w = fl_h5w_create(path);
     int rc = !w || fl_reference_write(w, "lines", &ref) ||
              fl_h5w_attr_str(w, "/", "config_hash", hash);
-    for (int i = 0; !rc && i < ref.n; i++)
-        fl_info("  %-18s fiber loss %.4f ± %.4f (median %.4f)   mean KL %.4f", ref.line[i].name,
-                ref.line[i].fiber_mean, ref.line[i].fiber_std, ref.line[i].fiber_median,
-                ref.line[i].color.kl_mean);
+    for (int i = 0; !rc && i < ref.n; i++) log_result(ref.line[i].name, &ref.line[i], "");
     fl_reference_free(&ref);
     if (rc) {
         fl_h5w_abort(w);
         return -1;
     }
-    return fl_h5w_commit(w);
+    return fl_h5w_commit(w) || fl_eval_read_targets(path, "lines/nearest_neighbour", nn) ? -1 : 0;
 }
 
 /* The config of one cell of the grid: c with its family, λ and seed. */
@@ -287,7 +295,8 @@ static int pairs_for(space_pairs *p, fl_space space, const fl_config *c, fl_vae 
 /* One cell: reused when its run file has both keys; scored again from the saved model
  * when only the evaluation settings changed; trained otherwise. */
 static int run_cell(const fl_config *run, const char *name, const fl_dataset *ds,
-                    fl_subject *subj, fl_vae *vae, space_pairs *pairs, fl_sweep_summary *sum)
+                    fl_subject *subj, fl_vae *vae, const fl_eval_result *nn, space_pairs *pairs,
+                    fl_sweep_summary *sum)
 {
     char path[4400], ckpt[4400], model_path[4400], mk[17], ek[17], have[17];
     snprintf(path, sizeof path, "%s/runs/%s.h5", sum->dir, name);
@@ -337,15 +346,14 @@ static int run_cell(const fl_config *run, const char *name, const fl_dataset *ds
         double te = fl_now();
         fl_sample_opts so = fl_sample_opts_eval(run);
         fl_fiber_sampler(m, vae, &so, &smp);
-        if (fl_evaluate(run, ds, subj, &smp, &er) ||
+        char took[48];
+        snprintf(took, sizeof took, " (trained in %.0f s)", tr.seconds);
+        if (fl_evaluate(run, ds, subj, &smp, &er) || fl_eval_relate(run, &er, nn) ||
             write_run(path, run, mk, ek, family, lambda, seed, &tr, &er, ds,
                       (int)fl_cfg_int(run, "sweep.grid_targets")))
             rc = fl_fail_ctx("%s", name);
         else
-            fl_info("%s: fiber loss %.4f ± %.4f (median %.4f), mean KL %.4f, W1 %.4f "
-                    "(trained in %.0f s)",
-                    name, er.fiber_mean, er.fiber_std, er.fiber_median, er.color.kl_mean,
-                    er.color.w1_mean, tr.seconds);
+            log_result(name, &er, took);
         sum->seconds_eval += fl_now() - te;
     }
     fl_sampler_free(&smp);
@@ -376,9 +384,10 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
     fl_subject *subj = NULL;
     fl_vae *vae = NULL;
     space_pairs pairs[FL_SPACE_COUNT] = {{0}};
+    fl_eval_result nn = {0};
     int rc = 0;
     if (fl_dataset_open(c, &ds) || check_sizes(c, fl_dataset_count(ds, FL_TRAIN)) || fl_subject_open(c, ds, &subj) ||
-        fl_vae_open(c, ds, &vae) || ensure_references(c, sum->dir, ds, subj, vae)) {
+        fl_vae_open(c, ds, &vae) || ensure_references(c, sum->dir, ds, subj, vae, &nn)) {
         rc = -1;
         goto done;
     }
@@ -393,7 +402,7 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
                 char name[128];
                 fl_run_name(family, lambda, seed, name, sizeof name);
                 fl_config *run = cell_config(c, family, lambda, seed);
-                rc = !run || run_cell(run, name, ds, subj, vae, pairs, sum);
+                rc = !run || run_cell(run, name, ds, subj, vae, &nn, pairs, sum);
                 fl_config_free(run);
             }
     if (!rc) {
@@ -402,6 +411,7 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
         sum->seconds_report = fl_now() - tr;
     }
 done:
+    fl_eval_result_free(&nn);
     for (int i = 0; i < FL_SPACE_COUNT; i++) {
         fl_latents_free(&pairs[i].train);
         fl_latents_free(&pairs[i].val);
@@ -411,274 +421,5 @@ done:
     fl_dataset_free(ds);
     sum->seconds_total = fl_now() - t0;
     sum->peak_rss_mib = fl_peak_rss_mib();
-    return rc ? -1 : 0;
-}
-
-/* ---- the report ----------------------------------------------------------------- */
-
-typedef struct {
-    char file[256], name[128], family[32];
-    double lambda;
-    int64_t seed;
-    double fiber_mean, fiber_std, fiber_median, kl_mean, kl[3], w1_mean, w1[3];
-    double train_seconds, seconds_per_sample;
-    int64_t steps;
-} run_row;
-
-static int read_run(const char *path, run_row *r)
-{
-    fl_h5r *h = fl_h5r_open(path);
-    if (!h) return -1;
-    int rc = fl_h5r_attr_str(h, "/", "family", r->family, sizeof r->family) ||
-             fl_h5r_attr_f64(h, "/", "lambda", &r->lambda) ||
-             fl_h5r_attr_i64(h, "/", "seed", &r->seed) ||
-             fl_h5r_attr_f64(h, "/", "fiber_mean", &r->fiber_mean) ||
-             fl_h5r_attr_f64(h, "/", "fiber_std", &r->fiber_std) ||
-             fl_h5r_attr_f64(h, "/", "kl_mean", &r->kl_mean) ||
-             fl_h5r_attr_f64(h, "/", "w1_mean", &r->w1_mean) ||
-             fl_h5r_attr_f64(h, "/", "train_seconds", &r->train_seconds) ||
-             fl_h5r_attr_f64(h, "/", "seconds_per_sample", &r->seconds_per_sample) ||
-             fl_h5r_attr_i64(h, "train", "steps", &r->steps) ||
-             fl_h5r_read(h, "eval/kl", FL_F64, r->kl, sizeof r->kl) ||
-             fl_h5r_read(h, "eval/w1", FL_F64, r->w1, sizeof r->w1);
-    if (!rc) { /* from the per-sample losses: files of earlier versions have no attribute */
-        int64_t n = 0;
-        float *loss = fl_h5r_read_alloc(h, "eval/loss", FL_F32, &n);
-        rc = !loss;
-        r->fiber_median = loss ? fl_median(loss, n) : NAN;
-        free(loss);
-    }
-    fl_h5r_close(h);
-    return rc ? -1 : 0;
-}
-
-static int cmp_rows(const void *a, const void *b)
-{
-    const run_row *x = a, *y = b;
-    int c = strcmp(x->family, y->family);
-    if (c) return c;
-    if (x->lambda != y->lambda) return x->lambda < y->lambda ? -1 : 1;
-    return x->seed < y->seed ? -1 : x->seed > y->seed;
-}
-
-/* The grid of one run: each row a target, then its stored samples. */
-static int write_grid(const char *run_path, const char *png)
-{
-    fl_h5r *h = fl_h5r_open(run_path);
-    if (!h) return -1;
-    int64_t nt = 0, ns = 0, nst = 0, k = 0;
-    float *targets = fl_h5r_read_alloc(h, "grid/targets", FL_F32, &nt);
-    float *samples = fl_h5r_read_alloc(h, "eval/samples", FL_F32, &ns);
-    int64_t *tidx = fl_h5r_read_alloc(h, "grid/target_index", FL_I64, &nt);
-    int64_t *sidx = fl_h5r_read_alloc(h, "eval/samples_target", FL_I64, &nst);
-    fl_h5r_attr_i64(h, "eval", "k", &k);
-    fl_h5r_close(h);
-    int rc = -1;
-    const int64_t tile = 3 * 28 * 28;
-    if (targets && samples && tidx && sidx && nt > 0) {
-        int64_t cols = 1 + (k > 0 ? (k < 10 ? k : 10) : 8);
-        float *img = calloc((size_t)(nt * cols * tile), sizeof *img);
-        if (img) {
-            for (int64_t t = 0; t < nt; t++) {
-                memcpy(img + t * cols * tile, targets + t * tile, tile * sizeof *img);
-                int64_t col = 1;
-                for (int64_t i = 0; i < nst && col < cols; i++)
-                    if (sidx[i] == tidx[t]) memcpy(img + (t * cols + col++) * tile, samples + i * tile, tile * sizeof *img);
-                for (; col < cols; col++) /* fewer samples stored: blank tiles */
-                    for (int64_t j = 0; j < tile; j++) img[(t * cols + col) * tile + j] = NAN;
-            }
-            fl_grid_opts o = fl_grid_defaults();
-            o.cols = (int)cols;
-            rc = fl_png_grid_write(png, img, nt * cols, 3, 28, 28, &o);
-            free(img);
-        }
-    } else {
-        fl_fail("%s: no stored samples for a grid", run_path);
-    }
-    free(targets);
-    free(samples);
-    free(tidx);
-    free(sidx);
-    return rc;
-}
-
-/* The reference lines in dir/references.h5 as plot lines (name and fiber loss). */
-static int read_references(const char *dir, fl_plot_hline *lines, char names[][40], int max)
-{
-    static const struct { const char *group, *label; } known[] = {
-        {"nearest_neighbour", "nearest neighbour"},
-        {"augmented", "augmented original"},
-        {"vae_recon", "VAE reconstruction (floor)"},
-        {"vae_prior", "unconditional VAE sample"},
-    };
-    char path[4200];
-    snprintf(path, sizeof path, "%s/references.h5", dir);
-    fl_h5r *h = fl_h5r_open(path);
-    if (!h) return 0;
-    int n = 0;
-    for (size_t i = 0; i < sizeof known / sizeof known[0] && n < max; i++) {
-        char g[128];
-        snprintf(g, sizeof g, "lines/%s", known[i].group);
-        double v;
-        if (!fl_h5r_has(h, g) || fl_h5r_attr_f64(h, g, "fiber_mean", &v)) continue;
-        snprintf(names[n], 40, "%s", known[i].label);
-        lines[n].label = names[n];
-        lines[n].value = v;
-        n++;
-    }
-    fl_h5r_close(h);
-    ct_clear_error();
-    return n;
-}
-
-static int write_index(const char *dir, const run_row *rows, int n, const fl_plot_hline *lines,
-                       int n_lines)
-{
-    cJSON *root = cJSON_CreateObject(), *runs = cJSON_AddArrayToObject(root, "runs");
-    for (int i = 0; i < n; i++) {
-        const run_row *r = &rows[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "file", r->file);
-        cJSON_AddStringToObject(o, "family", r->family);
-        cJSON_AddNumberToObject(o, "lambda", r->lambda);
-        cJSON_AddNumberToObject(o, "seed", (double)r->seed);
-        cJSON_AddNumberToObject(o, "fiber_mean", r->fiber_mean);
-        cJSON_AddNumberToObject(o, "fiber_std", r->fiber_std);
-        cJSON_AddNumberToObject(o, "fiber_median", r->fiber_median);
-        cJSON_AddNumberToObject(o, "kl_mean", r->kl_mean);
-        cJSON_AddItemToObject(o, "kl_rgb", cJSON_CreateDoubleArray(r->kl, 3));
-        cJSON_AddNumberToObject(o, "w1_mean", r->w1_mean);
-        cJSON_AddItemToObject(o, "w1_rgb", cJSON_CreateDoubleArray(r->w1, 3));
-        cJSON_AddNumberToObject(o, "train_steps", (double)r->steps);
-        cJSON_AddNumberToObject(o, "train_seconds", r->train_seconds);
-        cJSON_AddNumberToObject(o, "seconds_per_sample", r->seconds_per_sample);
-        cJSON_AddItemToArray(runs, o);
-    }
-    cJSON *refs = cJSON_AddObjectToObject(root, "references");
-    for (int i = 0; i < n_lines; i++) cJSON_AddNumberToObject(refs, lines[i].label, lines[i].value);
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/index.json", dir);
-    int rc = text ? fl_write_text_atomic(path, text) : fl_fail("out of memory");
-    free(text);
-    return rc;
-}
-
-static int write_timing(const char *dir, const run_row *rows, int n)
-{
-    char path[4200], *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) return fl_fail("out of memory");
-    fprintf(f, "| run | steps | training [s] | time per sample [ms] |\n|---|---:|---:|---:|\n");
-    for (int i = 0; i < n; i++)
-        fprintf(f, "| %s | %lld | %.1f | %.3f |\n", rows[i].name, (long long)rows[i].steps,
-                rows[i].train_seconds, 1e3 * rows[i].seconds_per_sample);
-    fclose(f);
-    snprintf(path, sizeof path, "%s/timing.md", dir);
-    int rc = fl_write_text_atomic(path, text);
-    free(text);
-    return rc;
-}
-
-static int write_plots(const char *dir, const run_row *rows, int n, const fl_plot_hline *lines,
-                       int n_lines)
-{
-    /* one series per family; one point per λ: mean and std over seeds */
-    fl_plot_series series[16];
-    double buf[16][5][64];
-    char labels[16][32];
-    int n_series = 0;
-    for (int i = 0; i < n && n_series < 16;) {
-        int j = i;
-        while (j < n && strcmp(rows[j].family, rows[i].family) == 0) j++;
-        fl_plot_series *s = &series[n_series];
-        double *lam = buf[n_series][0], *kl = buf[n_series][1], *kle = buf[n_series][2],
-               *fib = buf[n_series][3], *fibe = buf[n_series][4];
-        int m = 0;
-        for (int a = i; a < j && m < 64;) {
-            int b = a;
-            double sk = 0, sf = 0, sk2 = 0, sf2 = 0;
-            while (b < j && rows[b].lambda == rows[a].lambda) {
-                sk += rows[b].kl_mean;
-                sf += rows[b].fiber_mean;
-                sk2 += rows[b].kl_mean * rows[b].kl_mean;
-                sf2 += rows[b].fiber_mean * rows[b].fiber_mean;
-                b++;
-            }
-            double cnt = b - a;
-            lam[m] = rows[a].lambda;
-            kl[m] = sk / cnt;
-            fib[m] = sf / cnt;
-            kle[m] = cnt > 1 ? sqrt(fmax(0, sk2 / cnt - kl[m] * kl[m])) : 0;
-            fibe[m] = cnt > 1 ? sqrt(fmax(0, sf2 / cnt - fib[m] * fib[m])) : 0;
-            m++;
-            a = b;
-        }
-        snprintf(labels[n_series], 32, "%s", rows[i].family);
-        for (char *p = labels[n_series]; *p; p++)
-            if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 32);
-        *s = (fl_plot_series){labels[n_series], m, lam, kl, kle, fib, fibe};
-        n_series++;
-        i = j;
-    }
-    char png[4200], svg[4200];
-    snprintf(png, sizeof png, "%s/fidelity_consistency.png", dir);
-    snprintf(svg, sizeof svg, "%s/fidelity_consistency.svg", dir);
-    const char *title = "Fidelity vs consistency on color MNIST";
-    return fl_plot_fidelity_consistency(png, title, series, n_series, lines, n_lines) ||
-                   fl_plot_fidelity_consistency(svg, title, series, n_series, lines, n_lines)
-               ? -1
-               : 0;
-}
-
-int fl_sweep_report(const char *dir)
-{
-    char runs_dir[4200];
-    snprintf(runs_dir, sizeof runs_dir, "%s/runs", dir);
-    DIR *d = opendir(runs_dir);
-    if (!d) return fl_fail("%s: cannot open: %s", runs_dir, strerror(errno));
-    run_row *rows = NULL;
-    int n = 0, cap = 0, rc = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        size_t len = strlen(e->d_name);
-        if (len < 4 || strcmp(e->d_name + len - 3, ".h5") != 0 || strstr(e->d_name, ".tmp.")) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            rows = realloc(rows, (size_t)cap * sizeof *rows);
-        }
-        run_row *r = &rows[n];
-        memset(r, 0, sizeof *r);
-        snprintf(r->file, sizeof r->file, "runs/%s", e->d_name);
-        snprintf(r->name, sizeof r->name, "%.*s", (int)(len - 3), e->d_name);
-        char path[4600];
-        snprintf(path, sizeof path, "%s/%s", runs_dir, e->d_name);
-        if (read_run(path, r)) {
-            rc = fl_fail_ctx("%s", path);
-            break;
-        }
-        n++;
-    }
-    closedir(d);
-    if (!rc && n == 0) rc = fl_fail("%s: no finished runs to report", runs_dir);
-    char grids[4200];
-    snprintf(grids, sizeof grids, "%s/grids", dir);
-    if (!rc) rc = fl_mkdir_p(grids);
-    if (!rc) {
-        qsort(rows, (size_t)n, sizeof *rows, cmp_rows);
-        fl_plot_hline lines[8];
-        char names[8][40];
-        int n_lines = read_references(dir, lines, names, 8);
-        rc = write_index(dir, rows, n, lines, n_lines) || write_timing(dir, rows, n) ||
-             write_plots(dir, rows, n, lines, n_lines);
-        for (int i = 0; !rc && i < n; i++) {
-            char run_path[4600], png[4600];
-            snprintf(run_path, sizeof run_path, "%s/%s", dir, rows[i].file);
-            snprintf(png, sizeof png, "%s/grids/%s.png", dir, rows[i].name);
-            rc = write_grid(run_path, png);
-        }
-    }
-    free(rows);
     return rc ? -1 : 0;
 }

@@ -88,11 +88,15 @@ static int own(void *ctx, int argc, char **argv, int i)
 
 static void print_line(const fl_eval_result *r)
 {
-    printf("%-18s %7lld  %8.4g ± %-8.4g  %8.4g  %.4f/%.4f/%.4f (%.4f)  %.4f/%.4f/%.4f (%.4f)\n",
-           r->name, (long long)r->n_samples, r->fiber_mean, r->fiber_std, r->fiber_median,
-           r->color.kl[0], r->color.kl[1],
-           r->color.kl[2], r->color.kl_mean, r->color.w1[0], r->color.w1[1], r->color.w1[2],
-           r->color.w1_mean);
+    char f[96], rel[96], d[96], kl[96], w1[96];
+    printf("%-18s %7lld  %-26s %8.4f  %-22s %-26s %-26s %-26s %5.1f%%\n", r->name,
+           (long long)r->n_samples, fl_ci_format(&r->ci.fiber, 4, f, sizeof f), r->fiber_median,
+           fl_ci_format(&r->ci.rel, 3, rel, sizeof rel), fl_ci_format(&r->ci.dfib, 4, d, sizeof d),
+           fl_ci_format(&r->ci.kl, 4, kl, sizeof kl), fl_ci_format(&r->ci.w1, 4, w1, sizeof w1),
+           100 * r->tail_share);
+    printf("%-18s %7s  KL R/G/B %.4f/%.4f/%.4f  W1 R/G/B %.4f/%.4f/%.4f  fiber loss std %.4f\n", "", "",
+           r->color.kl[0], r->color.kl[1], r->color.kl[2], r->color.w1[0], r->color.w1[1],
+           r->color.w1[2], r->fiber_std);
 }
 
 static int write_root(fl_h5w *w, const fl_config *c, const fl_subject *s, const fl_vae *v,
@@ -186,16 +190,26 @@ int cmd_eval(int argc, char **argv)
         goto fail;
     }
     if (!f.no_reference && fl_reference_lines(c, ds, subj, vae, &ref)) goto fail;
+    const fl_eval_result *nn = fl_reference_find(&ref, "nearest_neighbour");
+    /* a samples file may hold other targets than the line's: then no relative loss */
+    if (nn && fl_eval_relate(c, &res, nn)) {
+        if (!f.samples) goto fail;
+        fl_warn("%s; the relative fiber loss is left out", fl_error());
+        if (fl_eval_relate(c, &res, NULL)) goto fail;
+    }
 
     printf("subject %s (d = %d), %lld targets, color law: the paper's; KL on %d bins\n",
            fl_subject_name(subj), fl_subject_dim(subj), (long long)res.n_targets, res.kl_bins);
-    printf("%-18s %7s  %-19s  %8s  %-28s  %s\n", "line", "samples", "fiber loss", "median",
-           "KL R/G/B (mean)", "W1 R/G/B (mean)");
+    printf("mean [%.0f%% bootstrap interval over the targets, %d resamples]; relative: ÷ the "
+           "nearest-neighbour line; d_fib: RMS pixel distance to the true fiber%s; tail: fiber loss > %g\n",
+           100 * res.ci_level, res.n_boot, res.has_dfib ? "" : " (n/a: this subject's fiber is not known in closed form)",
+           res.tail_loss);
+    printf("%-18s %7s  %-26s %8s  %-22s %-26s %-26s %-26s %6s\n", "line", "samples", "fiber loss",
+           "median", "relative", "d_fib", "mean KL", "mean W1", "tail");
     print_line(&res);
     for (int i = 0; i < ref.n; i++) print_line(&ref.line[i]);
     printf("time: sampling %.2f s, scoring %.2f s + metrics %.2f s (%.0f samples/s)\n",
            res.t_sample, res.t_score, res.t_metrics, fl_eval_throughput(&res));
-    const fl_eval_result *nn = fl_reference_find(&ref, "nearest_neighbour");
     if (nn)
         printf("      nearest neighbour: %.2f s (encoding %lld training images %.2f s)\n",
                nn->t_setup + nn->t_sample + nn->t_score + nn->t_metrics,

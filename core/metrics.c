@@ -102,6 +102,100 @@ int fl_color_metrics_of(const fl_colorlaw *law, const float *colors, int64_t n, 
     return rc;
 }
 
+struct fl_color_resampler {
+    int64_t n;
+    int nbins;
+    bool finite[3];
+    int32_t *bin;       /* (n, 3) KL bin of each color */
+    int32_t *cell;      /* (n, 3) W1 cell of each color */
+    double *p;          /* (nbins) exact bin probabilities */
+    double *fp;         /* (cells) F_p at the right edge of each cell */
+    double *acc;        /* scratch: (max(nbins, cells)) */
+};
+
+fl_color_resampler *fl_color_resampler_new(const fl_colorlaw *law, const float *colors, int64_t n,
+                                           int nbins)
+{
+    if (n <= 0) {
+        fl_fail("color metrics: no samples");
+        return NULL;
+    }
+    fl_color_resampler *r = calloc(1, sizeof *r);
+    int scratch = nbins > FL_W1_RESAMPLE_CELLS ? nbins : FL_W1_RESAMPLE_CELLS;
+    if (r) {
+        r->bin = malloc((size_t)n * 3 * sizeof *r->bin);
+        r->cell = malloc((size_t)n * 3 * sizeof *r->cell);
+        r->p = malloc((size_t)nbins * sizeof *r->p);
+        r->fp = malloc(FL_W1_RESAMPLE_CELLS * sizeof *r->fp);
+        r->acc = malloc((size_t)scratch * sizeof *r->acc);
+    }
+    if (!r || !r->bin || !r->cell || !r->p || !r->fp || !r->acc) {
+        fl_color_resampler_free(r);
+        fl_fail("out of memory");
+        return NULL;
+    }
+    r->n = n;
+    r->nbins = nbins;
+    r->finite[0] = r->finite[1] = r->finite[2] = true;
+    for (int64_t i = 0; i < 3 * n; i++) {
+        double c = colors[i];
+        if (!isfinite(c)) {
+            r->finite[i % 3] = false;
+            c = 0;
+        }
+        int b = (int)floor(c * nbins);   /* outside [0, 1): the end bins, as fl_color_hist */
+        r->bin[i] = b < 0 ? 0 : b >= nbins ? nbins - 1 : b;
+        int k = (int)floor(c * FL_W1_RESAMPLE_CELLS);
+        r->cell[i] = k < 0 ? 0 : k >= FL_W1_RESAMPLE_CELLS ? FL_W1_RESAMPLE_CELLS - 1 : k;
+    }
+    fl_colorlaw_bins(law, nbins, r->p);
+    for (int k = 0; k < FL_W1_RESAMPLE_CELLS; k++)
+        r->fp[k] = fl_colorlaw_cdf(law, (double)(k + 1) / FL_W1_RESAMPLE_CELLS);
+    return r;
+}
+
+void fl_color_resampler_eval(const fl_color_resampler *r, const double *w, fl_color_metrics *out)
+{
+    double total = 0;
+    for (int64_t i = 0; i < r->n; i++) total += w[i];
+    out->kl_mean = out->w1_mean = 0;
+    for (int k = 0; k < 3; k++) {
+        double kl = NAN, w1 = NAN;
+        if (r->finite[k] && total > 0) {
+            double *h = r->acc;
+            for (int b = 0; b < r->nbins; b++) h[b] = 0;
+            for (int64_t i = 0; i < r->n; i++) h[r->bin[3 * i + k]] += w[i];
+            kl = 0;
+            for (int b = 0; b < r->nbins; b++)
+                if (h[b] > 0) kl += h[b] / total * log(h[b] / total / r->p[b]);
+            for (int c = 0; c < FL_W1_RESAMPLE_CELLS; c++) h[c] = 0;
+            for (int64_t i = 0; i < r->n; i++) h[r->cell[3 * i + k]] += w[i];
+            double fq = 0;
+            w1 = 0;
+            for (int c = 0; c < FL_W1_RESAMPLE_CELLS; c++) {
+                fq += h[c] / total;
+                w1 += fabs(fq - r->fp[c]);
+            }
+            w1 /= FL_W1_RESAMPLE_CELLS;
+        }
+        out->kl[k] = kl;
+        out->w1[k] = w1;
+        out->kl_mean += kl / 3;
+        out->w1_mean += w1 / 3;
+    }
+}
+
+void fl_color_resampler_free(fl_color_resampler *r)
+{
+    if (!r) return;
+    free(r->bin);
+    free(r->cell);
+    free(r->p);
+    free(r->fp);
+    free(r->acc);
+    free(r);
+}
+
 static int cmp_float(const void *a, const void *b)
 {
     float x = *(const float *)a, y = *(const float *)b;

@@ -31,6 +31,22 @@ typedef struct {
 int fl_color_metrics_of(const fl_colorlaw *law, const float *colors, int64_t n, int nbins,
                         fl_color_metrics *out);
 
+/* The color metrics of weighted copies of one fixed set of n colors (n, 3), for the
+ * bootstrap: after an O(n) set-up each call costs O(n + nbins + W1 cells), so a
+ * thousand resamples of ten thousand samples take a fraction of a second. KL is
+ * exact (the same bins as fl_color_metrics_of); W1 is a Riemann sum on
+ * FL_W1_RESAMPLE_CELLS cells (error ≤ one cell width, 1.2e-4) — resamples are only
+ * ever compared with each other and with the same sum on the original set. */
+#define FL_W1_RESAMPLE_CELLS 8192
+typedef struct fl_color_resampler fl_color_resampler;
+/* NULL and a message when n ≤ 0 or out of memory. colors is copied. */
+fl_color_resampler *fl_color_resampler_new(const fl_colorlaw *law, const float *colors, int64_t n,
+                                           int nbins);
+/* The metrics of the multiset holding color i w[i] ≥ 0 times (not all zero); a channel
+ * with a non-finite color gets NaN. */
+void fl_color_resampler_eval(const fl_color_resampler *r, const double *w, fl_color_metrics *out);
+void fl_color_resampler_free(fl_color_resampler *r);   /* NULL is a no-op */
+
 /* Mean and population standard deviation (ddof 0) of n values; NAN when n ≤ 0. */
 void fl_mean_std(const float *x, int64_t n, double *mean, double *std);
 /* Median of n values (numpy's: the mean of the two middle ones when n is even); NAN when

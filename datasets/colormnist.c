@@ -74,6 +74,39 @@ void fl_colorize_f32(const float *gray, const float *bg, const float *fg, int64_
     }
 }
 
+/* min over c in [lo, hi] of Σ_j (a_j − c)², with Σ a and Σ a² given, and its argmin. */
+static double clipped_residual(double sum, double sum2, double n, double lo, double hi, double *c)
+{
+    double mean = sum / n;
+    *c = mean < lo ? lo : mean > hi ? hi : mean;
+    double r = sum2 - sum * mean + n * (mean - *c) * (mean - *c);   /* Σ(a−ā)² + n(ā−c)² */
+    return r > 0 ? r : 0;
+}
+
+double fl_fiber_distance_f32(const float *img, const float *gray, int h, int w, double c_best[3])
+{
+    size_t px = (size_t)h * (size_t)w;
+    double total = 0;
+    for (int k = 0; k < 3; k++) {
+        const float *x = img + (size_t)k * px;
+        /* branch +: a = x̂ − 0.5 x*, c ∈ [0, 0.5]; branch −: a = x̂ + 0.5 x*, c ∈ [0.5, 1] */
+        double sp = 0, sp2 = 0, sm = 0, sm2 = 0;
+        for (size_t j = 0; j < px; j++) {
+            double ap = (double)x[j] - 0.5 * gray[j], am = (double)x[j] + 0.5 * gray[j];
+            sp += ap;
+            sp2 += ap * ap;
+            sm += am;
+            sm2 += am * am;
+        }
+        double cp, cm;
+        double rp = clipped_residual(sp, sp2, (double)px, 0.0, 0.5, &cp);
+        double rm = clipped_residual(sm, sm2, (double)px, 0.5, 1.0, &cm);
+        total += rp <= rm ? rp : rm;
+        if (c_best) c_best[k] = rp <= rm ? cp : cm;
+    }
+    return sqrt(total / (3.0 * (double)px));
+}
+
 /* b̂ of one channel plane, exact in double for a constant column. */
 static double left_mean(const float *plane, int h, int w)
 {

@@ -46,6 +46,16 @@ void fl_background_f32(const float *img, int64_t n, int h, int w, float *bg);
 /* img (n, 3, h, w) -> gray (n, h, w). */
 void fl_decolorize_f32(const float *img, int64_t n, int h, int w, float *gray);
 
+/* The exact pixel distance of an image to the true fiber of gray digit x* (DESIGN.md
+ * §5): the fiber is {colorize(x*, c) : c ∈ [0, 1)³}, and per channel colorize is affine
+ * in c on each half of [0, 1) (c < 0.5: c + 0.5·x*; c ≥ 0.5: c − 0.5·x*), so the best c
+ * of each channel is a clipped mean on each branch, the smaller residual wins:
+ *     d_fib(x̂) = sqrt( Σ_k min_c ‖x̂_k − colorize_k(x*, c)‖² / (3·h·w) ).
+ * img (3, h, w), gray (h, w); the minimising colors go to c_best[3] (may be NULL): a
+ * second, whole-image color estimate. Branch ends count as reached (the fiber's
+ * closure: c → 0.5⁻ and c → 1⁻). Arithmetic in double. */
+double fl_fiber_distance_f32(const float *img, const float *gray, int h, int w, double c_best[3]);
+
 /* ---- ctorch tensors, differentiable (any float dtype, any device) ------------------- *
  * Results follow ctorch's rules: owned by the innermost open scope, else by the caller;
  * NULL and ct_last_error() on a NULL input or a wrong shape. b̂ is averaged in double,

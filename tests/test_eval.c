@@ -42,7 +42,9 @@ static fl_subject *projection_subject(void)
     ct_tensor *p = ct_scope_keep(s, ct_muls(ct_randn(CT_SHAPE(784, 32), CT_F32, g), 1.0 / 28.0));
     ct_scope_end(s);
     ct_gen_free(g);
-    return fl_subject_custom("projection", 32, proj_forward, p, proj_free);
+    fl_subject *subj = fl_subject_custom("projection", 32, proj_forward, p, proj_free);
+    fl_subject_declare_recoloring_fiber(subj);
+    return subj;
 }
 
 static fl_config *eval_config(const char *const *extra)
@@ -101,6 +103,21 @@ Test(eval, oracle_samplers_pin_the_metrics_down)
     /* the colors are the samples' left columns, from the exact law's range */
     for (int64_t j = 0; j < ex.n_samples * 3; j++) cr_assert(ex.colors[j] >= 0 && ex.colors[j] < 1);
     cr_expect(ex.t_score > 0 && fl_eval_throughput(&ex) > 0);
+    /* beyond the paper: d_fib is ~0 on the fiber (any colors) and large off it; the
+     * intervals hold the means; no nearest-neighbour line, no relative loss */
+    cr_expect(ex.has_dfib && wl.has_dfib && wd.has_dfib);
+    cr_expect_lt(ex.dfib_mean, 1e-6, "exact: d_fib %g", ex.dfib_mean);
+    cr_expect_lt(wl.dfib_mean, 1e-6, "wrong law: d_fib %g", wl.dfib_mean);
+    cr_expect_gt(wd.dfib_mean, 0.05, "wrong digit: d_fib %g", wd.dfib_mean);
+    for (int64_t j = 0; j < 30; j++)
+        cr_expect(fabs(ex.fit_colors[j] - ex.colors[j]) < 1e-5, "the fit color is the true one");
+    const fl_ci *cis[] = {&wd.ci.fiber, &wd.ci.dfib, &wd.ci.kl, &wd.ci.w1};
+    for (int i = 0; i < 4; i++)
+        cr_expect(cis[i]->lo <= cis[i]->mean && cis[i]->mean <= cis[i]->hi && cis[i]->lo < cis[i]->hi,
+                  "interval %d: %g [%g, %g]", i, cis[i]->mean, cis[i]->lo, cis[i]->hi);
+    cr_expect_eq(wd.ci.fiber.mean, wd.fiber_mean);
+    cr_expect(isnan(wd.rel_mean) && !wd.rel_loss);
+    cr_expect_eq(wd.tail_share, 0, "wrong digits stay below eval.tail_loss = 5");
     fl_eval_result_free(&ex);
     fl_eval_result_free(&wl);
     fl_eval_result_free(&wd);
@@ -125,6 +142,8 @@ Test(eval, decolorize_ae_subject_separates_exact_from_wrong_digit)
     cr_expect_eq(ex.n_targets, 40, "n_targets is capped at the test split");
     cr_expect(ex.fiber_mean < 1e-3 * wd.fiber_mean, "exact %g, wrong digit %g", ex.fiber_mean, wd.fiber_mean);
     cr_expect(isfinite(fl_subject_report_of(s)->recon_fiber));
+    cr_expect(ex.has_dfib && ex.dfib_mean < 1e-6 && wd.dfib_mean > 0.05, "decolorize_ae: d_fib %g / %g",
+              ex.dfib_mean, wd.dfib_mean);
     fl_eval_result_free(&ex);
     fl_eval_result_free(&wd);
     fl_subject_free(s);
@@ -208,6 +227,11 @@ Test(eval, reference_lines_nearest_neighbour_and_augmentation)
     cr_expect_eq(nn->k, 1);
     cr_expect_eq(aug->k, 4);
     cr_expect(aug->fiber_mean < 1e-5, "identity augmentation: fiber loss %g", aug->fiber_mean);
+    /* every line is related to the nearest neighbour: itself at exactly 1 */
+    cr_expect(fabs(nn->rel_mean - 1) < 1e-12 && nn->ci.rel.lo == 1 && nn->ci.rel.hi == 1,
+              "nearest neighbour relative to itself: %g [%g, %g]", nn->rel_mean, nn->ci.rel.lo, nn->ci.rel.hi);
+    cr_expect(aug->rel_mean < 1e-3 && aug->rel_loss, "augmented: relative %g", aug->rel_mean);
+    cr_expect(nn->dfib_mean > 0.01, "another training digit is off the target's fiber: d_fib %g", nn->dfib_mean);
 
     /* the nearest neighbour is the best of a brute-force search */
     ct_scope *sc = ct_scope_begin();
@@ -305,7 +329,8 @@ Test(eval, results_are_written_in_the_documented_layout)
         {"run/eval/sample_target", 1, 80, 0}, {"run/eval/loss", 1, 80, 0},
         {"run/eval/colors", 2, 80, 3},       {"run/eval/kl", 1, 3, 0},
         {"run/eval/w1", 1, 3, 0},            {"run/eval/samples", 4, 8, 3},
-        {"run/eval/samples_target", 1, 8, 0},
+        {"run/eval/samples_target", 1, 8, 0}, {"run/eval/dfib", 1, 80, 0},
+        {"run/eval/fit_colors", 2, 80, 3},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         int nd;
@@ -324,6 +349,14 @@ Test(eval, results_are_written_in_the_documented_layout)
     cr_expect_eq(v, r.color.kl_mean);
     cr_expect_eq(fl_h5r_attr_i64(h, "run/eval", "k", &k), 0);
     cr_expect_eq(k, 4);
+    cr_expect_eq(fl_h5r_attr_f64(h, "run/eval", "fiber_lo", &v), 0);
+    cr_expect_eq(v, r.ci.fiber.lo);
+    cr_expect_eq(fl_h5r_attr_f64(h, "run/eval", "dfib_mean", &v), 0);
+    cr_expect_eq(v, r.dfib_mean);
+    cr_expect_eq(fl_h5r_attr_i64(h, "run/eval", "dfib_applies", &k), 0);
+    cr_expect_eq(k, 1);
+    cr_expect_eq(fl_h5r_attr_i64(h, "run/eval", "bootstrap", &k), 0);
+    cr_expect_eq(k, 1000);
     cr_expect_eq(fl_h5r_attr_str(h, "run/eval", "name", name, sizeof name), 0);
     cr_expect_str_eq(name, "exact");
     float loss[80];

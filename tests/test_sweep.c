@@ -208,7 +208,7 @@ Test(sweep, fiber_loss_term_lowers_the_fiber_loss_and_reruns_train_only_what_is_
     cr_assert_eq(run("eval --model results/t/models/nf_lam0_seed0.h5 eval.n_targets=20 --no-reference "
                      "threads=2"), 0, "%s", err);
     char want[64];
-    snprintf(want, sizeof want, "%.4g", f0_after);
+    snprintf(want, sizeof want, "%.4f", f0_after);
     cr_expect(strstr(out, want) != NULL, "eval --model did not print the fiber loss %s:\n%s", want, out);
     /* ... and refuses a setting that would need another trained model */
     cr_expect_neq(run("eval --model results/t/models/nf_lam0_seed0.h5 train.lr=1"), 0);

@@ -55,6 +55,7 @@ struct fl_subject {
     fl_subject_kind kind;
     int dim;
     bool gray_input;
+    bool recoloring_fiber;     /* its fiber at x̃ holds every recoloring of x̃'s digit */
     ct_params *ps;
     fl_conv_encoder enc;
     fl_conv_decoder dec;       /* autoencoder only */
@@ -103,6 +104,13 @@ void fl_subject_free(fl_subject *s)
 
 int fl_subject_dim(const fl_subject *s) { return s->dim; }
 fl_subject_kind fl_subject_kind_of(const fl_subject *s) { return s->kind; }
+
+bool fl_subject_recoloring_fiber(const fl_subject *s)
+{
+    return s->recoloring_fiber || (s->kind == FL_SUBJECT_DECOLORIZE_AE && s->gray_input);
+}
+
+void fl_subject_declare_recoloring_fiber(fl_subject *s) { s->recoloring_fiber = true; }
 const char *fl_subject_name(const fl_subject *s) { return s->name; }
 const char *fl_subject_path(const fl_subject *s) { return s->path; }
 const fl_subject_report *fl_subject_report_of(const fl_subject *s) { return &s->report; }

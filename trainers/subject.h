@@ -72,6 +72,12 @@ ct_tensor *fl_subject_forward(fl_subject *s, const ct_tensor *x);
 ct_tensor *fl_subject_forward_all(fl_subject *s, const ct_tensor *x, int64_t batch);
 int fl_subject_dim(const fl_subject *s);
 fl_subject_kind fl_subject_kind_of(const fl_subject *s);
+/* Whether the subject's fiber is known in closed form as the recolorings of the digit
+ * (DESIGN.md §5): decolorize_ae on the gray image, or a custom subject declared so.
+ * A classifier (whose fiber is every image of a class), a TorchScript module and
+ * subject.input = color are not. */
+bool fl_subject_recoloring_fiber(const fl_subject *s);
+void fl_subject_declare_recoloring_fiber(fl_subject *s);
 const char *fl_subject_name(const fl_subject *s);   /* "decolorize_ae", …, or the custom name */
 const char *fl_subject_path(const fl_subject *s);   /* checkpoint or script; "" for custom */
 const fl_subject_report *fl_subject_report_of(const fl_subject *s);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_common.h"
 #include "core/blas.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -112,30 +113,15 @@ int main(int argc, char **argv)
             fl_threads_set(blas_threads[i], FL_WORK_DENSE); /* as fiber-model training does */
             double s = run_ours(batches[i], steps[i], &np_ours);
             if (s > ours[i]) ours[i] = s;
-            char cmd[1024];
-            snprintf(cmd, sizeof cmd,
-                     "GLIBC_TUNABLES=%s OPENBLAS_NUM_THREADS=%d %s %s/benchmarks/perf/bench_nf.py "
-                     "--threads 1 --batch %d --steps %d",
-                     FL_MALLOC_TUNABLES, blas_threads[i], python, FL_SOURCE_DIR, batches[i],
-                     steps[i]);
-            FILE *p = popen(cmd, "r");
-            if (!p) {
-                fprintf(stderr, "bench_nf: cannot run %s\n", python);
-                return 1;
-            }
-            char line[512];
-            const char *sp = NULL, *pp = NULL;
-            if (fgets(line, sizeof line, p)) {
-                sp = strstr(line, "\"steps_per_s\": ");
-                pp = strstr(line, "\"params\": ");
-            }
-            double ps = sp && pp ? atof(sp + 15) : 0;
-            if (pclose(p) != 0 || !ps) {
-                fprintf(stderr, "bench_nf: the Python reference failed (%s)\n", cmd);
-                return 1;
-            }
+            char cmd[2048], args[128], script[1024];
+            snprintf(script, sizeof script, "%s/benchmarks/perf/bench_nf.py", FL_SOURCE_DIR);
+            snprintf(args, sizeof args, "--threads 1 --batch %d --steps %d", batches[i], steps[i]);
+            bench_python_cmd(cmd, sizeof cmd, blas_threads[i], python, script, args);
+            bench_line line;
+            if (bench_run_line(cmd, &line)) return 1;
+            double ps = line.steps_per_s;
             if (ps > py[i]) py[i] = ps;
-            np_py[i] = atoll(pp + 10);
+            np_py[i] = line.params;
         }
     }
     int rc = 0;

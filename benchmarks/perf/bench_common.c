@@ -1,0 +1,106 @@
+/* Helpers of the benchmarks against Python PyTorch (see bench_common.h). */
+#include "bench_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "core/blas.h"
+
+static double field(const char *line, const char *name)
+{
+    char key[64];
+    snprintf(key, sizeof key, "\"%s\": ", name);
+    const char *p = strstr(line, key);
+    return p ? atof(p + strlen(key)) : 0;
+}
+
+int bench_run_line(const char *cmd, bench_line *out)
+{
+    memset(out, 0, sizeof *out);
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        fprintf(stderr, "bench: cannot run %s\n", cmd);
+        return -1;
+    }
+    char line[1024] = "";
+    if (!fgets(line, sizeof line, p)) line[0] = 0;
+    while (fgetc(p) != EOF) { /* drain whatever else it prints */
+    }
+    int rc = pclose(p);
+    out->steps_per_s = field(line, "steps_per_s");
+    out->params = (long long)field(line, "params");
+    out->peak_rss_kb = (long long)field(line, "peak_rss_kb");
+    out->rss0_kb = (long long)field(line, "rss0_kb");
+    if (rc != 0 || !(out->steps_per_s > 0)) {
+        fprintf(stderr, "bench: the run failed (exit status %d): %s\n", rc, cmd);
+        return -1;
+    }
+    return 0;
+}
+
+void bench_python_cmd(char *buf, size_t n, int blas_threads, const char *python,
+                      const char *script, const char *args)
+{
+    snprintf(buf, n, "GLIBC_TUNABLES=%s OPENBLAS_NUM_THREADS=%d %s %s %s", FL_MALLOC_TUNABLES,
+             blas_threads, python, script, args);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+long long bench_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) kb = atoll(line + 6);
+    fclose(f);
+    return kb;
+}
+
+long long bench_peak_rss_kb(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss : 0;
+}
+
+const char *bench_cpu_name(void)
+{
+    static char name[256];
+    if (name[0]) return name;
+    char model[160] = "unknown CPU", line[512];
+    int family = -1, mdl = -1;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (!colon) {
+            if (family >= 0) break; /* the end of the first processor's block */
+            continue;
+        }
+        const char *v = colon + 2;
+        if (strncmp(line, "model name", 10) == 0) {
+            snprintf(model, sizeof model, "%s", v);
+            model[strcspn(model, "\n")] = 0;
+        } else if (strncmp(line, "cpu family", 10) == 0) {
+            family = atoi(v);
+        } else if (strncmp(line, "model\t", 6) == 0) {
+            mdl = atoi(v);
+        }
+    }
+    if (f) fclose(f);
+    snprintf(name, sizeof name, "%s (family %d, model %d)", model, family, mdl);
+    return name;
+}

@@ -1,0 +1,298 @@
+/* Training steps per second of the fiber-model families MLF, DNF, FFF, FIF, DIFF and FM,
+ * ours against the same models in Python PyTorch (bench_families.py, same libtorch, the
+ * default sizes of each family's keys, parameter counts checked equal), in one run with
+ * interleaved repetitions (ours, Python, ours, Python, …; medians). DIFF and FM also with
+ * the fiber-loss term (λ > 0) backpropagated through 2, 4 and 8 sampler steps, with the
+ * peak resident memory of each side. Goal: >= 1.5x at batch 64, never slower at 256.
+ *   bench_families [--threads N] [--reps R] [--python PATH] [--only FAMILY]
+ * Every run is a child process of its own (ours: this program with --worker), so that
+ * each side's memory high-water mark is its own.
+ *
+ * Ours runs the trainer's code path: the model is an fl_fiber of model.family (its
+ * create, its loss through fl_family), the step is fl_train_run's (Adam, one-cycle LR,
+ * clipping, the non-finite guard), and λ > 0 adds trainers/fiber.c's term λ · fiber loss
+ * of samples from fl_fiber_sample_space with the trainer's differentiable sampler
+ * options. Two stand-ins, the same on both sides: the condition statistics are the
+ * identity (z is standard normal; the trainer's standardization is then a no-op), and the
+ * trained VAE and subject (which need a dataset and a cached training) are replaced by
+ * networks of their architectures at their default sizes with frozen random weights —
+ * the VAE's conv decoder with its sigmoid (vae.*) and the subject's conv encoder on the
+ * colored image (subject.*, as with subject.input = color) behind fl_subject_custom. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "architectures/conv.h"
+#include "bench_common.h"
+#include "core/blas.h"
+#include "core/config.h"
+#include "core/fiber.h"
+#include "core/log.h"
+#include "ctorch/ct.h"
+#include "trainers/family.h"
+#include "trainers/fiber.h"
+#include "trainers/loop.h"
+#include "trainers/subject.h"
+
+#define POOL 8192
+#define DIM 54
+#define COND 48
+#define WARMUP 10
+#define LAMBDA 1.0
+
+/* ---- one training run (the --worker side) --------------------------------------------- */
+
+typedef struct {
+    fl_fiber *m;
+    const fl_family *fam;
+    ct_tensor *u, *z;            /* (POOL, DIM), (POOL, COND) */
+    int batch;
+    int64_t pos, calls;
+    double t_start;
+    fl_fiber_train_opts fo;      /* λ and the fiber sampler's steps, read as the trainer does */
+    fl_sample_opts fiber_sampling;
+    fl_conv_decoder dec;         /* the VAE decoder stand-in */
+    fl_conv_encoder enc;         /* the subject stand-in */
+    fl_subject *subj;
+    ct_gen *noise;
+} worker;
+
+static ct_tensor *subject_fn(void *ctx, const ct_tensor *x)
+{
+    return fl_conv_encoder_forward(ctx, x);                              /* (B, COND) */
+}
+
+/* trainers/fiber.c's objective on the next batch of the pool. */
+static ct_tensor *worker_loss(void *ctx, fl_terms *terms)
+{
+    worker *w = ctx;
+    if (++w->calls == WARMUP + 1) w->t_start = fl_now();
+    if (w->pos + w->batch > POOL) w->pos = 0;
+    ct_tensor *u = ct_narrow(w->u, 0, w->pos, w->batch);                 /* (B, DIM) */
+    ct_tensor *z = ct_narrow(w->z, 0, w->pos, w->batch);                 /* (B, COND) */
+    w->pos += w->batch;
+    ct_tensor *loss = w->fam->loss(fl_fiber_model(w->m), u, z, w->noise, terms);  /* () */
+    if (loss && w->fo.lambda > 0) {
+        ct_tensor *u_hat = fl_fiber_sample_space(w->m, z, &w->fiber_sampling, w->noise); /* (B, DIM) */
+        ct_tensor *x_hat = ct_sigmoid(fl_conv_decoder_forward(&w->dec, u_hat)); /* (B, 3, 28, 28) */
+        ct_tensor *fib = fl_fiber_loss_mean(fl_subject_forward(w->subj, x_hat), z);
+        if (fib) fl_terms_add(terms, "fiber", ct_item(fib));
+        loss = ct_axpy(loss, w->fo.lambda, fib);
+    }
+    if (loss) fl_terms_add(terms, "loss", ct_item(loss));
+    return loss;
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "bench_families: %s: %s%s%s\n", what, fl_error(),
+            ct_last_error()[0] ? " / " : "", ct_last_error());
+    exit(1);
+}
+
+/* Trains family at batch for WARMUP + steps steps and prints the JSON line of bench_common.h. */
+static int worker_main(const char *family, int batch, int steps, double lambda, int fsteps,
+                       int threads)
+{
+    char kv[128];
+    fl_config *c = fl_config_default();
+    const char *sets[4] = {kv, NULL, NULL, NULL};
+    snprintf(kv, sizeof kv, "model.family=%s", family);
+    if (fl_config_override(c, kv)) die(kv);
+    char lam[64], fst[64];
+    snprintf(lam, sizeof lam, "train.lambda=%g", lambda);
+    snprintf(fst, sizeof fst, "train.fiber_steps=%d", fsteps);
+    sets[1] = lam;
+    sets[2] = fst;
+    for (int i = 1; i < 3; i++)
+        if (fl_config_override(c, sets[i])) die(sets[i]);
+    fl_threads_set(fl_dense_threads(threads, batch), FL_WORK_DENSE);   /* as fl_fiber_train */
+    worker w = {.batch = batch};
+    fl_fiber_train_opts_from_config(&w.fo, c);
+    w.fiber_sampling = (fl_sample_opts){.steps = w.fo.fiber_steps, .temperature = 1, .keep_graph = true};
+    w.m = fl_fiber_create(c, DIM, COND);
+    if (!w.m) die(family);
+    w.fam = fl_fiber_family(w.m);
+    ct_gen *g = ct_gen_new(0);
+    w.noise = ct_gen_new(1);
+    w.u = ct_randn(CT_SHAPE(POOL, DIM), CT_F32, g);
+    w.z = ct_randn(CT_SHAPE(POOL, COND), CT_F32, g);
+    ct_params *frozen = ct_params_new();
+    if (w.fo.lambda > 0) {
+        fl_conv_spec vs, ss;
+        if (fl_conv_spec_from_config(c, "vae", 3, DIM, &vs) ||
+            fl_conv_decoder_init(&w.dec, frozen, "vae.dec", &vs, g) ||
+            fl_conv_spec_from_config(c, "subject", 3, COND, &ss) ||
+            fl_conv_encoder_init(&w.enc, frozen, "subject.enc", &ss, 1, g))
+            die("the VAE and subject stand-ins");
+        ct_params_set_trainable(frozen, false);
+        w.subj = fl_subject_custom("conv stand-in", COND, subject_fn, &w.enc, NULL);
+    }
+    if (!w.u || !w.z || (w.fo.lambda > 0 && !w.subj)) die("setup");
+    fl_task task = {fl_fiber_params(w.m), &w, worker_loss, NULL, NULL, NULL, NULL};
+    fl_train_opts o;
+    fl_train_opts_from_config(&o, c, "train");
+    o.steps = steps + WARMUP;
+    o.lr = 1e-3;
+    o.val_every = 0;
+    o.checkpoint_every = 0;
+    fl_train_result r;
+    long long rss0 = bench_rss_kb();
+    if (fl_train_run(&task, &o, &r)) die("training");
+    double dt = fl_now() - w.t_start;
+    long long peak = bench_peak_rss_kb();
+    printf("{\"family\": \"%s\", \"batch\": %d, \"steps\": %d, \"seconds\": %.4f, "
+           "\"steps_per_s\": %.4f, \"params\": %lld, \"peak_rss_kb\": %lld, \"rss0_kb\": %lld}\n",
+           family, batch, steps, dt, steps / dt, (long long)ct_params_numel(fl_fiber_params(w.m)),
+           peak, rss0);
+    fflush(stdout);
+    fl_train_result_free(&r);
+    fl_subject_free(w.subj);
+    ct_params_free(frozen);
+    ct_free(w.u);
+    ct_free(w.z);
+    fl_fiber_free(w.m);
+    ct_gen_free(g);
+    ct_gen_free(w.noise);
+    fl_config_free(c);
+    return 0;
+}
+
+/* ---- the driver ------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *family;
+    int batch, steps;   /* timed steps (after WARMUP) */
+    double lambda;
+    int fsteps;         /* differentiable sampler steps (λ > 0) */
+} bench_case;
+
+#define MAX_CASES 64
+#define MAX_REPS 15
+
+/* The timed steps of a run: about two seconds of ours on the Zen 5 development machine. */
+static int steps_for(const char *family, int batch, double lambda, int fsteps)
+{
+    int base = !strcmp(family, "mlf") ? 25 : !strcmp(family, "dnf") ? 40
+             : !strcmp(family, "fff") ? 300 : !strcmp(family, "fif") ? 400 : 800;
+    if (lambda > 0) base = 400 / (2 + (!strcmp(family, "fm") ? 2 : 1) * fsteps);
+    return batch >= 256 ? (base / 3 > 10 ? base / 3 : 10) : base;
+}
+
+int main(int argc, char **argv)
+{
+    fl_runtime_init(argv);
+    fl_log_set_quiet(true);
+    int threads = 2, reps = 3;
+    const char *python = "/usr/bin/python3", *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--worker") == 0 && i + 6 < argc)
+            return worker_main(argv[i + 1], atoi(argv[i + 2]), atoi(argv[i + 3]), atof(argv[i + 4]),
+                               atoi(argv[i + 5]), atoi(argv[i + 6]));
+        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--python") == 0 && i + 1 < argc)
+            python = argv[++i];
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
+        else {
+            fprintf(stderr, "usage: bench_families [--threads N] [--reps R] [--python PATH] "
+                            "[--only FAMILY]\n");
+            return 2;
+        }
+    }
+    if (reps < 1 || reps > MAX_REPS) reps = reps < 1 ? 1 : MAX_REPS;
+
+    static const char *const families[] = {"mlf", "dnf", "fff", "fif", "diff", "fm"};
+    static const int batches[2] = {64, 256}, fsteps[3] = {2, 4, 8};
+    bench_case cases[MAX_CASES];
+    int n = 0;
+    for (int f = 0; f < 6; f++) {
+        if (only && strcmp(only, families[f])) continue;
+        for (int b = 0; b < 2; b++)
+            cases[n++] = (bench_case){families[f], batches[b], steps_for(families[f], batches[b], 0, 0), 0, 0};
+    }
+    for (int f = 4; f < 6; f++) {
+        if (only && strcmp(only, families[f])) continue;
+        for (int b = 0; b < 2; b++)
+            for (int k = 0; k < 3; k++)
+                cases[n++] = (bench_case){families[f], batches[b],
+                                          steps_for(families[f], batches[b], LAMBDA, fsteps[k]),
+                                          LAMBDA, fsteps[k]};
+    }
+
+    const char *env_core = getenv("OPENBLAS_CORETYPE");
+    printf("fiber-model training steps/s, u %d-d given z %d-d, each family's default sizes; CPU %s, "
+           "%d cores, OpenBLAS kernel %s (%s; OPENBLAS_CORETYPE=%s, inherited by the Python side); "
+           "both sides: libtorch 1 thread, OpenBLAS threads as fiber-model training sets them "
+           "(%d at batch 64, %d at batch 256), the same malloc settings; medians of %d interleaved "
+           "runs per side, each a process of its own, %d warm-up steps untimed; peak memory: each "
+           "process's RSS high-water mark (getrusage ru_maxrss) and its rise over the RSS before "
+           "the first training step\n",
+           DIM, COND, bench_cpu_name(), threads, fl_blas_corename() ? fl_blas_corename() : "?",
+           fl_blas_kernel_is_best() ? "the best for this CPU" : "NOT the best for this CPU",
+           env_core ? env_core : "unset", fl_dense_threads(threads, 64), fl_dense_threads(threads, 256),
+           reps, WARMUP);
+    fflush(stdout);
+
+    double ours[MAX_CASES][MAX_REPS], py[MAX_CASES][MAX_REPS];
+    bench_line last_ours[MAX_CASES], last_py[MAX_CASES];
+    long long peak_ours[MAX_CASES] = {0}, peak_py[MAX_CASES] = {0};
+    long long rise_ours[MAX_CASES] = {0}, rise_py[MAX_CASES] = {0};
+    char script[4096];
+    snprintf(script, sizeof script, "%s/benchmarks/perf/bench_families.py", FL_SOURCE_DIR);
+    int rc = 0;
+    /* the interleaving: rep r runs every case, ours then Python, before rep r + 1 */
+    for (int r = 0; r < reps; r++) {
+        for (int i = 0; i < n; i++) {
+            const bench_case *k = &cases[i];
+            char cmd[8192], args[512];
+            snprintf(cmd, sizeof cmd, "/proc/%d/exe --worker %s %d %d %g %d %d", (int)getpid(),
+                     k->family, k->batch, k->steps, k->lambda, k->fsteps, threads);
+            if (bench_run_line(cmd, &last_ours[i])) return 1;
+            snprintf(args, sizeof args, "--family %s --batch %d --steps %d --lam %g --fsteps %d "
+                     "--warmup %d --threads 1", k->family, k->batch, k->steps, k->lambda,
+                     k->fsteps, WARMUP);
+            bench_python_cmd(cmd, sizeof cmd, fl_dense_threads(threads, k->batch), python, script, args);
+            if (bench_run_line(cmd, &last_py[i])) return 1;
+            ours[i][r] = last_ours[i].steps_per_s;
+            py[i][r] = last_py[i].steps_per_s;
+            /* the largest over the repetitions (the same work each time) */
+            long long ro = last_ours[i].peak_rss_kb - last_ours[i].rss0_kb;
+            long long rp = last_py[i].peak_rss_kb - last_py[i].rss0_kb;
+            if (last_ours[i].peak_rss_kb > peak_ours[i]) peak_ours[i] = last_ours[i].peak_rss_kb;
+            if (last_py[i].peak_rss_kb > peak_py[i]) peak_py[i] = last_py[i].peak_rss_kb;
+            if (ro > rise_ours[i]) rise_ours[i] = ro;
+            if (rp > rise_py[i]) rise_py[i] = rp;
+        }
+        fprintf(stderr, "bench_families: repetition %d of %d done\n", r + 1, reps);
+    }
+
+    printf("%-5s %5s %4s %6s %10s %10s %7s %9s %9s %9s %9s %9s %9s\n", "fam", "batch", "λ",
+           "fsteps", "fiberlab", "pytorch", "ratio", "params", "params_py", "peakMiB",
+           "peakMiB_py", "riseMiB", "riseMiB_py");
+    int met64 = 1, met256 = 1;
+    for (int i = 0; i < n; i++) {
+        const bench_case *k = &cases[i];
+        double mo = bench_median(ours[i], reps), mp = bench_median(py[i], reps);
+        double ratio = mo / mp;
+        printf("%-5s %5d %4g %6d %10.1f %10.1f %6.2fx %9lld %9lld %9.0f %10.0f %9.0f %10.0f\n",
+               k->family, k->batch, k->lambda, k->fsteps, mo, mp, ratio, last_ours[i].params,
+               last_py[i].params, peak_ours[i] / 1024.0, peak_py[i] / 1024.0,
+               rise_ours[i] / 1024.0, rise_py[i] / 1024.0);
+        if (last_ours[i].params != last_py[i].params) {
+            fprintf(stderr, "bench_families: %s: parameter counts differ: ours %lld, Python %lld\n",
+                    k->family, last_ours[i].params, last_py[i].params);
+            rc = 1;
+        }
+        if (k->batch == 64 && ratio < 1.5) met64 = 0;
+        if (k->batch == 256 && ratio < 1.0) met256 = 0;
+    }
+    printf("goal: >= 1.5x at batch 64 -> %s; never slower at batch 256 -> %s\n",
+           met64 ? "met" : "NOT met", met256 ? "met" : "NOT met");
+    return rc;
+}

@@ -1,0 +1,378 @@
+"""The six fiber-model families of fiberlab beyond NF (MLF, DNF, FFF, FIF, DIFF, FM) written
+in plain PyTorch, timed the way benchmarks/perf/bench_families.c times ours (same
+libtorch, the default sizes of each family's keys, the loop's Adam, one-cycle LR and
+clipping). One training run per call; prints one JSON line with steps/s, the trainable
+parameter count and the peak RSS. Run by bench_families; usable alone:
+    /usr/bin/python3 bench_families.py --family diff --batch 64 --steps 100 --lam 1 --fsteps 4
+
+The fiber-loss term (λ > 0) goes through a stand-in for the trained VAE decoder and
+subject that bench_families.c builds identically: the VAE's conv decoder and the
+subject's conv encoder at their default sizes (vae.*, subject.* keys; the subject sees the
+colored image), with frozen, untrained weights. The network architectures mirror
+architectures/inn.c, nn.c, freeform.c, timenet.c and conv.c; the losses mirror
+trainers/{mlf,dnf,fff,fif,diff,fm}.c and trainers/fiber.c's objective."""
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import time
+
+import torch
+import torch.autograd.forward_ad as fwAD
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_nf import ActNorm, Coupling, Orthogonal  # noqa: E402  the NF twin's blocks
+
+DIM, COND = 54, 48
+
+
+def rss_kb():
+    """The current resident set, in KiB (Linux /proc)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+# ---- the coupling INN (architectures/inn.c), with its inverse -------------------------
+
+def actnorm_inverse(b, y):
+    return y * torch.exp(-b.logs) - b.bias
+
+
+def coupling_inverse(b, y, c):
+    y1, y2 = y[:, : b.d1], y[:, b.d1 :]
+    h = b.net2(torch.cat([y2, c], 1))
+    s2, t2 = b.soft(h[:, : b.d1]), h[:, b.d1 :]
+    x1 = (y1 - t2) * torch.exp(-s2)
+    h = b.net1(torch.cat([x1, c], 1))
+    s1, t1 = b.soft(h[:, : b.d2]), h[:, b.d2 :]
+    x2 = (y2 - t1) * torch.exp(-s1)
+    return torch.cat([x1, x2], 1)
+
+
+class INN(torch.nn.Module):
+    """n_steps × [ActNorm, coupling, orthogonal mixing] on dim given cond."""
+
+    def __init__(self, dim, cond, n_steps, hidden=256, layers=2, clamp=2.0):
+        super().__init__()
+        mods = []
+        for _ in range(n_steps):
+            mods += [ActNorm(dim), Coupling(dim, cond, hidden, layers, clamp), Orthogonal(dim)]
+        self.blocks = torch.nn.ModuleList(mods)
+
+    def forward(self, x, c):
+        h, total = x, None
+        for b in self.blocks:
+            h, ld = b(h, c) if isinstance(b, Coupling) else b(h)
+            total = ld if total is None else total + ld
+        return h, total
+
+    def inverse(self, y, c):
+        h = y
+        for b in reversed(self.blocks):
+            if isinstance(b, Coupling):
+                h = coupling_inverse(b, h, c)
+            elif isinstance(b, ActNorm):
+                h = actnorm_inverse(b, h)
+            else:
+                h = torch.matmul(h, b.q)
+        return h
+
+
+LOG2PI = math.log(2 * math.pi)
+
+
+class MLF(torch.nn.Module):
+    """trainers/mlf.c: 8 steps on D, split at latent 6, 4 detail steps given [h_c, z]."""
+
+    def __init__(self, latent=6, blocks=8, detail_blocks=4, coarse_weight=10.0):
+        super().__init__()
+        self.d, self.w = latent, coarse_weight
+        self.flow = INN(DIM, COND, blocks)
+        self.details = INN(DIM - latent, latent + COND, detail_blocks)
+
+    def loss(self, u, z):
+        d = self.d
+        h, ld1 = self.flow(u, z)
+        h_c, h_d = h[:, :d], h[:, d:]
+        e_d, ld2 = self.details(h_d, torch.cat([h_c, z], 1))
+        base = torch.cat([h_c, e_d], 1)
+        logdet = ld1 + ld2
+        h_c, e_d = base[:, :d], base[:, d:]
+        sq = h_c.square().sum(1) + e_d.square().sum(1)
+        nll = (sq * 0.5 + 0.5 * DIM * LOG2PI - logdet).mean()
+        u_hat = self.decode(h_c, z)
+        coarse = (u_hat - u).square().sum(1).mean()
+        return nll + self.w * coarse
+
+    def decode(self, h_c, z):
+        e_d = torch.zeros(h_c.shape[0], DIM - self.d)
+        h_d = self.details.inverse(e_d, torch.cat([h_c, z], 1))
+        return self.flow.inverse(torch.cat([h_c, h_d], 1), z)
+
+    def sample(self, z, fsteps):
+        return self.decode(torch.randn(z.shape[0], self.d), z)
+
+
+class DNF(torch.nn.Module):
+    """trainers/dnf.c: σ-inflated u through 8 steps; h_m of 6, decoded with h_⊥ = 0."""
+
+    def __init__(self, latent=6, blocks=8, sigma=0.01, rec_weight=10.0):
+        super().__init__()
+        self.d, self.sigma, self.w = latent, sigma, rec_weight
+        self.flow = INN(DIM, COND, blocks)
+
+    def loss(self, u, z):
+        D, d = DIM, self.d
+        u_t = u + self.sigma * torch.randn_like(u)
+        h, logdet = self.flow(u_t, z)
+        h_m, h_p = h[:, :d], h[:, d:]
+        sq = h_m.square().sum(1) + h_p.square().sum(1) / (self.sigma * self.sigma)
+        nll = (sq * 0.5 + (0.5 * D * LOG2PI + (D - d) * math.log(self.sigma)) - logdet).mean()
+        rec = (self.decode(h_m, z) - u).square().sum(1).mean()
+        return nll + self.w * rec
+
+    def decode(self, h_m, z):
+        return self.flow.inverse(torch.cat([h_m, torch.zeros(h_m.shape[0], DIM - self.d)], 1), z)
+
+    def sample(self, z, fsteps):
+        return self.decode(torch.randn(z.shape[0], self.d), z)
+
+
+# ---- residual MLPs (architectures/nn.c) ----------------------------------------------
+
+class ResMLP(torch.nn.Module):
+    """in -> hidden (act), n_blocks × [n_layers × (linear, act)] with a skip, -> out."""
+
+    def __init__(self, n_in, n_out, hidden, n_blocks, n_layers):
+        super().__init__()
+        self.inp = torch.nn.Linear(n_in, hidden)
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(hidden, hidden)
+                                          for _ in range(n_blocks * n_layers))
+        self.n_blocks, self.n_layers = n_blocks, n_layers
+        self.out = torch.nn.Linear(hidden, n_out)
+        self.act = torch.nn.functional.silu
+
+    def forward(self, x):
+        h = self.act(self.inp(x))
+        for b in range(self.n_blocks):
+            r = h
+            for l in range(self.n_layers):
+                r = self.act(self.layers[b * self.n_layers + l](r))
+            h = h + r
+        return self.out(h)
+
+
+class FreeForm(torch.nn.Module):
+    """trainers/fff.c (latent = D) and fif.c (latent 3) on architectures/freeform.c: the
+    surrogate with vᵀ f′ by a create_graph VJP and g′ v by forward-mode AD."""
+
+    def __init__(self, latent, hidden=128, blocks=2, layers=2, beta=10.0):
+        super().__init__()
+        self.d, self.beta = latent, beta
+        self.enc = ResMLP(DIM + COND, latent, hidden, blocks, layers)
+        self.dec = ResMLP(latent + COND, DIM, hidden, blocks, layers)
+
+    def loss(self, u, z):
+        x = u.detach().requires_grad_(True)
+        h = self.enc(torch.cat([x, z], 1))
+        v = torch.randn_like(h)
+        with fwAD.dual_level():
+            y = self.dec(torch.cat([fwAD.make_dual(h, v), z], 1))
+            primal, tangent = fwAD.unpack_dual(y)
+            u_rec, gv = primal.clone(), tangent.clone()
+        vf = torch.autograd.grad(h, x, v, create_graph=True)[0]
+        surr = (vf * gv.detach()).sum(1)
+        rec = (u - u_rec).square().sum(1)
+        nll_z = h.square().sum(1) * 0.5 + 0.5 * self.d * LOG2PI
+        return (nll_z + self.beta * rec - surr).mean()
+
+    def sample(self, z, fsteps):
+        return self.dec(torch.cat([torch.randn(z.shape[0], self.d), z], 1))
+
+
+# ---- the iterative families (architectures/timenet.c, trainers/diff.c, fm.c) ----------
+
+class TimeNet(torch.nn.Module):
+    def __init__(self, hidden=128, blocks=3, layers=2, embed=8):
+        super().__init__()
+        self.embed = embed
+        self.mlp = ResMLP(DIM + COND + embed, DIM, hidden, blocks, layers)
+
+    def forward(self, x, t, z):
+        half = self.embed // 2
+        w = torch.exp(torch.arange(half).to(t.dtype) * (-math.log(10000.0) / half))
+        a = (t * 1000.0) * w.unsqueeze(0)
+        return self.mlp(torch.cat([x, z, torch.cat([torch.sin(a), torch.cos(a)], 1)], 1))
+
+
+class DIFF(torch.nn.Module):
+    """DDPM ε-prediction, linear β 1e-4 … 0.02 over T = 1000; DDIM η = 0 sampling."""
+
+    def __init__(self, T=1000, beta_max=0.02):
+        super().__init__()
+        self.T = T
+        abar, a = [1.0], 1.0
+        for t in range(1, T + 1):
+            beta = 1e-4 + (beta_max - 1e-4) * (t - 1) / (T - 1)
+            a *= 1 - beta
+            abar.append(a)
+        self.abar = abar
+        self.register_buffer("abar_t", torch.tensor(abar[1:], dtype=torch.float64).float())
+        self.net = TimeNet()
+
+    def loss(self, u, z):
+        t = torch.randint(self.T, (u.shape[0],))
+        ab = self.abar_t.index_select(0, t).unsqueeze(1)
+        eps = torch.randn_like(u)
+        x_t = torch.sqrt(ab) * u + torch.sqrt(1 - ab) * eps
+        tt = (t.to(u.dtype).unsqueeze(1) + 1) * (1.0 / self.T)
+        return torch.nn.functional.mse_loss(self.net(x_t, tt, z), eps)
+
+    def tau(self, i, S):
+        return (i * self.T + S // 2) // S
+
+    def sample(self, z, S):
+        x = torch.randn(z.shape[0], DIM) * 1.0
+        for i in range(S, 0, -1):
+            t, tp = self.tau(i, S), self.tau(i - 1, S)
+            a, ap = self.abar[t], self.abar[tp]
+            eps = self.net(x, torch.full((x.shape[0], 1), t / self.T), z)
+            x0 = (x - math.sqrt(1 - a) * eps) * (1 / math.sqrt(a))
+            x = x0 * math.sqrt(ap) + math.sqrt(max(1 - ap, 0)) * eps
+        return x
+
+
+class FM(torch.nn.Module):
+    """Flow matching on the linear path; the midpoint solver from t = 0 to 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = TimeNet()
+
+    def loss(self, u, z):
+        x0 = torch.randn_like(u)
+        t = torch.rand(u.shape[0], 1)
+        target = u - x0
+        x_t = x0 + t * target
+        return torch.nn.functional.mse_loss(self.net(x_t, t, z), target)
+
+    def v(self, x, t, z):
+        return self.net(x, torch.full((x.shape[0], 1), t), z)
+
+    def sample(self, z, n):
+        x = torch.randn(z.shape[0], DIM) * 1.0
+        dt = 1.0 / n
+        for i in range(n):
+            t = i * dt
+            k1 = self.v(x, t, z)
+            x = x + dt * self.v(x + (dt / 2) * k1, t + dt / 2, z)
+        return x
+
+
+# ---- the fiber-loss stand-in (architectures/conv.c at the vae.* and subject.* defaults) --
+
+class ConvDecoder(torch.nn.Module):
+    """(B, 54) -> hidden 256 -> 64·7·7 -> ConvT 64→32 (14) -> ConvT 32→3 (28): logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = torch.nn.Linear(DIM, 256)
+        self.inp = torch.nn.Linear(256, 64 * 7 * 7)
+        self.up1 = torch.nn.ConvTranspose2d(64, 32, 3, 2, 1, output_padding=1)
+        self.up0 = torch.nn.ConvTranspose2d(32, 3, 3, 2, 1, output_padding=1)
+
+    def forward(self, u):
+        act = torch.nn.functional.silu
+        h = act(self.inp(act(self.hidden(u)))).reshape(-1, 64, 7, 7)
+        return self.up0(act(self.up1(h)))
+
+
+class ConvEncoder(torch.nn.Module):
+    """(B, 3, 28, 28) -> Conv 3→32 (14) -> Conv 32→64 (7) -> linear 64·7·7 -> 48."""
+
+    def __init__(self):
+        super().__init__()
+        self.down0 = torch.nn.Conv2d(3, 32, 3, 2, 1)
+        self.down1 = torch.nn.Conv2d(32, 64, 3, 2, 1)
+        self.out = torch.nn.Linear(64 * 7 * 7, COND)
+
+    def forward(self, x):
+        act = torch.nn.functional.silu
+        return self.out(torch.flatten(act(self.down1(act(self.down0(x)))), 1))
+
+
+def fiber_loss_mean(z_hat, z):
+    """core/fiber.c: mean over the batch of sqrt(mean_d (z_hat − z)²), 0 at distance 0."""
+    m = (z_hat - z).square().mean(1)
+    zero = m == torch.zeros_like(m)
+    safe = torch.where(zero, torch.ones_like(m), m)
+    return torch.where(zero, torch.zeros_like(m), torch.sqrt(safe)).mean()
+
+
+FAMILIES = {
+    "mlf": MLF,
+    "dnf": DNF,
+    "fff": lambda: FreeForm(DIM),
+    "fif": lambda: FreeForm(3),
+    "diff": DIFF,
+    "fm": FM,
+}
+DEFAULT_FSTEPS = {"diff": 50, "fm": 20}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--family", required=True, choices=sorted(FAMILIES))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--lam", type=float, default=0.0)
+    ap.add_argument("--fsteps", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    pool = 8192
+    u_all, z_all = torch.randn(pool, DIM), torch.randn(pool, COND)
+    model = FAMILIES[a.family]()
+    n_params = sum(p.numel() for p in model.parameters())
+    decoder = encoder = None
+    if a.lam > 0:
+        decoder, encoder = ConvDecoder().requires_grad_(False), ConvEncoder().requires_grad_(False)
+    fsteps = a.fsteps or DEFAULT_FSTEPS.get(a.family, 0)
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    total = a.steps + a.warmup
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=total,
+                                                cycle_momentum=False)
+    pos, t0, rss0 = 0, None, rss_kb()  # before the first step, as bench_families.c
+    for step in range(total):
+        if step == a.warmup:
+            t0 = time.perf_counter()
+        if pos + a.batch > pool:
+            pos = 0
+        u, z = u_all[pos : pos + a.batch], z_all[pos : pos + a.batch]
+        pos += a.batch
+        loss = model.loss(u, z)
+        if a.lam > 0:  # trainers/fiber.c objective: λ · fiber loss of differentiable samples
+            x_hat = torch.sigmoid(decoder(model.sample(z, fsteps)))
+            loss = loss + a.lam * fiber_loss_mean(encoder(x_hat), z)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        sched.step()
+    dt = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"family": a.family, "batch": a.batch, "steps": a.steps, "seconds": dt,
+                      "steps_per_s": a.steps / dt, "params": n_params, "peak_rss_kb": peak,
+                      "rss0_kb": rss0, "final_loss": loss.item()}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -47,6 +47,8 @@ static int check_spec(const char *name, const fl_conv_spec *s)
                        s->dim, s->height, s->width);
     for (int i = 0; i < s->n_stages; i++)
         if (s->widths[i] < 1) return fl_fail("%s: stage %d has %d channels", name, i, s->widths[i]);
+    if (s->res_blocks > 0 && s->hidden < 1)
+        return fl_fail("%s: %d residual blocks need a hidden width (hidden is 0)", name, s->res_blocks);
     return 0;
 }
 
@@ -86,6 +88,12 @@ int fl_conv_encoder_init(fl_conv_encoder *e, ct_params *ps, const char *name,
         if (fl_linear_init(&e->fc_hidden, ps, key, e->flat, spec->hidden, false, g)) return -1;
         fc_in = spec->hidden;
     }
+    if (spec->res_blocks > 0) {
+        snprintf(key, sizeof key, "%.200s.res", name);
+        if (fl_res_stack_init(&e->res, ps, key, spec->hidden, spec->res_blocks, spec->res_layers,
+                              spec->act, g))
+            return -1;
+    }
     snprintf(key, sizeof key, "%.200s.out", name);
     return fl_linear_init(&e->fc_out, ps, key, fc_in, out_mult * spec->dim, false, g);
 }
@@ -102,6 +110,7 @@ ct_tensor *fl_conv_encoder_forward(const fl_conv_encoder *e, const ct_tensor *x)
     }
     ct_tensor *f = ct_flatten(h, 1);                                     /* (B, flat) */
     if (sp->hidden > 0) f = fl_act_apply(sp->act, fl_linear_forward(&e->fc_hidden, f)); /* (B, hidden) */
+    if (sp->res_blocks > 0) f = fl_res_stack_forward(&e->res, f);       /* (B, hidden) */
     ct_tensor *y = ct_scope_keep(s, fl_linear_forward(&e->fc_out, f));   /* (B, out_mult·dim) */
     ct_scope_end(s);
     return y;
@@ -125,6 +134,12 @@ int fl_conv_decoder_init(fl_conv_decoder *d, ct_params *ps, const char *name,
         snprintf(key, sizeof key, "%.200s.hidden", name);
         if (fl_linear_init(&d->fc_hidden, ps, key, spec->dim, spec->hidden, false, g)) return -1;
         in = spec->hidden;
+    }
+    if (spec->res_blocks > 0) {
+        snprintf(key, sizeof key, "%.200s.res", name);
+        if (fl_res_stack_init(&d->res, ps, key, spec->hidden, spec->res_blocks, spec->res_layers,
+                              spec->act, g))
+            return -1;
     }
     snprintf(key, sizeof key, "%.200s.in", name);
     if (fl_linear_init(&d->fc_in, ps, key, in, spec->widths[last] * d->h0 * d->w0, false, g))
@@ -156,6 +171,7 @@ ct_tensor *fl_conv_decoder_forward(const fl_conv_decoder *d, const ct_tensor *z)
     ct_scope *s = ct_scope_begin();
     const ct_tensor *h = z;                                              /* (B, dim) */
     if (sp->hidden > 0) h = fl_act_apply(sp->act, fl_linear_forward(&d->fc_hidden, h)); /* (B, hidden) */
+    if (sp->res_blocks > 0) h = fl_res_stack_forward(&d->res, h);       /* (B, hidden) */
     h = fl_act_apply(sp->act, fl_linear_forward(&d->fc_in, h));          /* (B, w_last·h0·w0) */
     h = ct_reshape(h, CT_SHAPE(-1, sp->widths[last], d->h0, d->w0));     /* (B, w_last, h0, w0) */
     for (int i = last; i >= 0; i--) {

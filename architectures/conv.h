@@ -2,7 +2,9 @@
  * (autoencoder, classifier) and the VAE. The encoder halves the resolution at every
  * stage with a stride-2 3 × 3 convolution (28 → 14 → 7 → 4), then flattens into linear
  * layers; the decoder mirrors it with stride-2 3 × 3 transposed convolutions whose
- * output padding restores the encoder's sizes exactly. Layer structs hold borrowed
+ * output padding restores the encoder's sizes exactly. Between the convolutions and the
+ * code, optionally a hidden layer and residual blocks at its width (fl_res_stack, the
+ * authors' residual MLP of their fiber VAE). Layer structs hold borrowed
  * pointers into the ct_params set they were created in; names "prefix.layer.weight". */
 #ifndef FL_CONV_H
 #define FL_CONV_H
@@ -31,6 +33,8 @@ typedef struct {
     int widths[FL_CONV_MAX_STAGES];  /* channels after each stage */
     int extra;           /* stride-1 3 × 3 convolutions after each stage (0: none) */
     int hidden;          /* a hidden linear layer of this width (0: none) */
+    int res_blocks;      /* residual blocks at width hidden after it (0: none; needs hidden) */
+    int res_layers;      /* linear layers per residual block */
     int dim;             /* the code: encoder output / decoder input */
     fl_act act;
 } fl_conv_spec;
@@ -41,6 +45,7 @@ typedef struct {
     fl_conv2d down[FL_CONV_MAX_STAGES];
     fl_conv2d extra[FL_CONV_MAX_STAGES][2];
     fl_linear fc_hidden, fc_out;
+    fl_res_stack res;    /* after fc_hidden */
     fl_conv_spec spec;
     int flat;            /* widths[last] · h_last · w_last */
 } fl_conv_encoder;
@@ -51,6 +56,7 @@ ct_tensor *fl_conv_encoder_forward(const fl_conv_encoder *e, const ct_tensor *x)
 /* (B, dim) -> (B, C, H, W) logits (no output activation: apply a sigmoid for images). */
 typedef struct {
     fl_linear fc_hidden, fc_in;
+    fl_res_stack res;    /* after fc_hidden */
     fl_conv2d extra[FL_CONV_MAX_STAGES][2];
     fl_conv2d up[FL_CONV_MAX_STAGES];
     fl_conv_spec spec;
@@ -62,7 +68,8 @@ ct_tensor *fl_conv_decoder_forward(const fl_conv_decoder *d, const ct_tensor *z)
 
 /* The spec from <section>.widths, <section>.extra, <section>.hidden and
  * <section>.activation (the subject and the VAE each have these keys), for images of
- * `channels` channels, 28 × 28, and a code of `dim`. -1 and a message naming the key. */
+ * `channels` channels, 28 × 28, and a code of `dim`; no residual blocks (a section
+ * that has them sets res_blocks and res_layers itself). -1 and a message naming the key. */
 int fl_conv_spec_from_config(const fl_config *c, const char *section, int channels, int dim,
                              fl_conv_spec *out);
 

@@ -58,22 +58,56 @@ ct_tensor *fl_linear_forward(const fl_linear *l, const ct_tensor *x)
     return ct_linear(x, l->w, l->b);
 }
 
+int fl_res_stack_init(fl_res_stack *r, ct_params *ps, const char *name, int width, int n_blocks,
+                      int n_layers, fl_act act, ct_gen *g)
+{
+    char key[256];
+    memset(r, 0, sizeof *r);
+    if (n_blocks < 0 || n_layers < 0 || (n_blocks > 0 && n_layers < 1))
+        return fl_fail("%s: %d blocks of %d layers", name, n_blocks, n_layers);
+    int n_linear = n_blocks > 0 ? n_blocks * n_layers : n_layers;
+    if (n_linear > FL_MLP_MAX) return fl_fail("%s: %d hidden layers, at most %d", name, n_linear, FL_MLP_MAX);
+    r->n_blocks = n_blocks;
+    r->n_layers = n_layers;
+    r->width = width;
+    r->act = act;
+    for (int i = 0; i < n_linear; i++) {
+        snprintf(key, sizeof key, "%.200s.h%d", name, i);
+        if (fl_linear_init(&r->layers[i], ps, key, width, width, false, g)) return -1;
+    }
+    return 0;
+}
+
+ct_tensor *fl_res_stack_forward(const fl_res_stack *r, const ct_tensor *x)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *h = (ct_tensor *)x;                                             /* (B, width) */
+    if (r->n_blocks > 0) {
+        for (int b = 0; b < r->n_blocks; b++) {
+            ct_tensor *t = h;
+            for (int l = 0; l < r->n_layers; l++)
+                t = fl_act_apply(r->act, fl_linear_forward(&r->layers[b * r->n_layers + l], t));
+            h = ct_add(h, t);                                                  /* skip */
+        }
+    } else {
+        for (int l = 0; l < r->n_layers; l++)
+            h = fl_act_apply(r->act, fl_linear_forward(&r->layers[l], h));
+    }
+    /* x itself when there are no layers: a new handle to it, like any op's result */
+    ct_tensor *y = ct_scope_keep(s, h == x ? ct_ref(x) : h);                 /* (B, width) */
+    ct_scope_end(s);
+    return y;
+}
+
 int fl_mlp_init(fl_mlp *m, ct_params *ps, const char *name, const fl_mlp_spec *s, ct_gen *g)
 {
     char key[256];
-    int n_linear = s->n_blocks > 0 ? s->n_blocks * s->n_layers : s->n_layers;
-    if (n_linear > FL_MLP_MAX) return fl_fail("%s: %d hidden layers, at most %d", name, n_linear, FL_MLP_MAX);
     memset(m, 0, sizeof *m);
-    m->n_blocks = s->n_blocks;
-    m->n_layers = s->n_layers;
     m->hidden = s->hidden;
     m->act = s->act;
     snprintf(key, sizeof key, "%.200s.in", name);
     if (fl_linear_init(&m->in_layer, ps, key, s->in, s->hidden, false, g)) return -1;
-    for (int i = 0; i < n_linear; i++) {
-        snprintf(key, sizeof key, "%.200s.h%d", name, i);
-        if (fl_linear_init(&m->layers[i], ps, key, s->hidden, s->hidden, false, g)) return -1;
-    }
+    if (fl_res_stack_init(&m->body, ps, name, s->hidden, s->n_blocks, s->n_layers, s->act, g)) return -1;
     snprintf(key, sizeof key, "%.200s.out", name);
     return fl_linear_init(&m->out_layer, ps, key, s->hidden, s->out, s->zero_last, g);
 }
@@ -82,17 +116,7 @@ ct_tensor *fl_mlp_forward(const fl_mlp *m, const ct_tensor *x)
 {
     ct_scope *s = ct_scope_begin();
     ct_tensor *h = fl_act_apply(m->act, fl_linear_forward(&m->in_layer, x));   /* (B, hidden) */
-    if (m->n_blocks > 0) {
-        for (int b = 0; b < m->n_blocks; b++) {
-            ct_tensor *r = h;
-            for (int l = 0; l < m->n_layers; l++)
-                r = fl_act_apply(m->act, fl_linear_forward(&m->layers[b * m->n_layers + l], r));
-            h = ct_add(h, r);                                                  /* skip */
-        }
-    } else {
-        for (int l = 0; l < m->n_layers; l++)
-            h = fl_act_apply(m->act, fl_linear_forward(&m->layers[l], h));
-    }
+    h = fl_res_stack_forward(&m->body, h);                                     /* (B, hidden) */
     ct_tensor *y = ct_scope_keep(s, fl_linear_forward(&m->out_layer, h));    /* (B, out) */
     ct_scope_end(s);
     return y;

@@ -28,14 +28,28 @@ int fl_linear_init(fl_linear *l, ct_params *ps, const char *name, int in, int ou
                    bool zero_init, ct_gen *g);
 ct_tensor *fl_linear_forward(const fl_linear *l, const ct_tensor *x);  /* (.., in) -> (.., out) */
 
+/* A stack of hidden layers of one width: n_blocks residual blocks of n_layers (linear,
+ * act) each, h <- h + block(h), or with n_blocks = 0 n_layers plain (linear, act)
+ * layers. The middle of an MLP, and of the conv VAE between its convolutions and its
+ * latent (the authors' residual MLP, DESIGN.md §7). Layers "<name>.h<i>". */
+#define FL_MLP_MAX 32
+typedef struct {
+    fl_linear layers[FL_MLP_MAX];
+    int n_blocks, n_layers, width;
+    fl_act act;
+} fl_res_stack;
+/* -1 and a message naming `name` when it would have more than FL_MLP_MAX layers. */
+int fl_res_stack_init(fl_res_stack *r, ct_params *ps, const char *name, int width, int n_blocks,
+                      int n_layers, fl_act act, ct_gen *g);
+ct_tensor *fl_res_stack_forward(const fl_res_stack *r, const ct_tensor *h); /* (B, w) -> (B, w) */
+
 /* A residual MLP: in -> hidden, then n_blocks blocks of n_layers (linear, act) with a
  * skip around each block, then hidden -> out. n_blocks = 0 gives a plain MLP with
  * n_layers hidden layers. zero_last starts the output at 0. */
-#define FL_MLP_MAX 32
 typedef struct {
     fl_linear in_layer, out_layer;
-    fl_linear layers[FL_MLP_MAX];
-    int n_blocks, n_layers, hidden;
+    fl_res_stack body;
+    int hidden;
     fl_act act;
 } fl_mlp;
 typedef struct {

@@ -136,7 +136,7 @@ static int train(const fl_config *c, const fl_dataset *ds, const fl_cached *m, c
     snprintf(k, sizeof k, "%s.batch_size", m->section);
     fl_batch_opts bo = {.batch_size = fl_cfg_int(c, k),
                         .shuffle = true,
-                        .recolor = fl_cfg_bool(c, "data.recolor_each_epoch"),
+                        .recolor = m->recolor || fl_cfg_bool(c, "data.recolor_each_epoch"),
                         .drop_last = false,
                         .seed = seed};
     trainer t = {m, fl_batcher_new(ds, FL_TRAIN, &bo), m->noise_salt ? ct_gen_new(seed ^ m->noise_salt) : NULL, ""};

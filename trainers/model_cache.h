@@ -32,6 +32,7 @@ typedef struct {
     const char *const *extra_keys;   /* more keys (or sections) its training reads; may be NULL */
     int n_extra_keys;
     uint64_t noise_salt;     /* its noise stream is seeded <section>.seed ^ noise_salt */
+    bool recolor;            /* fresh colors every epoch even without data.recolor_each_epoch */
 
     ct_params *ps;           /* its parameters and buffers, built (borrowed) */
     void *ctx;

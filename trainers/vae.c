@@ -37,6 +37,19 @@ const fl_key fl_keys_vae[] = {
      "Stride-1 3 × 3 convolutions after each stage of the VAE's networks."},
     {"vae.hidden", FL_KEY_INT, "256", 0, 65536, NULL,
      "Width of a hidden linear layer between the convolutions and the latent (0: none)."},
+    {"vae.res_blocks", FL_KEY_INT, "0", 0, 32, NULL,
+     "Residual blocks of vae.res_layers linear layers of width vae.hidden after the hidden "
+     "layer of the encoder and of the decoder (the authors' residual MLP: 3 blocks of 3 "
+     "layers of 512); 0: none. Needs vae.hidden > 0."},
+    {"vae.res_layers", FL_KEY_INT, "2", 1, 32, NULL,
+     "Linear layers in each residual block of the VAE (vae.res_blocks × vae.res_layers ≤ 32)."},
+    {"vae.input_noise", FL_KEY_NUM, "0", 0, 1, NULL,
+     "Standard deviation of Gaussian noise added to the encoder's input images during "
+     "training (the reconstruction target stays clean; the authors: 0.01)."},
+    {"vae.recolor", FL_KEY_BOOL, "false", FL_NO_BOUNDS, NULL,
+     "Draw fresh colors for every training image at each epoch of the VAE's training (as "
+     "data.recolor_each_epoch, which also does it), so that every epoch shows each digit in "
+     "a new coloring instead of its stored one."},
     {"vae.activation", FL_KEY_STR, "\"silu\"", FL_NO_BOUNDS, "silu|relu|tanh|gelu|leaky_relu",
      "Activation of the VAE's networks."},
     FL_KEYS_END,
@@ -48,7 +61,8 @@ struct fl_vae {
     fl_conv_encoder enc;   /* (B, 3, 28, 28) -> (B, 2D): mean, log-variance */
     fl_conv_decoder dec;   /* (B, D) -> (B, 3, 28, 28) logits */
     ct_tensor *m, *s;      /* buffers (D): standardization of the encoder mean */
-    double recon_weight, kl_weight;
+    double recon_weight, kl_weight, input_noise;
+    bool recolor;
     char path[4096];
     fl_vae_report report;
 };
@@ -139,7 +153,10 @@ static ct_tensor *train_step(void *ctx, const fl_batch *x, ct_gen *noise, fl_ter
     fl_vae *v = ctx;
     double B = (double)x->size;
     ct_tensor *mu, *lv;
-    posterior(v, x->colored, &mu, &lv);                                       /* (B, D) each */
+    const ct_tensor *in = x->colored;                                         /* (B, 3, 28, 28) */
+    if (v->input_noise > 0)
+        in = ct_add(in, ct_muls(ct_randn_like(in, noise), v->input_noise));
+    posterior(v, in, &mu, &lv);                                               /* (B, D) each */
     ct_tensor *eps = ct_randn(CT_SHAPE(x->size, v->dim), ct_dtype_of(x->colored), noise);
     ct_tensor *z = ct_add(mu, ct_mul(ct_exp(ct_muls(lv, 0.5)), eps));         /* (B, D) */
     ct_tensor *r = ct_sigmoid(fl_conv_decoder_forward(&v->dec, z));           /* (B, 3, 28, 28) */
@@ -205,6 +222,7 @@ static fl_cached cached_spec(fl_vae *v)
         .section = "vae",
         .format = FL_VAE_FORMAT,
         .noise_salt = 0x9015eull,
+        .recolor = v->recolor,
         .ps = v->ps,
         .ctx = v,
         .step_loss = train_step,
@@ -223,6 +241,20 @@ int fl_vae_cache_path(const fl_config *c, char *buf, size_t n)
     return fl_cached_path(c, &m, false, buf, n, NULL);
 }
 
+/* The residual blocks of the VAE's networks (vae.res_blocks, vae.res_layers). */
+static int res_spec_from_config(const fl_config *c, fl_conv_spec *spec)
+{
+    spec->res_blocks = (int)fl_cfg_int(c, "vae.res_blocks");
+    spec->res_layers = (int)fl_cfg_int(c, "vae.res_layers");
+    if (spec->res_blocks > 0 && spec->hidden < 1)
+        return fl_fail("vae.res_blocks: %d residual blocks need a hidden width, but vae.hidden is 0",
+                       spec->res_blocks);
+    if (spec->res_blocks * spec->res_layers > FL_MLP_MAX)
+        return fl_fail("vae.res_blocks × vae.res_layers: %d × %d layers, at most %d",
+                       spec->res_blocks, spec->res_layers, FL_MLP_MAX);
+    return 0;
+}
+
 int fl_vae_open(const fl_config *c, const fl_dataset *ds, fl_vae **out)
 {
     *out = NULL;
@@ -231,11 +263,14 @@ int fl_vae_open(const fl_config *c, const fl_dataset *ds, fl_vae **out)
     v->dim = (int)fl_cfg_int(c, "vae.latent");
     v->recon_weight = fl_cfg_num(c, "vae.recon_weight");
     v->kl_weight = fl_cfg_num(c, "vae.kl_weight");
+    v->input_noise = fl_cfg_num(c, "vae.input_noise");
+    v->recolor = fl_cfg_bool(c, "vae.recolor");
     v->report = (fl_vae_report){false, 0, NAN, NAN, NAN};
     v->ps = ct_params_new();
     fl_conv_spec spec;
     ct_gen *g = ct_gen_new((uint64_t)fl_cfg_int(c, "vae.seed") ^ 0x7ae1ull);
     int rc = fl_conv_spec_from_config(c, "vae", 3, v->dim, &spec);
+    if (!rc) rc = res_spec_from_config(c, &spec);
     if (!rc) rc = fl_conv_encoder_init(&v->enc, v->ps, "enc", &spec, 2, g);
     if (!rc) rc = fl_conv_decoder_init(&v->dec, v->ps, "dec", &spec, g);
     ct_gen_free(g);

@@ -139,6 +139,9 @@ static int make_cells(const run_row *rows, int n, cell *cells)
             int m = 0;
             for (int a = i; a < j && m < 256; a++) v[m++] = rows[a].m[k].mean;
             c->m[k] = fl_ci_student_t(v, m, level);
+            /* every reported metric is ≥ 0: with few, spread seeds t's interval can reach
+             * below 0, which no seed's value can */
+            if (c->m[k].lo < 0) c->m[k].lo = 0;
         }
         i = j;
     }

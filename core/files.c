@@ -2,6 +2,7 @@
 #include "core/files.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,18 +25,30 @@ int fl_mkdir_p(const char *dir)
     }
 }
 
-int fl_write_text_atomic(const char *path, const char *text)
+int fl_write_bytes_atomic(const char *path, const void *data, size_t n)
 {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return fl_fail("%s: cannot write: %s", path, strerror(errno));
-    int bad = fputs(text, f) < 0;
-    bad = (fclose(f) != 0) || bad;
-    if (bad || rename(tmp, path) != 0) {
-        int e = errno;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) return fl_fail("%s: cannot write: %s", path, strerror(errno));
+    int err = 0;
+    for (const char *p = data; n > 0 && !err;) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) err = k == 0 ? EIO : errno;
+        else p += k, n -= (size_t)k;
+    }
+    if (!err && fsync(fd) != 0) err = errno;
+    if (close(fd) != 0 && !err) err = errno;
+    if (!err && rename(tmp, path) != 0) err = errno;
+    if (err) {
         unlink(tmp);
-        return fl_fail("%s: cannot write: %s", path, strerror(e));
+        return fl_fail("%s: cannot write: %s", path, strerror(err));
     }
     return 0;
+}
+
+int fl_write_text_atomic(const char *path, const char *text)
+{
+    return fl_write_bytes_atomic(path, text, strlen(text));
 }

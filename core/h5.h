@@ -1,6 +1,7 @@
 /* HDF5 files written atomically and read with errors that name the file and dataset.
- * A writer creates "<path>.tmp.<pid>", and commit closes and renames it over path, so
- * an interrupted run never leaves a half file; abort removes it. */
+ * A writer builds the file in memory; commit writes it to "<path>.tmp.<pid>" and renames
+ * that over path (fl_write_bytes_atomic), so an interrupted run or a full disk never
+ * leaves a half file; abort drops it. */
 #ifndef FL_H5_H
 #define FL_H5_H
 

@@ -221,6 +221,17 @@ bool fl_h5r_has(fl_h5r *r, const char *name)
     }
 }
 
+bool fl_h5r_is_integer(fl_h5r *r, const char *name)
+{
+    hid_t ds = fl_h5r_has(r, name) ? H5Dopen2(r->f, name, H5P_DEFAULT) : -1;
+    if (ds < 0) return false;
+    hid_t t = H5Dget_type(ds);
+    bool is = t >= 0 && H5Tget_class(t) == H5T_INTEGER;
+    if (t >= 0) H5Tclose(t);
+    H5Dclose(ds);
+    return is;
+}
+
 int fl_h5r_dims(fl_h5r *r, const char *name, int *ndim, int64_t dims[8])
 {
     if (!fl_h5r_has(r, name)) return fl_fail("%s: no dataset '%s'", r->path, name);

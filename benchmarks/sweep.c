@@ -379,6 +379,7 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
     for (int i = 0; i < 5; i++) {
         snprintf(sub, sizeof sub, "%s%s", sum->dir, subs[i]);
         if (fl_mkdir_p(sub)) return -1;
+        fl_remove_stale_temps(sub, "");   /* left by a run of this sweep that was killed */
     }
 
     fl_dataset *ds = NULL;

@@ -1,11 +1,15 @@
 /* mkdir -p and atomic text files. */
 #include "core/files.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -23,6 +27,31 @@ int fl_mkdir_p(const char *dir)
         *p = c;
         if (!c) return 0;
     }
+}
+
+void fl_remove_stale_temps(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    time_t now = time(NULL);
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0) continue;
+        /* the last ".tmp." followed by digits, then the end or ".<ext>" */
+        const char *t = NULL;
+        for (const char *p = strstr(e->d_name, ".tmp."); p; p = strstr(p + 1, ".tmp.")) t = p;
+        if (!t || t == e->d_name) continue;
+        char *end;
+        long pid = strtol(t + 5, &end, 10);
+        if (end == t + 5 || (*end && (*end != '.' || strchr(end + 1, '.')))) continue;
+        char p[4500];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (pid <= 0 || lstat(p, &st) != 0 || !S_ISREG(st.st_mode) ||
+            now - st.st_mtime < FL_STALE_TEMP_SECONDS)
+            continue;
+        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) unlink(p);
+    }
+    closedir(d);
 }
 
 int fl_write_bytes_atomic(const char *path, const void *data, size_t n)

@@ -3,14 +3,11 @@
  * from fixed RNG streams of the seed, so the same seed gives byte-identical arrays. */
 #include "datasets/store.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/h5.h"
@@ -52,26 +49,6 @@ static void absolute(const char *p, char *buf, size_t n)
         snprintf(buf, n, "%s", cwd);
     else
         snprintf(buf, n, "%s/%s", cwd, p[0] == '.' && p[1] == '/' ? p + 2 : p);
-}
-
-/* Removes "<file>.tmp.<pid>" left by a build that died: its process is gone and the
- * file has not changed for 10 minutes (the cache may be shared between machines). */
-static void remove_stale_temps(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    time_t now = time(NULL);
-    for (struct dirent *e; (e = readdir(d));) {
-        const char *t = strstr(e->d_name, ".h5.tmp.");
-        if (!t || strncmp(e->d_name, "colormnist-", 11) != 0) continue;
-        long pid = strtol(t + 8, NULL, 10);
-        char p[4500];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (pid <= 0 || stat(p, &st) != 0 || now - st.st_mtime < 600) continue;
-        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) unlink(p);
-    }
-    closedir(d);
 }
 
 int fl_data_cache_dir(const fl_config *c, char *buf, size_t n)
@@ -571,7 +548,7 @@ int fl_dataset_open_spec(const fl_data_spec *s, bool force, fl_dataset **out)
     fl_data_store_path(s, path, sizeof path);
     snprintf(dir, sizeof dir, "%s/datasets", s->cache_dir);
     if (fl_mkdir_p(dir)) return -1;
-    remove_stale_temps(dir);
+    fl_remove_stale_temps(dir, "colormnist-");
     fl_dataset_stats st = {0};
     if (!force && access(path, F_OK) == 0) {
         double t0 = fl_now();

@@ -7,11 +7,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "benchmarks/plot.h"
@@ -134,4 +137,55 @@ Test(files, a_plot_that_does_not_fit_leaves_no_truncated_file)
     snprintf(path, sizeof path, "%s/plot.svg", tmp);
     cr_expect_eq(write_plot(path), 0, "%s", fl_error());
     cr_expect_eq(access(path, F_OK), 0);
+}
+
+static void put(const char *name, long age_s)
+{
+    char p[500];
+    snprintf(p, sizeof p, "%s/%s", tmp, name);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fputs("partial", f);
+    fclose(f);
+    struct timeval tv[2] = {{time(NULL) - age_s, 0}, {time(NULL) - age_s, 0}};
+    cr_assert_eq(utimes(p, tv), 0);
+}
+
+static bool exists(const char *name)
+{
+    char p[500];
+    snprintf(p, sizeof p, "%s/%s", tmp, name);
+    return access(p, F_OK) == 0;
+}
+
+/* Temporaries of writers that died (kill -9) are removed by the next run; a live
+ * writer's, a fresh one (perhaps another machine's) and other files stay. */
+Test(files, stale_temporaries_of_dead_writers_are_removed)
+{
+    pid_t child = fork();
+    cr_assert_neq(child, -1);
+    if (child == 0) _exit(0);
+    waitpid(child, NULL, 0); /* its pid is now dead */
+    char dead_h5[128], dead_svg[128], dead_fresh[128], alive[128];
+    snprintf(dead_h5, sizeof dead_h5, "run.h5.tmp.%ld", (long)child);
+    snprintf(dead_svg, sizeof dead_svg, "fidelity_consistency.svg.tmp.%ld.svg", (long)child);
+    snprintf(dead_fresh, sizeof dead_fresh, "index.json.tmp.%ld", (long)child);
+    snprintf(alive, sizeof alive, "model.h5.tmp.%ld", (long)getpid());
+    long old = FL_STALE_TEMP_SECONDS + 60;
+    put(dead_h5, old);
+    put(dead_svg, old);
+    put(dead_fresh, 5);
+    put(alive, old);
+    put("notes.tmp.txt", old);
+    put("run.h5", old);
+    fl_remove_stale_temps(tmp, "");
+    cr_expect_not(exists(dead_h5), "a dead writer's HDF5 temporary stayed");
+    cr_expect_not(exists(dead_svg), "a dead writer's plot temporary stayed");
+    cr_expect(exists(dead_fresh), "a fresh temporary was removed");
+    cr_expect(exists(alive), "a live writer's temporary was removed");
+    cr_expect(exists("notes.tmp.txt") && exists("run.h5"), "a file that is not a temporary was removed");
+    /* a prefix limits what is looked at */
+    put(dead_h5, old);
+    fl_remove_stale_temps(tmp, "colormnist-");
+    cr_expect(exists(dead_h5));
 }

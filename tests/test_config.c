@@ -185,18 +185,15 @@ static void expect_bad_override(fl_config *c, const char *assignment, const char
 Test(config, overrides_must_parse_the_whole_value)
 {
     fl_config *c = fl_config_default();
-    expect_bad_override(c, "train.steps=5abc", "train.steps");
-    expect_bad_override(c, "train.lr=0.5garbage", "train.lr");
-    expect_bad_override(c, "train.lr=0x10", "train.lr");
-    expect_bad_override(c, "train.lr=1,2", "train.lr");
-    expect_bad_override(c, "train.lr=nan", "train.lr");
-    expect_bad_override(c, "seed=1=2", "'seed'");
-    expect_bad_override(c, "sweep.lambdas=1 2", "sweep.lambdas");
-    expect_bad_override(c, "sweep.lambdas=1,,2", "sweep.lambdas");
-    expect_bad_override(c, "sweep.lambdas=1,2x", "sweep.lambdas");
-    expect_bad_override(c, "sweep.seeds=0,1.5", "sweep.seeds");
-    expect_bad_override(c, "train.div_factor=1_000", "train.div_factor");
-    expect_bad_override(c, "data.transpose=truex", "data.transpose");
+    const char *bad[][2] = {
+        {"train.steps=5abc", "train.steps"},       {"train.lr=0.5garbage", "train.lr"},
+        {"train.lr=0x10", "train.lr"},             {"train.lr=1,2", "train.lr"},
+        {"train.lr=nan", "train.lr"},              {"seed=1=2", "'seed'"},
+        {"sweep.lambdas=1 2", "sweep.lambdas"},    {"sweep.lambdas=1,,2", "sweep.lambdas"},
+        {"sweep.lambdas=1,2x", "sweep.lambdas"},   {"sweep.seeds=0,1.5", "sweep.seeds"},
+        {"train.div_factor=1_000", "train.div_factor"}, {"data.transpose=truex", "data.transpose"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) expect_bad_override(c, bad[i][0], bad[i][1]);
     /* whole values still pass, surrounding blanks included */
     cr_expect_eq(fl_config_override(c, "train.steps=5"), 0, "%s", fl_error());
     cr_expect_eq(fl_cfg_int(c, "train.steps"), 5);

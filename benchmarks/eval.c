@@ -585,10 +585,14 @@ int fl_eval_read_samples(const char *path, int64_t n_test, int64_t **index, floa
             snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", i ? ", " : "",
                      (long long)ds[i]);
         rc = fl_fail("%s: 'samples' has shape %s), expected (n, 3, 28, 28)", path, shape);
-    } else if (nd_i != 1 || di[0] != ds[0])
-        rc = fl_fail("%s: 'target_index' has %s%lld entries but 'samples' has %lld images", path,
-                     nd_i != 1 ? "not 1 dimension but " : "", (long long)(nd_i == 1 ? di[0] : nd_i),
-                     (long long)ds[0]);
+    } else if (nd_i != 1)
+        rc = fl_fail("%s: 'target_index' has %d dimensions, expected 1: (n,)", path, nd_i);
+    else if (di[0] != ds[0])
+        rc = fl_fail("%s: 'target_index' has %lld entries but 'samples' has %lld images", path,
+                     (long long)di[0], (long long)ds[0]);
+    else if (!fl_h5r_is_integer(f, "target_index"))
+        rc = fl_fail("%s: 'target_index' is not stored as integers (expected int64 indices "
+                     "into the test split)", path);
     else if (ds[0] == 0)
         rc = fl_fail("%s: no samples", path);
     int64_t m = ds[0], cnt = 0;

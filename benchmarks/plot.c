@@ -5,8 +5,10 @@
 #include <float.h>
 #include <math.h>
 #include <plplot/plplot.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -24,6 +26,25 @@ static const char *ext_of(const char *path)
 {
     const char *dot = strrchr(path, '.');
     return dot ? dot + 1 : "";
+}
+
+/* Whether the file cairo wrote is whole: cairo reports no write errors, so a full disk
+ * leaves a truncated SVG (no closing tag) or PNG (no IEND chunk) behind. */
+static bool is_complete(const char *file, const char *ext)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f) return false;
+    char tail[64] = "";
+    size_t n = 0;
+    if (fseek(f, -(long)(sizeof tail - 1), SEEK_END) != 0) rewind(f);
+    n = fread(tail, 1, sizeof tail - 1, f);
+    fclose(f);
+    if (strcmp(ext, "png") == 0) {
+        static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+        return n >= sizeof iend && memcmp(tail + n - sizeof iend, iend, sizeof iend) == 0;
+    }
+    tail[n] = 0;
+    return strstr(tail, "</svg>") != NULL;
 }
 
 int fl_plot_fidelity_consistency(const char *path, const char *title,
@@ -157,6 +178,14 @@ int fl_plot_fidelity_consistency(const char *path, const char *title,
     }
     plend1();
     if (access(tmp, F_OK) != 0) return fl_fail("%s: PLplot wrote nothing (driver %s)", path, dev);
+    if (!is_complete(tmp, ext)) {
+        /* cairo drops the errno of its failed writes; a full disk is the usual cause */
+        struct statvfs fs;
+        bool full = statvfs(tmp, &fs) == 0 && fs.f_bavail == 0;
+        unlink(tmp);
+        return fl_fail("%s: the plot came out incomplete%s", path,
+                       full ? ": No space left on device" : " (a write failed: disk full or a file size limit?)");
+    }
     if (rename(tmp, path) != 0) {
         unlink(tmp);
         return fl_fail("%s: %s", path, strerror(errno));

@@ -22,7 +22,8 @@
 
 const fl_key fl_keys_sweep[] = {
     {"sweep.name", FL_KEY_STR, "\"sweep\"", FL_NO_BOUNDS, NULL,
-     "Folder of the sweep under out_dir; runs with the same name share it and are reused."},
+     "Folder of the sweep under out_dir, one plain name (not '.', '..' or with '/'); runs "
+     "with the same name share it and are reused."},
     {"sweep.families", FL_KEY_STR_LIST, "[\"nf\"]", FL_NO_BOUNDS, FL_FAMILY_NAMES,
      "Fiber-model families of the grid."},
     {"sweep.lambdas", FL_KEY_NUM_LIST, "[0, 1, 10]", 0, 1e6, NULL,
@@ -378,6 +379,7 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
     for (int i = 0; i < 5; i++) {
         snprintf(sub, sizeof sub, "%s%s", sum->dir, subs[i]);
         if (fl_mkdir_p(sub)) return -1;
+        fl_remove_stale_temps(sub, "");   /* left by a run of this sweep that was killed */
     }
 
     fl_dataset *ds = NULL;

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/log.h"
 #include "core/schema.h"
@@ -140,6 +141,24 @@ static const char *kind_name(fl_key_kind k)
 
 static bool is_int(double v) { return isfinite(v) && v == floor(v) && fabs(v) < 9.007e15; }
 
+/* The keys that name folders (core/schema.c): a folder path must not be empty (it
+ * would be the file-system root or the working directory, depending on who joins it),
+ * and a folder name must be one plain component, so that it stays inside its parent. */
+static int check_path(const fl_key *k, const char *s, const char *o)
+{
+    switch (fl_schema_path_form(k->key)) {
+    case FL_PATH_FOLDER:
+        if (!s[0]) return fl_fail("%s: key '%s' must name a folder, got an empty string", o, k->key);
+        return 0;
+    case FL_PATH_NAME:
+        if (!s[0] || strcmp(s, ".") == 0 || strcmp(s, "..") == 0 || strchr(s, '/'))
+            return fl_fail("%s: key '%s' must be a plain folder name (not empty, '.', '..' "
+                           "or with '/'), got '%s'", o, k->key, s);
+        return 0;
+    default: return 0;
+    }
+}
+
 /* Checks v against k; on failure sets a message with origin (a file or "override"). */
 static int check_value(const fl_key *k, const cJSON *v, const char *origin)
 {
@@ -148,9 +167,12 @@ static int check_value(const fl_key *k, const cJSON *v, const char *origin)
                 k->kind == FL_KEY_STR_LIST;
     if (list && !cJSON_IsArray(v))
         return fl_fail("%s: key '%s' must be %s", o, k->key, kind_name(k->kind));
-    int n = list ? cJSON_GetArraySize(v) : 1;
-    for (int i = 0; i < n; i++) {
-        const cJSON *e = list ? cJSON_GetArrayItem(v, i) : v;
+    if (list && fl_schema_list_len(k->key) && cJSON_GetArraySize(v) != fl_schema_list_len(k->key))
+        return fl_fail("%s: key '%s' must have %d entries, got %d", o, k->key,
+                       fl_schema_list_len(k->key), cJSON_GetArraySize(v));
+    /* walked by ->next: cJSON_GetArrayItem(v, i) is a walk from the head each time,
+     * which made a long list quadratic */
+    for (const cJSON *e = list ? v->child : v; e; e = list ? e->next : NULL) {
         switch (k->kind) {
         case FL_KEY_NUM:
         case FL_KEY_INT:
@@ -174,6 +196,7 @@ static int check_value(const fl_key *k, const cJSON *v, const char *origin)
         case FL_KEY_STR_LIST:
             if (!cJSON_IsString(e))
                 return fl_fail("%s: key '%s' must be %s", o, k->key, kind_name(k->kind));
+            if (check_path(k, e->valuestring, o)) return -1;
             if (choices_of(k)) {
                 const char *s = e->valuestring;
                 size_t len = strlen(s);
@@ -286,23 +309,37 @@ static int merge(fl_config *c, const cJSON *node, const char *prefix, const char
 
 fl_config *fl_config_load(const char *path)
 {
+    /* stat before open: opening a FIFO would wait for a writer, and /dev/zero never ends */
+    struct stat st;
+    if (stat(path, &st) != 0) return fl_fail("%s: cannot open: %s", path, strerror(errno)), NULL;
+    if (!S_ISREG(st.st_mode)) return fl_fail("%s: not a regular file", path), NULL;
+    if (st.st_size > FL_CONFIG_MAX_BYTES)
+        return fl_fail("%s: %lld bytes, more than a config file may have (%d MiB)", path,
+                       (long long)st.st_size, FL_CONFIG_MAX_BYTES >> 20), NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return fl_fail("%s: cannot open: %s", path, strerror(errno)), NULL;
-    char *text = NULL;
-    size_t len = 0, cap = 0;
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (len + n + 1 > cap) {
-            cap = 2 * (len + n + 1);
-            text = realloc(text, cap);
-        }
-        memcpy(text + len, chunk, n);
-        len += n;
+    char *text = malloc((size_t)st.st_size + 1);
+    if (!text) {
+        fclose(f);
+        return fl_fail("%s: out of memory", path), NULL;
     }
+    /* one byte more than stat said, to see a file that grew meanwhile */
+    size_t len = fread(text, 1, (size_t)st.st_size + 1, f);
+    int bad = ferror(f);
     fclose(f);
-    if (!text) return fl_fail("%s: empty file", path), NULL;
+    if (bad || len > (size_t)st.st_size) {
+        free(text);
+        return fl_fail("%s: %s", path, bad ? "read error" : "changed while being read"), NULL;
+    }
+    if (len == 0) {
+        free(text);
+        return fl_fail("%s: empty file", path), NULL;
+    }
     text[len] = 0;
+    if (strlen(text) != len) {
+        free(text);
+        return fl_fail("%s: a NUL byte in a JSON file", path), NULL;
+    }
     fl_config *c = fl_config_parse(text, path);
     free(text);
     return c;
@@ -333,10 +370,20 @@ fl_config *fl_config_parse(const char *text, const char *origin)
     return c;
 }
 
-/* Turns "0,1,10" or "nf,fff" into a JSON array text when the key is a list. */
+/* JSON text that is one value and nothing else: cJSON_Parse alone stops after the
+ * first value, so that "5abc" would be 5 and "1,2" would be 1. */
+static cJSON *parse_whole(const char *text)
+{
+    const char *end = NULL;
+    return cJSON_ParseWithOpts(text, &end, true);
+}
+
+/* A value of k from its command-line text: JSON when the whole text is JSON, else a
+ * string (which check_value refuses for a non-string key); a list may also be written
+ * 0,1,10 without brackets, each entry read whole. NULL when out of memory. */
 static cJSON *parse_value(const fl_key *k, const char *text)
 {
-    cJSON *v = cJSON_Parse(text);
+    cJSON *v = parse_whole(text);
     bool list = k->kind == FL_KEY_NUM_LIST || k->kind == FL_KEY_INT_LIST ||
                 k->kind == FL_KEY_STR_LIST;
     if (v && (!list || cJSON_IsArray(v))) {
@@ -349,14 +396,22 @@ static cJSON *parse_value(const fl_key *k, const char *text)
     cJSON_Delete(v);
     if (!list) return cJSON_CreateString(text);
     cJSON *arr = cJSON_CreateArray();
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", text);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        while (isspace((unsigned char)*tok)) tok++;
-        cJSON *e = k->kind == FL_KEY_STR_LIST ? NULL : cJSON_Parse(tok);
-        cJSON_AddItemToArray(arr, e ? e : cJSON_CreateString(tok));
+    char *buf = strdup(text);
+    if (!arr || !buf) {
+        cJSON_Delete(arr);
+        free(buf);
+        return NULL;
     }
+    /* every comma separates two entries: "1,,2" has an empty one, which is refused */
+    for (char *tok = buf, *comma;; tok = comma + 1) {
+        comma = strchr(tok, ',');
+        if (comma) *comma = 0;
+        while (isspace((unsigned char)*tok)) tok++;
+        cJSON *e = k->kind == FL_KEY_STR_LIST ? NULL : parse_whole(tok);
+        cJSON_AddItemToArray(arr, e ? e : cJSON_CreateString(tok));
+        if (!comma) break;
+    }
+    free(buf);
     return arr;
 }
 
@@ -366,10 +421,13 @@ int fl_config_override(fl_config *c, const char *assignment)
     if (!eq || eq == assignment)
         return fl_fail("override '%s': expected key=value", assignment);
     char key[256];
+    if ((size_t)(eq - assignment) >= sizeof key)
+        return fl_fail("override: unknown key '%.64s...'", assignment);
     snprintf(key, sizeof key, "%.*s", (int)(eq - assignment), assignment);
     const fl_key *k = fl_config_key(key);
     if (!k) return fl_fail("override: unknown key '%s'", key);
     cJSON *v = parse_value(k, eq + 1);
+    if (!v) return fl_fail("override: key '%s': out of memory", key);
     if (check_value(k, v, "override")) {
         cJSON_Delete(v);
         return -1;
@@ -518,8 +576,9 @@ void fl_config_write_doc(FILE *f)
     fprintf(f, "# Configuration keys\n\n"
                "Generated by `fiberlab config --doc`; do not edit by hand. A config file is a\n"
                "JSON object whose nesting follows the dots (`{\"train\": {\"lr\": 2e-4}}` sets\n"
-               "`train.lr`); every key not given keeps its default. On the command line,\n"
-               "`key=value` overrides any key (lists as `0,1,10`).\n");
+               "`train.lr`); every key not given keeps its default. A config file is a regular\n"
+               "file of at most 16 MiB. On the command line, `key=value` overrides any key\n"
+               "(lists as `0,1,10`); the whole value must parse (`5abc` is not an integer).\n");
     char last[64] = "";
     for (const fl_key *const *s = sections(); *s; s++)
         for (const fl_key *k = *s; k->key; k++) {

@@ -35,12 +35,15 @@ typedef struct fl_config fl_config;
 
 fl_config *fl_config_default(void);                 /* every key at its default */
 /* Reads a JSON file over the defaults. NULL and fl_error() naming the file and the
- * key on an unknown key, an ill-typed or out-of-range value, or malformed JSON. */
+ * key on an unknown key, an ill-typed or out-of-range value, or malformed JSON; naming
+ * the file when it is not a regular file or larger than FL_CONFIG_MAX_BYTES. */
+#define FL_CONFIG_MAX_BYTES (16 << 20)
 fl_config *fl_config_load(const char *path);
 /* The same from JSON text; origin names it in messages. */
 fl_config *fl_config_parse(const char *text, const char *origin);
-/* Applies "dotted.key=value"; value is read as JSON when it parses as JSON, else as a
- * string; lists may be written 0,1,10 without brackets. -1 and a message naming the key. */
+/* Applies "dotted.key=value"; value is read as JSON when the whole of it parses as JSON,
+ * else as a string; lists may be written 0,1,10 without brackets, each entry read whole.
+ * -1 and a message naming the key ("5abc" is not an integer, "1 2" not a list). */
 int fl_config_override(fl_config *c, const char *assignment);
 fl_config *fl_config_copy(const fl_config *c);
 void fl_config_free(fl_config *c);

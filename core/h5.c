@@ -8,11 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "core/log.h"
 
 struct fl_h5w {
     hid_t f;
-    char path[4096], tmp[4200];
+    char path[4096], mem_name[4300];   /* mem_name: the core driver's name of the file */
 };
 struct fl_h5r {
     hid_t f;
@@ -52,8 +53,16 @@ fl_h5w *fl_h5w_create(const char *path)
     fl_h5w *w = calloc(1, sizeof *w);
     if (!w) return fl_fail("out of memory"), NULL;
     snprintf(w->path, sizeof w->path, "%s", path);
-    snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", path, (long)getpid());
-    w->f = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    /* built in memory (HDF5's core driver, no backing store) and written out whole at
+     * commit: HDF5 never writes to the disk itself, so a full disk is one failed write
+     * with its errno, not a failed H5Fclose that HDF5 retries (and crashes in) at exit */
+    static unsigned serial;
+    snprintf(w->mem_name, sizeof w->mem_name, "fl_h5w:%ld:%u:%s", (long)getpid(), serial++, path);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    w->f = fapl < 0 || H5Pset_fapl_core(fapl, 8 << 20, false) < 0
+               ? -1
+               : H5Fcreate(w->mem_name, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    if (fapl >= 0) H5Pclose(fapl);
     if (w->f < 0) {
         fl_fail("%s: cannot create HDF5 file", path);
         free(w);
@@ -152,11 +161,13 @@ int fl_h5w_attr_i64(fl_h5w *w, const char *obj, const char *name, int64_t value)
 int fl_h5w_commit(fl_h5w *w)
 {
     int rc = 0;
-    if (H5Fflush(w->f, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(w->f) < 0)
-        rc = fl_fail("%s: cannot close HDF5 file", w->path);
-    else if (rename(w->tmp, w->path) != 0)
-        rc = fl_fail("%s: cannot rename temp file: %s", w->path, strerror(errno));
-    if (rc) unlink(w->tmp);
+    void *image = NULL;
+    ssize_t n = H5Fflush(w->f, H5F_SCOPE_GLOBAL) < 0 ? -1 : H5Fget_file_image(w->f, NULL, 0);
+    if (n <= 0 || !(image = malloc((size_t)n)) || H5Fget_file_image(w->f, image, (size_t)n) != n)
+        rc = fl_fail("%s: cannot build the HDF5 file in memory%s", w->path, n > 0 && !image ? ": out of memory" : "");
+    if (H5Fclose(w->f) < 0 && !rc) rc = fl_fail("%s: cannot close HDF5 file", w->path);
+    if (!rc) rc = fl_write_bytes_atomic(w->path, image, (size_t)n);
+    free(image);
     free(w);
     return rc;
 }
@@ -165,7 +176,6 @@ void fl_h5w_abort(fl_h5w *w)
 {
     if (!w) return;
     H5Fclose(w->f);
-    unlink(w->tmp);
     free(w);
 }
 
@@ -209,6 +219,17 @@ bool fl_h5r_has(fl_h5r *r, const char *name)
             *p = c;
         }
     }
+}
+
+bool fl_h5r_is_integer(fl_h5r *r, const char *name)
+{
+    hid_t ds = fl_h5r_has(r, name) ? H5Dopen2(r->f, name, H5P_DEFAULT) : -1;
+    if (ds < 0) return false;
+    hid_t t = H5Dget_type(ds);
+    bool is = t >= 0 && H5Tget_class(t) == H5T_INTEGER;
+    if (t >= 0) H5Tclose(t);
+    H5Dclose(ds);
+    return is;
 }
 
 int fl_h5r_dims(fl_h5r *r, const char *name, int *ndim, int64_t dims[8])

@@ -1,6 +1,7 @@
 /* HDF5 files written atomically and read with errors that name the file and dataset.
- * A writer creates "<path>.tmp.<pid>", and commit closes and renames it over path, so
- * an interrupted run never leaves a half file; abort removes it. */
+ * A writer builds the file in memory; commit writes it to "<path>.tmp.<pid>" and renames
+ * that over path (fl_write_bytes_atomic), so an interrupted run or a full disk never
+ * leaves a half file; abort drops it. */
 #ifndef FL_H5_H
 #define FL_H5_H
 
@@ -31,6 +32,8 @@ const char *fl_h5r_path(const fl_h5r *r);
 bool fl_h5r_has(fl_h5r *r, const char *name);      /* dataset or group */
 /* Shape of a dataset; error "PATH: no dataset 'name'" when absent. */
 int fl_h5r_dims(fl_h5r *r, const char *name, int *ndim, int64_t dims[8]);
+/* Whether the dataset is stored as integers (reads convert silently: 0.7 would be 0). */
+bool fl_h5r_is_integer(fl_h5r *r, const char *name);
 /* Reads a whole dataset converted to type t; nbytes must equal numel * size. */
 int fl_h5r_read(fl_h5r *r, const char *name, fl_type t, void *buf, size_t nbytes);
 /* Reads a whole dataset into a new malloc'd buffer (caller frees); *numel set. */

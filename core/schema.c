@@ -17,8 +17,8 @@ const fl_key fl_keys_general[] = {
      "trained subjects and VAEs; a relative path is taken from the source tree. The "
      "environment variable FIBERLAB_CACHE (relative to the working directory) overrides it."},
     {"out_dir", FL_KEY_STR, "\"results\"", FL_NO_BOUNDS, NULL,
-     "Root folder of results, relative to the working directory: each sweep writes "
-     "<out_dir>/<sweep.name>/."},
+     "Root folder of results, relative to the working directory (not empty): each sweep "
+     "writes <out_dir>/<sweep.name>/."},
     FL_KEYS_END,
 };
 
@@ -61,4 +61,20 @@ fl_key_role fl_schema_role(const char *key)
         if (strncmp(roles[i].prefix, key, m) == 0 && key[m] == '.') return roles[i].role;
     }
     return FL_ROLE_UNSET;
+}
+
+int fl_schema_list_len(const char *key)
+{
+    return strcmp(key, "data.fixed_color") == 0 ? 3 : 0;   /* R, G, B */
+}
+
+fl_path_form fl_schema_path_form(const char *key)
+{
+    static const struct {
+        const char *key;
+        fl_path_form form;
+    } forms[] = {{"out_dir", FL_PATH_FOLDER}, {"cache_dir", FL_PATH_FOLDER}, {"sweep.name", FL_PATH_NAME}};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
+        if (strcmp(forms[i].key, key) == 0) return forms[i].form;
+    return FL_PATH_NONE;
 }

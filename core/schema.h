@@ -26,4 +26,14 @@ extern const fl_key fl_keys_sweep[];     /* benchmarks/sweep.c */
 /* The role of a built-in key (core/schema.c): FL_ROLE_UNSET when none is given. */
 fl_key_role fl_schema_role(const char *key);
 
+/* Checks beyond a key's kind, range and choices (core/schema.c), applied to files,
+ * overrides and setters alike. */
+/* The number of entries a list key must have (data.fixed_color: 3); 0: any. */
+int fl_schema_list_len(const char *key);
+/* What a string key that names a folder must look like: FOLDER, any non-empty path
+ * (out_dir, cache_dir); NAME, one plain component that stays inside its parent
+ * (sweep.name: not empty, ".", ".." or with '/'). */
+typedef enum { FL_PATH_NONE = 0, FL_PATH_FOLDER, FL_PATH_NAME } fl_path_form;
+fl_path_form fl_schema_path_form(const char *key);
+
 #endif

@@ -352,6 +352,14 @@ ct_status ct_gen_set_state(ct_gen *g, const ct_tensor *state) {
     if (!g || !state) return null_input("ct_gen_set_state"), CT_ERR_ARG;
     return guard_status("ct_gen_set_state", [&] {
         std::lock_guard<std::mutex> lock(g->g.mutex());
+        /* libtorch's own message on a wrong size names its implementation classes */
+        int64_t want = g->g.get_state().numel();
+        if (state->t.scalar_type() != at::kByte || state->t.dim() != 1 || state->t.numel() != want) {
+            ct_set_error("ct_gen_set_state: an RNG state of %lld bytes (%s), expected %lld bytes of uint8",
+                         (long long)state->t.numel(), c10::toString(state->t.scalar_type()),
+                         (long long)want);
+            return CT_ERR_ARG;
+        }
         g->g.set_state(state->t);
         return CT_OK;
     });

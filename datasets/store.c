@@ -3,14 +3,11 @@
  * from fixed RNG streams of the seed, so the same seed gives byte-identical arrays. */
 #include "datasets/store.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/h5.h"
@@ -52,26 +49,6 @@ static void absolute(const char *p, char *buf, size_t n)
         snprintf(buf, n, "%s", cwd);
     else
         snprintf(buf, n, "%s/%s", cwd, p[0] == '.' && p[1] == '/' ? p + 2 : p);
-}
-
-/* Removes "<file>.tmp.<pid>" left by a build that died: its process is gone and the
- * file has not changed for 10 minutes (the cache may be shared between machines). */
-static void remove_stale_temps(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    time_t now = time(NULL);
-    for (struct dirent *e; (e = readdir(d));) {
-        const char *t = strstr(e->d_name, ".h5.tmp.");
-        if (!t || strncmp(e->d_name, "colormnist-", 11) != 0) continue;
-        long pid = strtol(t + 8, NULL, 10);
-        char p[4500];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (pid <= 0 || stat(p, &st) != 0 || now - st.st_mtime < 600) continue;
-        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) unlink(p);
-    }
-    closedir(d);
 }
 
 int fl_data_cache_dir(const fl_config *c, char *buf, size_t n)
@@ -188,6 +165,43 @@ const char *fl_dataset_source_hash(const fl_dataset *d) { return d->source_hash;
 int64_t fl_dataset_cleared(const fl_dataset *d) { return d->cleared; }
 const fl_dataset_stats *fl_dataset_open_stats(const fl_dataset *d) { return &d->stats; }
 
+/* ---- checksums ------------------------------------------------------------------------ */
+
+/* FNV-1a 64 of the arrays every load reads, in file order (gray, colors, fg_colors,
+ * labels, split, index), and of 'colored' (read only when asked for): a cached file
+ * whose provenance matches but whose contents changed afterwards is not used. */
+static uint64_t content_hash(const fl_dataset *d)
+{
+    size_t n = (size_t)d->n;
+    uint64_t h = fl_fnv1a64(FL_FNV_OFFSET, d->gray, n * plane(d) * sizeof(float));
+    h = fl_fnv1a64(h, d->bg, n * 3 * sizeof(float));
+    h = fl_fnv1a64(h, d->fg, n * 3 * sizeof(float));
+    h = fl_fnv1a64(h, d->labels, n);
+    h = fl_fnv1a64(h, d->split, n);
+    return fl_fnv1a64(h, d->index, n * sizeof(int64_t));
+}
+
+static uint64_t colored_hash(const fl_dataset *d, const float *colored)
+{
+    return fl_fnv1a64(FL_FNV_OFFSET, colored, (size_t)d->n * 3 * plane(d) * sizeof(float));
+}
+
+static void hash_text(uint64_t h, char buf[17]) { snprintf(buf, 17, "%016llx", (unsigned long long)h); }
+
+/* Reads attribute name (16 hex digits) and compares it with h; -1 and a message naming
+ * the file and what differs. */
+static int check_hash(fl_h5r *r, const char *name, uint64_t h, const char *what)
+{
+    char want[64], got[17];
+    if (fl_h5r_attr_str(r, "/", name, want, sizeof want))
+        return fl_fail("%s: no attribute '%s' (written before checksums; rebuild it)", fl_h5r_path(r), name);
+    hash_text(h, got);
+    if (strcmp(want, got) != 0)
+        return fl_fail("%s: %s do not match their checksum '%s' (the file was changed or is corrupt)",
+                       fl_h5r_path(r), what, name);
+    return 0;
+}
+
 const float *fl_dataset_colored(fl_dataset *d, fl_split s)
 {
     if (!d->colored) {
@@ -196,6 +210,7 @@ const float *fl_dataset_colored(fl_dataset *d, fl_split s)
         if (!buf) return fl_fail("%s: out of memory reading 'colored'", d->path), NULL;
         fl_h5r *r = fl_h5r_open(d->path);
         int rc = r ? fl_h5r_read(r, "colored", FL_F32, buf, bytes) : -1;
+        if (!rc) rc = check_hash(r, "colored_fnv1a", colored_hash(d, buf), "the colored images");
         fl_h5r_close(r);
         if (rc) {
             free(buf);
@@ -272,8 +287,10 @@ static int write_store(const fl_dataset *d, const char *spec_text, const char *s
              "wrapped Gaussian mixture: w = (%g, %g, %g), mu = (%g, %g, %g), sigma = (%g, %g, %g)",
              law.w[0], law.w[1], law.w[2], law.mu[0], law.mu[1], law.mu[2], law.sigma[0],
              law.sigma[1], law.sigma[2]);
-    char version[128];
+    char version[128], content[17], colored[17];
     snprintf(version, sizeof version, "fiberlab %s (commit %s)", FL_VERSION, FL_COMMIT);
+    hash_text(content_hash(d), content);
+    hash_text(colored_hash(d, d->colored), colored);
     int rc = fl_h5w_write(w, "colored", FL_F32, 4, (int64_t[]){n, 3, h, wd}, d->colored) ||
              fl_h5w_write(w, "gray", FL_F32, 4, (int64_t[]){n, 1, h, wd}, d->gray) ||
              fl_h5w_write(w, "colors", FL_F32, 2, (int64_t[]){n, 3}, d->bg) ||
@@ -300,6 +317,8 @@ static int write_store(const fl_dataset *d, const char *spec_text, const char *s
              fl_h5w_attr_i64(w, "/", "clear_left_column", s->clear_left_column) ||
              fl_h5w_attr_i64(w, "/", "n_cleared", d->cleared) ||
              fl_h5w_attr_str(w, "/", "color_law", buf) ||
+             fl_h5w_attr_str(w, "/", "content_fnv1a", content) ||
+             fl_h5w_attr_str(w, "/", "colored_fnv1a", colored) ||
              fl_h5w_attr_str(w, "/", "code_version", version);
     if (rc) {
         fl_h5w_abort(w);
@@ -314,6 +333,12 @@ static int build(const fl_data_spec *s, const char *path, fl_dataset_stats *st,
     double t0 = fl_now();
     fl_digits *g;
     if (fl_digits_load(s->source, s->location, &g)) return -1;
+    if (g->h != FL_DATA_SIDE || g->w != FL_DATA_SIDE) {
+        fl_fail("%s: images of %dx%d, but the models take %dx%d", g->images, g->h, g->w,
+                FL_DATA_SIDE, FL_DATA_SIDE);
+        fl_digits_free(g);
+        return -1;
+    }
     st->t_parse = fl_now() - t0;
     t0 = fl_now();
     if (s->transpose) transpose_all(g);
@@ -408,6 +433,15 @@ static int read_into(fl_h5r *r, const char *name, fl_type t, void *buf, int ndim
     return fl_h5r_read(r, name, t, buf, numel * fl_type_size(t));
 }
 
+/* Every value of a pixel or color array in [0, 1] (NaN is not). */
+static int check_range(const char *path, const char *name, const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(v[i] >= 0.0f && v[i] <= 1.0f))
+            return fl_fail("%s: '%s' holds %g at element %zu, outside [0, 1]", path, name, v[i], i);
+    return 0;
+}
+
 int fl_dataset_load(const char *path, fl_dataset **out)
 {
     *out = NULL;
@@ -467,6 +501,11 @@ int fl_dataset_load(const char *path, fl_dataset **out)
         for (int64_t i = 0; rc == 0 && i < n; i++)
             if (d->labels[i] >= FL_DIGIT_CLASSES)
                 rc = fl_fail("%s: label %d at %lld is outside 0..9", path, d->labels[i], (long long)i);
+        if (rc == 0 && (check_range(path, "gray", d->gray, (size_t)n * plane(d)) ||
+                        check_range(path, "colors", d->bg, (size_t)n * 3) ||
+                        check_range(path, "fg_colors", d->fg, (size_t)n * 3) ||
+                        check_hash(r, "content_fnv1a", content_hash(d), "the arrays")))
+            rc = -1;
     }
     fl_h5r_close(r);
     if (rc) {
@@ -509,7 +548,7 @@ int fl_dataset_open_spec(const fl_data_spec *s, bool force, fl_dataset **out)
     fl_data_store_path(s, path, sizeof path);
     snprintf(dir, sizeof dir, "%s/datasets", s->cache_dir);
     if (fl_mkdir_p(dir)) return -1;
-    remove_stale_temps(dir);
+    fl_remove_stale_temps(dir, "colormnist-");
     fl_dataset_stats st = {0};
     if (!force && access(path, F_OK) == 0) {
         double t0 = fl_now();
@@ -519,12 +558,15 @@ int fl_dataset_open_spec(const fl_data_spec *s, bool force, fl_dataset **out)
         if (provenance_matches(path, s, hash, why, sizeof why)) {
             t0 = fl_now();
             fl_dataset *d;
-            if (fl_dataset_load(path, &d)) return -1;
-            st.t_load = fl_now() - t0;
-            d->spec = *s;
-            d->stats = st;
-            *out = d;
-            return 0;
+            /* a cache file that does not load (changed or corrupt contents) is rebuilt */
+            if (fl_dataset_load(path, &d) == 0) {
+                st.t_load = fl_now() - t0;
+                d->spec = *s;
+                d->stats = st;
+                *out = d;
+                return 0;
+            }
+            snprintf(why, sizeof why, "%s", fl_error());
         }
         fl_info("%s: rebuilding: %s", path, why);
     }

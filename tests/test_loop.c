@@ -561,3 +561,115 @@ Test(loop, after_step_runs_once_per_applied_step_and_not_for_skipped_ones)
     fl_train_result_free(&r);
     ct_params_free(t.ps);
 }
+
+/* A finished 20-step run of the toy problem with its checkpoint at path. */
+static void finished_run(const char *path)
+{
+    fl_config *c = toy_config();
+    toy t;
+    toy_init(&t, c, 9);
+    fl_task task = toy_task(&t);
+    fl_train_opts o = toy_opts(c, 20, 3e-3);
+    o.checkpoint = path;
+    fl_train_result r;
+    cr_assert_eq(fl_train_run(&task, &o, &r), 0, "%s", ct_last_error());
+    fl_train_result_free(&r);
+    toy_free(&t);
+    fl_config_free(c);
+}
+
+/* Replaces one entry of the checkpoint and writes it again: a valid checksum, wrong contents. */
+static void edit_i64(const char *path, const char *name, int64_t v)
+{
+    ct_archive *a = ct_archive_read(path);
+    cr_assert_not_null(a, "%s", ct_last_error());
+    cr_assert_eq(ct_archive_put_i64(a, name, v), CT_OK, "%s", ct_last_error());
+    cr_assert_eq(ct_archive_write(a, path), CT_OK, "%s", ct_last_error());
+    ct_archive_free(a);
+}
+
+static void edit_tensor(const char *path, const char *name, const ct_tensor *t)
+{
+    ct_archive *a = ct_archive_read(path);
+    cr_assert_not_null(a, "%s", ct_last_error());
+    cr_assert_eq(ct_archive_put(a, name, t), CT_OK, "%s", ct_last_error());
+    cr_assert_eq(ct_archive_write(a, path), CT_OK, "%s", ct_last_error());
+    ct_archive_free(a);
+}
+
+/* Resuming from path fails with one line naming the file and the field; the run is
+ * not marked finished. */
+static void expect_refused(const char *path, const char *field)
+{
+    fl_config *c = toy_config();
+    toy t;
+    toy_init(&t, c, 9);
+    fl_task task = toy_task(&t);
+    fl_train_opts o = toy_opts(c, 20, 3e-3);
+    o.checkpoint = path;
+    o.resume = true;
+    fl_train_result r;
+    cr_expect_eq(fl_train_run(&task, &o, &r), -1, "a checkpoint with a bad %s was accepted", field);
+    const char *e = ct_last_error();
+    cr_expect(strstr(e, path) != NULL, "message does not name the file: %s", e);
+    cr_expect(strstr(e, field) != NULL, "message does not name %s: %s", field, e);
+    cr_expect(strchr(e, '\n') == NULL, "message is not one line: %s", e);
+    fl_train_result_free(&r);
+    toy_free(&t);
+    fl_config_free(c);
+}
+
+Test(loop, a_checkpoint_with_impossible_counters_is_refused_naming_the_field, .timeout = 300)
+{
+    char dir[] = "/tmp/fl_loop_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char ckpt[256];
+    snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", dir);
+    const struct {
+        const char *name;
+        int64_t v;
+    } bad[] = {
+        {"loop/n_terms", 1000000}, {"loop/n_terms", -1},   {"loop/step", 1000000000000000},
+        {"loop/step", -1},         {"loop/step", 21},      {"loop/skipped", -1},
+        {"loop/skipped", 25},      {"loop/best_step", 22}, {"loop/bad_vals", -3},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        finished_run(ckpt);
+        edit_i64(ckpt, bad[i].name, bad[i].v);
+        expect_refused(ckpt, bad[i].name);
+        unlink(ckpt);
+    }
+    rmdir(dir);
+}
+
+Test(loop, a_checkpoint_with_nonfinite_parameters_or_a_wrong_rng_state_is_refused, .timeout = 300)
+{
+    char dir[] = "/tmp/fl_loop_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char ckpt[256];
+    snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", dir);
+    finished_run(ckpt);
+    ct_archive *a = ct_archive_read(ckpt);
+    cr_assert_not_null(a);
+    char name[256] = "";
+    for (int i = 0; i < ct_archive_count(a) && !name[0]; i++)
+        if (strncmp(ct_archive_name(a, i), "params/", 7) == 0) snprintf(name, sizeof name, "%s", ct_archive_name(a, i));
+    cr_assert(name[0], "no parameter in the checkpoint");
+    ct_tensor *p = ct_archive_get(a, name);
+    ct_tensor *nan = ct_muls(p, NAN);
+    ct_archive_free(a);
+    edit_tensor(ckpt, name, nan);
+    ct_free(nan);
+    ct_free(p);
+    expect_refused(ckpt, name + 7);
+    unlink(ckpt);
+
+    finished_run(ckpt);
+    uint8_t junk[7] = {1, 2, 3, 4, 5, 6, 7};
+    ct_tensor *state = ct_from_data(junk, CT_SHAPE(7), CT_U8);
+    edit_tensor(ckpt, "toy/data", state);
+    ct_free(state);
+    expect_refused(ckpt, "RNG state of 7 bytes");
+    unlink(ckpt);
+    rmdir(dir);
+}

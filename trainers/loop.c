@@ -302,6 +302,46 @@ static int write_checkpoint(const fl_task *task, const fl_train_opts *o, ct_opti
     return rc;
 }
 
+/* The counters of a checkpoint against each other and the run: a file with a valid
+ * checksum may still hold values no run writes (edited, or from a bug), and a step past
+ * the run's steps would mark the run finished without training it. */
+static int check_counters(const fl_train_opts *o, const loop_state *st)
+{
+    const char *f = o->checkpoint;
+    if (st->step < 0 || st->step > o->steps)
+        return fl_fail("%s: loop/step = %lld is outside [0, %lld] (train.steps)", f,
+                       (long long)st->step, (long long)o->steps);
+    if (st->skipped < 0 || st->skipped > st->step)
+        return fl_fail("%s: loop/skipped = %lld is outside [0, loop/step = %lld]", f,
+                       (long long)st->skipped, (long long)st->step);
+    if (st->best_step < -1 || st->best_step > st->step)
+        return fl_fail("%s: loop/best_step = %lld is outside [-1, loop/step = %lld]", f,
+                       (long long)st->best_step, (long long)st->step);
+    if (st->bad_vals < 0 || st->bad_vals > st->step)
+        return fl_fail("%s: loop/bad_vals = %lld is outside [0, loop/step = %lld]", f,
+                       (long long)st->bad_vals, (long long)st->step);
+    if (isnan(st->best_val) || !(st->seconds_before >= 0) || isinf(st->seconds_before))
+        return fl_fail("%s: loop/best_val or loop/seconds is NaN or negative", f);
+    return 0;
+}
+
+/* Every parameter finite: training from NaN parameters would only skip steps, and a
+ * finished run would be scored with them. */
+static int check_params_finite(const ct_params *ps, const char *origin)
+{
+    for (int i = 0; i < ct_params_count(ps); i++) {
+        ct_scope *s = ct_scope_begin();
+        const ct_tensor *p = ct_params_at(ps, i);
+        double finite = ct_item(ct_sum(ct_isfinite(p)));
+        int64_t n = ct_numel(p);
+        ct_scope_end(s);
+        if (finite != (double)n)
+            return fl_fail("%s: params/%s holds %lld values that are NaN or infinite", origin,
+                           ct_params_name(ps, i), (long long)(n - (int64_t)finite));
+    }
+    return 0;
+}
+
 static int read_checkpoint(const fl_task *task, const fl_train_opts *o, ct_optim *opt,
                            ct_archive **best, loop_state *st, fl_train_result *r, bool *finished)
 {
@@ -322,9 +362,13 @@ static int read_checkpoint(const fl_task *task, const fl_train_opts *o, ct_optim
     } else if ((uint64_t)fp != o->fingerprint) {
         rc = fl_fail("%s: written with other settings; remove it or run without resume",
                      o->checkpoint);
+    } else if (check_counters(o, st)) {
+        rc = -1;
     } else if (ct_params_get(task->params, a, "params/") || ct_optim_get(opt, a, "optim/") ||
                (task->get_state && task->get_state(task->ctx, a))) {
         rc = fl_fail_ctx("%s", o->checkpoint);
+    } else if (check_params_finite(task->params, o->checkpoint)) {
+        rc = -1;
     } else {
         rc = get_curves(a, "loop/", r, o->checkpoint);
         /* the curve buffers hold FL_MAX_TERMS columns of room */

@@ -121,7 +121,7 @@ static int train_get(void *ctx, const ct_archive *a)
     snprintf(k, sizeof k, "%s/noise", t->m->name);
     ct_scope *sc = ct_scope_begin();
     int rc = fl_batcher_get(t->b, a, t->prefix) ||
-             (t->noise && ct_gen_set_state(t->noise, ct_archive_get(a, k)));
+             (t->noise && ct_gen_set_state(t->noise, ct_archive_get(a, k)) && fl_fail_ctx("%s", k));
     ct_scope_end(sc);
     return rc ? -1 : 0;
 }

@@ -26,7 +26,7 @@ const fl_key fl_keys_fm[] = {
     {"fm.checkpoint", FL_KEY_BOOL, "false", FL_NO_BOUNDS, NULL,
      "Activation checkpointing of the fiber-loss sampler: each differentiated step keeps only "
      "its input in the graph and runs again in the backward pass (less memory; its network "
-     "calls twice); the same gradient."},
+     "calls run twice); the same gradient."},
     FL_KEYS_END,
 };
 

@@ -35,6 +35,9 @@ static const struct {
     {"out_dir", FL_ROLE_NONE},
     {"train.checkpoint_every", FL_ROLE_NONE},
     {"train.curve_every", FL_ROLE_NONE},
+    /* activation checkpointing recomputes the same gradients: memory, not parameters */
+    {"diff.checkpoint", FL_ROLE_NONE},
+    {"fm.checkpoint", FL_ROLE_NONE},
     {"sweep.val_fraction", FL_ROLE_MODEL},   /* the digits held out of training */
     {"sweep.grid_targets", FL_ROLE_EVAL},
     {"sweep.name", FL_ROLE_NONE},

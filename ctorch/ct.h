@@ -341,6 +341,36 @@ ct_tensor *ct_vjp(const ct_tensor *y, const ct_tensor *x, const ct_tensor *v,
 ct_tensor *ct_jvp_double_vjp(const ct_tensor *y, const ct_tensor *x, const ct_tensor *v,
                              bool create_graph);
 
+/* Activation checkpointing (torch.utils.checkpoint, the reentrant form): y = fn(ctx,
+ * inputs, n) run with grad mode off, so that none of its intermediate tensors is kept;
+ * the graph gets one node that saves only the inputs and a copy of ctx, and whose
+ * backward runs fn again with grad mode on (on detached inputs that require grad where
+ * the originals do) and backpropagates the incoming gradient through that recomputed
+ * graph. The gradients of what fn uses besides its inputs (the parameters of a network
+ * it calls) are accumulated into their .grad by that inner pass, exactly as without
+ * checkpointing; the inputs' gradients flow on to the outer graph. The node is made
+ * whenever grad mode is on, even when no input requires grad (a step whose input is
+ * noise still trains the network inside it).
+ *   fn must compute the same result from the same inputs both times: draw random
+ * numbers outside it and pass them as inputs. ctx's ctx_size bytes are copied (fn gets a
+ * pointer to the copy, aligned for any type; NULL when ctx_size is 0); pointers inside
+ * them, like the network's, must stay valid until the backward pass has run or the graph
+ * is freed. Tensors fn needs must come as inputs (borrowed; none NULL), not through ctx:
+ * the caller may free its handles before backward. fn's result and temporaries live in
+ * a scope ct_checkpoint opens around each call: fn returns one tensor (new, or one of
+ * the inputs) and keeps none.
+ *   Only ct_backward can go through the node (as in PyTorch, not ct_grad / ct_vjp, whose
+ * pass would leak gradients into .grad; their pass fails with a message). With grad
+ * mode off ct_checkpoint is one call of fn. Returns y as a new handle (scope-owned
+ * inside a scope), or NULL and fn's message after "ct_checkpoint: " (ct_backward's then,
+ * when the recomputation fails). */
+typedef ct_tensor *(*ct_step_fn)(const void *ctx, const ct_tensor *const *inputs, int n);
+ct_tensor *ct_checkpoint(ct_step_fn fn, const void *ctx, size_t ctx_size,
+                         const ct_tensor *const *inputs, int n);
+/* How many times, in this process, a ct_checkpoint node has run its fn again in a
+ * backward pass (for tests and benchmarks: that the recomputation happens). */
+long ct_checkpoint_recomputes(void);
+
 /* Forward-mode AD (libtorch's dual numbers). Enter a level, make x dual with a
  * tangent, run the function, read the output's tangent, exit the level. Ops that
  * have no forward derivative in libtorch 1.13 fail with a message: of ct.h's, only

@@ -3,14 +3,16 @@
  * inversion returns to the sample; FM's midpoint solver follows the closed-form flow
  * between two Gaussians (at least) to second order; gradients through the samplers match finite
  * differences, and truncation to the last k steps is the gradient of the truncated
- * graph; λ > 0 lowers the fiber loss on a short color-MNIST run; bad settings are
- * refused naming the key. */
+ * graph; activation checkpointing keeps the samples and the fiber-loss gradient while it
+ * recomputes exactly the differentiated steps; λ > 0 lowers the fiber loss on a short
+ * color-MNIST run; bad settings are refused naming the key. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/config.h"
+#include "core/fiber.h"
 #include "core/log.h"
 #include "ctorch/ct.h"
 #include "store_fixture.h"
@@ -520,6 +522,108 @@ Test(diffusion, fm_truncated_to_the_last_step_gives_the_gradient_of_the_detached
     ct_params_free(ps);
     ct_set_float_dtype(prev_dt);
     ct_scope_end(sc);
+}
+
+/* ---- activation checkpointing of the differentiable samplers ------------------------- */
+
+/* The fiber loss of S samples through a stand-in for the decoder and the subject, u (B, D)
+ * -> x = tanh(u A) (B, 12) -> ẑ = x Bm (B, C), against z; backpropagated with ct_backward.
+ * The model of fam under ov (a fresh one, seed 8: the same parameters every call),
+ * sampled by the family's sampler with keep_graph; its parameter gradients into out[],
+ * the samples into *u_out (caller frees both), the ct_checkpoint recomputations the
+ * pass made into *recomputed, and the generator's next draw after it into *next. */
+static int fiber_grads(const fl_family *fam, const char *const *ov, int S, ct_tensor **out,
+                       ct_tensor **u_out, long *recomputed, double *next)
+{
+    ct_scope *sc = ct_scope_begin();
+    ct_params *ps;
+    void *m = model_new(fam, ov, 3, 2, 8, &ps);
+    ct_gen *g = ct_gen_new(5);
+    ct_tensor *z = ct_randn(CT_SHAPE(6, 2), CT_F64, g);                           /* (6, 2) */
+    ct_tensor *A = ct_randn(CT_SHAPE(3, 12), CT_F64, g), *Bm = ct_randn(CT_SHAPE(12, 2), CT_F64, g);
+    ct_gen *noise = ct_gen_new(21);
+    fl_sample_opts o = {.steps = S, .temperature = 1, .keep_graph = true};
+    ct_tensor *u = fam->sample(m, z, &o, noise);                                  /* (6, 3) */
+    cr_assert_not_null(u, "%s", fl_error());
+    ct_tensor *fib = fl_fiber_loss_mean(ct_mm(ct_tanh(ct_mm(u, A)), Bm), z);      /* () */
+    long r0 = ct_checkpoint_recomputes();
+    ct_params_zero_grad(ps);
+    cr_assert_eq(ct_backward(fib, false), CT_OK, "%s", ct_last_error());
+    *recomputed = ct_checkpoint_recomputes() - r0;
+    *next = ct_item(ct_randn(CT_SHAPE(1), CT_F64, noise));
+    int n = ct_params_count(ps);
+    cr_assert_leq(n, 64);
+    for (int i = 0; i < n; i++) {
+        ct_tensor *gr = ct_grad_of(ct_params_at(ps, i));
+        out[i] = gr ? ct_unscope(ct_clone(gr)) : ct_unscope(ct_zeros_like(ct_params_at(ps, i)));
+    }
+    *u_out = ct_unscope(ct_detach(u));
+    ct_gen_free(g), ct_gen_free(noise);
+    fam->destroy(m);
+    ct_params_free(ps);
+    ct_scope_end(sc);
+    return n;
+}
+
+/* The settings base + "<fam>.checkpoint=false" and base + "…=true" give the same samples
+ * and the same parameter gradients of the fiber loss through S sampler steps (float64),
+ * leave the generator at the same place (the recomputation draws nothing: DDIM's noise
+ * enters a step additively, so only this would show a redrawn one), and the
+ * checkpointed pass runs exactly `differentiated` steps again. */
+static void expect_checkpoint_keeps_the_gradient(const fl_family *fam, const char *const *base, int S,
+                                                 int differentiated)
+{
+    ct_dtype prev_dt = ct_set_float_dtype(CT_F64);
+    const char *ov[16];
+    int n_ov = 0;
+    for (; base[n_ov]; n_ov++) ov[n_ov] = base[n_ov];
+    cr_assert_lt(n_ov, 14);
+    char key[64];
+    ov[n_ov + 1] = NULL;
+    ct_tensor *plain[64], *ckpt[64], *u_plain, *u_ckpt;
+    long r_plain, r_ckpt;
+    double next_plain, next_ckpt;
+    snprintf(key, sizeof key, "%s.checkpoint=false", fam->name);
+    ov[n_ov] = key;
+    int n = fiber_grads(fam, ov, S, plain, &u_plain, &r_plain, &next_plain);
+    snprintf(key, sizeof key, "%s.checkpoint=true", fam->name);
+    fiber_grads(fam, ov, S, ckpt, &u_ckpt, &r_ckpt, &next_ckpt);
+    double du = ct_max_abs_diff(u_plain, u_ckpt), dg = max_grad_diff(n, plain, ckpt), norm = 0;
+    for (int i = 0; i < n; i++) norm += ct_item(ct_sum(ct_square(plain[i])));
+    cr_log_info("%s, %d steps, %d differentiated: samples %.3g apart, gradients %.3g apart (norm %.3g)",
+                fam->name, S, differentiated, du, dg, sqrt(norm));
+    cr_expect_lt(du, 1e-14, "%s: checkpointing changed the samples by %.3g", fam->name, du);
+    cr_expect_lt(dg, 1e-12, "%s: checkpointed gradient %.3g off the plain one", fam->name, dg);
+    cr_expect_gt(sqrt(norm), 1e-3, "%s: a vanishing gradient checks nothing", fam->name);
+    cr_expect_eq(next_plain, next_ckpt, "%s: the generator moved on differently with checkpointing",
+                 fam->name);
+    cr_expect_eq(r_plain, 0, "%s: %ld recomputations without checkpointing", fam->name, r_plain);
+    cr_expect_eq(r_ckpt, differentiated, "%s: %ld steps recomputed, expected %d", fam->name, r_ckpt,
+                 differentiated);
+    for (int i = 0; i < n; i++) ct_free(plain[i]), ct_free(ckpt[i]);
+    ct_free(u_plain), ct_free(u_ckpt);
+    ct_set_float_dtype(prev_dt);
+}
+
+#define DIFF_SMALL "diff.hidden=16", "diff.blocks=1", "diff.time_embed=4", "diff.T=30", "diff.steps=4", "diff.beta_max=0.4"
+#define FM_SMALL "fm.hidden=16", "fm.blocks=1", "fm.time_embed=4"
+
+Test(diffusion, checkpointed_ddim_gives_the_fiber_loss_gradient_of_the_plain_sampler)
+{
+    expect_checkpoint_keeps_the_gradient(&fl_family_diff, (const char *const[]){DIFF_SMALL, "diff.eta=0", NULL}, 2, 2);
+    /* η > 0: the noise of each step is the same in the recomputation */
+    expect_checkpoint_keeps_the_gradient(&fl_family_diff, (const char *const[]){DIFF_SMALL, "diff.eta=0.7", NULL}, 4, 4);
+    /* with truncation: the last 2 of 3 steps differentiated, only those recomputed */
+    expect_checkpoint_keeps_the_gradient(&fl_family_diff,
+                                         (const char *const[]){DIFF_SMALL, "diff.eta=0.7", "diff.grad_steps=2", NULL}, 3, 2);
+}
+
+Test(diffusion, checkpointed_ode_solver_gives_the_fiber_loss_gradient_of_the_plain_one)
+{
+    expect_checkpoint_keeps_the_gradient(&fl_family_fm, (const char *const[]){FM_SMALL, "fm.solver=midpoint", NULL}, 3, 3);
+    expect_checkpoint_keeps_the_gradient(&fl_family_fm, (const char *const[]){FM_SMALL, "fm.solver=euler", NULL}, 2, 2);
+    expect_checkpoint_keeps_the_gradient(&fl_family_fm,
+                                         (const char *const[]){FM_SMALL, "fm.solver=midpoint", "fm.grad_steps=1", NULL}, 4, 1);
 }
 
 /* ---- settings -------------------------------------------------------------------------- */

@@ -2,8 +2,8 @@
  * 2021). An ε-prediction network ε_θ(x_t, t/T, z) trained with DDPM's objective,
  * E_{t, ε} ‖ε_θ(√ᾱ_t u + √(1−ᾱ_t) ε, t/T, z) − ε‖² (t uniform in 1 … T, mean over the
  * elements), sampled with DDIM. The fiber-loss term backpropagates through the sampler
- * (the last diff.grad_steps of its steps). Activation checkpointing is not offered:
- * ctorch has no custom autograd function in which a step's forward could be recomputed. */
+ * (the last diff.grad_steps of its steps), with diff.checkpoint each of those steps
+ * recomputed in the backward pass instead of kept (ct_checkpoint). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +30,17 @@ const fl_key fl_keys_diff[] = {
     {"diff.grad_steps", FL_KEY_INT, "0", 0, 100000, NULL,
      "Sampler steps the fiber-loss term backpropagates through: the last k (the earlier "
      "ones run without a graph); 0: all."},
+    {"diff.checkpoint", FL_KEY_BOOL, "false", FL_NO_BOUNDS, NULL,
+     "Activation checkpointing of the fiber-loss sampler: each differentiated step keeps only "
+     "its input in the graph and runs again in the backward pass (less memory; its network "
+     "calls run twice); the same gradient."},
     FL_KEYS_END,
 };
 
 struct fl_diff {
     fl_timenet net;
     int dim, T, steps, grad_steps;
+    bool checkpoint;
     double eta;
     double *abar;          /* ᾱ_t, t = 0 … T */
     ct_tensor *abar_t;     /* ᾱ_1 … ᾱ_T (T) in the float dtype, for training; owned */
@@ -112,6 +117,7 @@ static void *diff_create(const fl_config *c, int u_dim, int z_dim, ct_params *ps
     m->T = (int)fl_cfg_int(c, "diff.T");
     m->steps = (int)fl_cfg_int(c, "diff.steps");
     m->grad_steps = (int)fl_cfg_int(c, "diff.grad_steps");
+    m->checkpoint = fl_cfg_bool(c, "diff.checkpoint");
     m->eta = fl_cfg_num(c, "diff.eta");
     m->abar = malloc(((size_t)m->T + 1) * sizeof *m->abar);
     if (!m->abar) {
@@ -164,8 +170,16 @@ static ct_tensor *diff_loss(void *model, const ct_tensor *u, const ct_tensor *z,
 /* τ_i = round(i T / S): distinct for S ≤ T, τ_0 = 0, τ_S = T. */
 static int tau(int i, int S, int T) { return (int)(((int64_t)i * T + S / 2) / S); }
 
-ct_tensor *fl_diff_ddim_step(const fl_diff *m, const ct_tensor *x, const ct_tensor *z, int i,
-                             int S, double eta, ct_gen *g)
+/* σ of step i of S at η: the scale of the fresh noise. */
+static double ddim_sigma(const fl_diff *m, int i, int S, double eta)
+{
+    double a = m->abar[tau(i, S, m->T)], ap = m->abar[tau(i - 1, S, m->T)];
+    return eta * sqrt((1 - ap) / (1 - a) * (1 - a / ap));
+}
+
+/* The step with its fresh noise given: noise (B, D), or NULL when σ = 0. */
+static ct_tensor *ddim_step_noised(const fl_diff *m, const ct_tensor *x, const ct_tensor *z, int i,
+                                   int S, double eta, const ct_tensor *noise)
 {
     int t = tau(i, S, m->T), tp = tau(i - 1, S, m->T);
     double a = m->abar[t], ap = m->abar[tp];
@@ -173,13 +187,48 @@ ct_tensor *fl_diff_ddim_step(const fl_diff *m, const ct_tensor *x, const ct_tens
     ct_tensor *tt = ct_full(CT_SHAPE(ct_size(x, 0), 1), (double)t / m->T, ct_dtype_of(x)); /* (B, 1) */
     ct_tensor *eps = fl_timenet_forward(&m->net, x, tt, z);                       /* (B, D) */
     ct_tensor *x0 = ct_muls(ct_axpy(x, -sqrt(1 - a), eps), 1 / sqrt(a));          /* (B, D) */
-    double sigma = eta * sqrt((1 - ap) / (1 - a) * (1 - a / ap));
+    double sigma = ddim_sigma(m, i, S, eta);
     double dir = 1 - ap - sigma * sigma;
     ct_tensor *y = ct_axpy(ct_muls(x0, sqrt(ap)), sqrt(dir > 0 ? dir : 0), eps);   /* (B, D) */
-    if (sigma > 0) y = ct_axpy(y, sigma, ct_randn_like(x, g));
+    if (sigma > 0) y = ct_axpy(y, sigma, noise);
     ct_tensor *r = ct_scope_keep(s, y);
     ct_scope_end(s);
     return r;
+}
+
+/* A step as ct_checkpoint runs it: inputs x, z and, when σ > 0, its noise. */
+typedef struct {
+    const fl_diff *m;
+    int i, S;
+    double eta;
+} ddim_step_args;
+
+static ct_tensor *ddim_step_fn(const void *ctx, const ct_tensor *const *in, int n)
+{
+    const ddim_step_args *a = ctx;
+    return ddim_step_noised(a->m, in[0], in[1], a->i, a->S, a->eta, n > 2 ? in[2] : NULL);
+}
+
+/* A step whose noise comes from g, under ct_checkpoint or not: the noise is drawn
+ * outside the checkpointed function, so that its recomputation adds the same. */
+static ct_tensor *ddim_step(const fl_diff *m, const ct_tensor *x, const ct_tensor *z, int i, int S,
+                            double eta, ct_gen *g, bool checkpoint)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *noise = ddim_sigma(m, i, S, eta) > 0 ? ct_randn_like(x, g) : NULL;  /* (B, D) */
+    ddim_step_args a = {m, i, S, eta};
+    const ct_tensor *in[3] = {x, z, noise};
+    ct_tensor *y = checkpoint ? ct_checkpoint(ddim_step_fn, &a, sizeof a, in, noise ? 3 : 2)
+                              : ddim_step_noised(m, x, z, i, S, eta, noise);
+    ct_tensor *r = ct_scope_keep(s, y);
+    ct_scope_end(s);
+    return r;
+}
+
+ct_tensor *fl_diff_ddim_step(const fl_diff *m, const ct_tensor *x, const ct_tensor *z, int i,
+                             int S, double eta, ct_gen *g)
+{
+    return ddim_step(m, x, z, i, S, eta, g, false);
 }
 
 ct_tensor *fl_diff_ddim(const fl_diff *m, const ct_tensor *x_T, const ct_tensor *z,
@@ -193,7 +242,7 @@ ct_tensor *fl_diff_ddim(const fl_diff *m, const ct_tensor *x_T, const ct_tensor 
     const ct_tensor *x = x_T;                                                      /* (B, D) */
     for (int i = S; i >= 1 && x; i--) {
         ct_set_grad_enabled(grad && i <= k);   /* steps S … k+1 without a graph */
-        ct_tensor *y = fl_diff_ddim_step(m, x, z, i, S, o->eta, g);
+        ct_tensor *y = ddim_step(m, x, z, i, S, o->eta, g, o->checkpoint);
         if (x != x_T) ct_free((ct_tensor *)x);
         x = y;
     }
@@ -226,7 +275,7 @@ ct_tensor *fl_diff_ddim_invert(const fl_diff *m, const ct_tensor *x0, const ct_t
 }
 
 /* DDIM from x_T = temperature · ε; o->steps or diff.steps; the graph through the last
- * diff.grad_steps steps when o->keep_graph. */
+ * diff.grad_steps steps (checkpointed with diff.checkpoint) when o->keep_graph. */
 static ct_tensor *diff_sample(void *model, const ct_tensor *z, const fl_sample_opts *o, ct_gen *g)
 {
     fl_diff *m = model;
@@ -235,7 +284,8 @@ static ct_tensor *diff_sample(void *model, const ct_tensor *z, const fl_sample_o
                              o->temperature);                                     /* (B, D) */
     fl_ddim_opts d = {.steps = o->steps > 0 ? o->steps : m->steps,
                       .eta = m->eta,
-                      .grad_steps = o->keep_graph ? m->grad_steps : 0};
+                      .grad_steps = o->keep_graph ? m->grad_steps : 0,
+                      .checkpoint = o->keep_graph && m->checkpoint};
     ct_tensor *u = ct_scope_keep(s, fl_diff_ddim(m, x_T, z, &d, g));
     ct_scope_end(s);
     return u;

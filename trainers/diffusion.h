@@ -6,7 +6,14 @@
  * Truncated backpropagation, grad_steps = k > 0: with grad mode on, only the last k
  * solver steps are recorded; the earlier ones run with grad mode off, so their result
  * enters the recorded steps as a constant (detached). k = 0, or k ≥ the steps, records
- * every step. With grad mode off nothing is recorded anyway. */
+ * every step. With grad mode off nothing is recorded anyway.
+ *
+ * Activation checkpointing, checkpoint = true: each recorded step goes through
+ * ct_checkpoint, which keeps only the step's inputs (x, z and, for DDIM at η > 0, the
+ * step's noise, drawn outside it) and runs the step again in the backward pass. The
+ * samples and the gradients (through ct_backward) are those of checkpoint = false, the
+ * generator draws the same numbers; the graph holds one (B, D) tensor a step instead of
+ * the network's activations. ct_grad / ct_vjp cannot go through it (see ct_checkpoint). */
 #ifndef FL_DIFFUSION_H
 #define FL_DIFFUSION_H
 
@@ -22,6 +29,7 @@ typedef struct {
     int steps;        /* DDIM steps S, 1 ≤ S ≤ T: the times τ_i = round(i T / S) */
     double eta;       /* η: 0 deterministic DDIM, 1 the DDPM posterior variance */
     int grad_steps;   /* k: see above */
+    bool checkpoint;  /* see above */
 } fl_ddim_opts;
 
 /* One DDIM step, i of S (S ≥ i ≥ 1): x at τ_i (B, D) -> x at τ_{i−1} (B, D), given the
@@ -52,6 +60,7 @@ typedef struct {
     fl_ode_solver solver;
     int steps;         /* N ≥ 1 equal steps */
     int grad_steps;    /* k: see above */
+    bool checkpoint;   /* see above; v and ctx must then stay valid until the backward pass */
     double t0, t1;
 } fl_ode_opts;
 

@@ -3,8 +3,8 @@
  * velocity network v_θ(x_t, t, z) trained with E_{t, x_0} ‖v_θ(x_t, t, z) − (x_1 − x_0)‖²
  * (t uniform in [0, 1], mean over the elements), sampled by integrating dx/dt = v_θ from
  * t = 0 to 1 with Euler or midpoint steps. The fiber-loss term backpropagates through
- * the solver (the last fm.grad_steps of its steps). Activation checkpointing is not
- * offered: ctorch has no custom autograd function in which a step could be recomputed. */
+ * the solver (the last fm.grad_steps of its steps), with fm.checkpoint each of those
+ * steps recomputed in the backward pass instead of kept (ct_checkpoint). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,12 +23,17 @@ const fl_key fl_keys_fm[] = {
     {"fm.grad_steps", FL_KEY_INT, "0", 0, 100000, NULL,
      "Solver steps the fiber-loss term backpropagates through: the last k (the earlier "
      "ones run without a graph); 0: all."},
+    {"fm.checkpoint", FL_KEY_BOOL, "false", FL_NO_BOUNDS, NULL,
+     "Activation checkpointing of the fiber-loss sampler: each differentiated step keeps only "
+     "its input in the graph and runs again in the backward pass (less memory; its network "
+     "calls run twice); the same gradient."},
     FL_KEYS_END,
 };
 
 struct fl_fm {
     fl_timenet net;
     int dim, steps, grad_steps;
+    bool checkpoint;
     fl_ode_solver solver;
 };
 
@@ -52,6 +57,20 @@ ct_tensor *fl_ode_step(fl_velocity_fn v, void *ctx, const ct_tensor *x, const ct
     return r;
 }
 
+/* A step as ct_checkpoint runs it: inputs x and, when there are conditions, z. */
+typedef struct {
+    fl_velocity_fn v;
+    void *ctx;
+    double t, dt;
+    fl_ode_solver solver;
+} ode_step_args;
+
+static ct_tensor *ode_step_fn(const void *ctx, const ct_tensor *const *in, int n)
+{
+    const ode_step_args *a = ctx;
+    return fl_ode_step(a->v, a->ctx, in[0], n > 1 ? in[1] : NULL, a->t, a->dt, a->solver);
+}
+
 ct_tensor *fl_ode_solve(fl_velocity_fn v, void *ctx, const ct_tensor *x0, const ct_tensor *z,
                         const fl_ode_opts *o)
 {
@@ -64,7 +83,14 @@ ct_tensor *fl_ode_solve(fl_velocity_fn v, void *ctx, const ct_tensor *x0, const 
     const ct_tensor *x = x0;                                                       /* (B, D) */
     for (int i = 0; i < n && x; i++) {
         ct_set_grad_enabled(grad && i >= n - k);   /* steps 0 … n−k−1 without a graph */
-        ct_tensor *y = fl_ode_step(v, ctx, x, z, o->t0 + i * dt, dt, o->solver);
+        ct_tensor *y;
+        if (o->checkpoint) {
+            ode_step_args a = {v, ctx, o->t0 + i * dt, dt, o->solver};
+            const ct_tensor *in[2] = {x, z};
+            y = ct_checkpoint(ode_step_fn, &a, sizeof a, in, z ? 2 : 1);
+        } else {
+            y = fl_ode_step(v, ctx, x, z, o->t0 + i * dt, dt, o->solver);
+        }
         if (x != x0) ct_free((ct_tensor *)x);
         x = y;
     }
@@ -110,6 +136,7 @@ static void *fm_create(const fl_config *c, int u_dim, int z_dim, ct_params *ps, 
     m->dim = u_dim;
     m->steps = (int)fl_cfg_int(c, "fm.steps");
     m->grad_steps = (int)fl_cfg_int(c, "fm.grad_steps");
+    m->checkpoint = fl_cfg_bool(c, "fm.checkpoint");
     m->solver = (fl_ode_solver)fl_ode_solver_parse(fl_cfg_str(c, "fm.solver"));
     fl_timenet_spec s = {.dim = u_dim,
                          .cond_dim = z_dim,
@@ -146,7 +173,7 @@ static ct_tensor *fm_loss(void *model, const ct_tensor *u, const ct_tensor *z, c
 }
 
 /* x(1) from x(0) = temperature · ε with o->steps or fm.steps; the graph through the last
- * fm.grad_steps steps when o->keep_graph. */
+ * fm.grad_steps steps (checkpointed with fm.checkpoint) when o->keep_graph. */
 static ct_tensor *fm_sample(void *model, const ct_tensor *z, const fl_sample_opts *o, ct_gen *g)
 {
     fl_fm *m = model;
@@ -156,6 +183,7 @@ static ct_tensor *fm_sample(void *model, const ct_tensor *z, const fl_sample_opt
     fl_ode_opts d = {.solver = m->solver,
                      .steps = o->steps > 0 ? o->steps : m->steps,
                      .grad_steps = o->keep_graph ? m->grad_steps : 0,
+                     .checkpoint = o->keep_graph && m->checkpoint,
                      .t0 = 0,
                      .t1 = 1};
     ct_tensor *u = ct_scope_keep(s, fl_ode_solve(fl_fm_velocity, m, x0, z, &d));

@@ -2,9 +2,12 @@
  * ours against the same models in Python PyTorch (bench_families.py, same libtorch, the
  * default sizes of each family's keys, parameter counts checked equal), in one run with
  * interleaved repetitions (ours, Python, ours, Python, …; medians). DIFF and FM also with
- * the fiber-loss term (λ > 0) backpropagated through 2, 4 and 8 sampler steps, with the
- * peak resident memory of each side. Goal: >= 1.5x at batch 64, never slower at 256.
- *   bench_families [--threads N] [--reps R] [--python PATH] [--only FAMILY]
+ * the fiber-loss term (λ > 0) backpropagated through 2, 4 and 8 sampler steps, each
+ * without and with activation checkpointing of those steps (diff.checkpoint /
+ * fm.checkpoint; torch.utils.checkpoint on the Python side), with the peak resident
+ * memory of each side. Goal: >= 1.5x at batch 64, never slower at 256.
+ *   bench_families [--threads N] [--reps R] [--python PATH] [--only FAMILY] [--fiber]
+ * --fiber: only the λ > 0 rows. 
  * Every run is a child process of its own (ours: this program with --worker), so that
  * each side's memory high-water mark is its own.
  *
@@ -92,21 +95,19 @@ static void die(const char *what)
     exit(1);
 }
 
-/* Trains family at batch for WARMUP + steps steps and prints the JSON line of bench_common.h. */
+/* Trains family at batch for WARMUP + steps steps (its sampler checkpointed when ckpt)
+ * and prints the JSON line of bench_common.h. */
 static int worker_main(const char *family, int batch, int steps, double lambda, int fsteps,
-                       int threads)
+                       int threads, bool ckpt)
 {
-    char kv[128];
+    char kv[128], lam[64], fst[64], ck[64];
     fl_config *c = fl_config_default();
-    const char *sets[4] = {kv, NULL, NULL, NULL};
     snprintf(kv, sizeof kv, "model.family=%s", family);
-    if (fl_config_override(c, kv)) die(kv);
-    char lam[64], fst[64];
     snprintf(lam, sizeof lam, "train.lambda=%g", lambda);
     snprintf(fst, sizeof fst, "train.fiber_steps=%d", fsteps);
-    sets[1] = lam;
-    sets[2] = fst;
-    for (int i = 1; i < 3; i++)
+    snprintf(ck, sizeof ck, "%s.checkpoint=true", family);
+    const char *sets[4] = {kv, lam, fst, ckpt ? ck : NULL};
+    for (int i = 0; i < 4 && sets[i]; i++)
         if (fl_config_override(c, sets[i])) die(sets[i]);
     fl_threads_set(fl_dense_threads(threads, batch), FL_WORK_DENSE);   /* as fl_fiber_train */
     worker w = {.batch = batch};
@@ -167,6 +168,7 @@ typedef struct {
     int batch, steps;   /* timed steps (after WARMUP) */
     double lambda;
     int fsteps;         /* differentiable sampler steps (λ > 0) */
+    bool ckpt;          /* those steps checkpointed */
 } bench_case;
 
 #define MAX_CASES 64
@@ -187,10 +189,11 @@ int main(int argc, char **argv)
     fl_log_set_quiet(true);
     int threads = 2, reps = 3;
     const char *python = "/usr/bin/python3", *only = NULL;
+    bool fiber_only = false;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--worker") == 0 && i + 6 < argc)
+        if (strcmp(argv[i], "--worker") == 0 && i + 7 < argc)
             return worker_main(argv[i + 1], atoi(argv[i + 2]), atoi(argv[i + 3]), atof(argv[i + 4]),
-                               atoi(argv[i + 5]), atoi(argv[i + 6]));
+                               atoi(argv[i + 5]), atoi(argv[i + 6]), atoi(argv[i + 7]) != 0);
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
@@ -199,9 +202,11 @@ int main(int argc, char **argv)
             python = argv[++i];
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
+        else if (strcmp(argv[i], "--fiber") == 0)
+            fiber_only = true;
         else {
             fprintf(stderr, "usage: bench_families [--threads N] [--reps R] [--python PATH] "
-                            "[--only FAMILY]\n");
+                            "[--only FAMILY] [--fiber]\n");
             return 2;
         }
     }
@@ -211,18 +216,19 @@ int main(int argc, char **argv)
     static const int batches[2] = {64, 256}, fsteps[3] = {2, 4, 8};
     bench_case cases[MAX_CASES];
     int n = 0;
-    for (int f = 0; f < 6; f++) {
+    for (int f = 0; f < 6 && !fiber_only; f++) {
         if (only && strcmp(only, families[f])) continue;
         for (int b = 0; b < 2; b++)
-            cases[n++] = (bench_case){families[f], batches[b], steps_for(families[f], batches[b], 0, 0), 0, 0};
+            cases[n++] = (bench_case){families[f], batches[b], steps_for(families[f], batches[b], 0, 0), 0, 0, false};
     }
     for (int f = 4; f < 6; f++) {
         if (only && strcmp(only, families[f])) continue;
         for (int b = 0; b < 2; b++)
             for (int k = 0; k < 3; k++)
-                cases[n++] = (bench_case){families[f], batches[b],
-                                          steps_for(families[f], batches[b], LAMBDA, fsteps[k]),
-                                          LAMBDA, fsteps[k]};
+                for (int ck = 0; ck < 2; ck++)
+                    cases[n++] = (bench_case){families[f], batches[b],
+                                              steps_for(families[f], batches[b], LAMBDA, fsteps[k]),
+                                              LAMBDA, fsteps[k], ck == 1};
     }
 
     const char *env_core = getenv("OPENBLAS_CORETYPE");
@@ -251,12 +257,12 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++) {
             const bench_case *k = &cases[i];
             char cmd[8192], args[512];
-            snprintf(cmd, sizeof cmd, "/proc/%d/exe --worker %s %d %d %g %d %d", (int)getpid(),
-                     k->family, k->batch, k->steps, k->lambda, k->fsteps, threads);
+            snprintf(cmd, sizeof cmd, "/proc/%d/exe --worker %s %d %d %g %d %d %d", (int)getpid(),
+                     k->family, k->batch, k->steps, k->lambda, k->fsteps, threads, (int)k->ckpt);
             if (bench_run_line(cmd, &last_ours[i])) return 1;
             snprintf(args, sizeof args, "--family %s --batch %d --steps %d --lam %g --fsteps %d "
-                     "--warmup %d --threads 1", k->family, k->batch, k->steps, k->lambda,
-                     k->fsteps, WARMUP);
+                     "--warmup %d --threads 1%s", k->family, k->batch, k->steps, k->lambda,
+                     k->fsteps, WARMUP, k->ckpt ? " --ckpt" : "");
             bench_python_cmd(cmd, sizeof cmd, fl_dense_threads(threads, k->batch), python, script, args);
             if (bench_run_line(cmd, &last_py[i])) return 1;
             ours[i][r] = last_ours[i].steps_per_s;
@@ -272,16 +278,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_families: repetition %d of %d done\n", r + 1, reps);
     }
 
-    printf("%-5s %5s %4s %6s %10s %10s %7s %9s %9s %9s %9s %9s %9s\n", "fam", "batch", "λ",
-           "fsteps", "fiberlab", "pytorch", "ratio", "params", "params_py", "peakMiB",
+    printf("%-5s %5s %4s %6s %4s %10s %10s %7s %9s %9s %9s %9s %9s %9s\n", "fam", "batch", "λ",
+           "fsteps", "ckpt", "fiberlab", "pytorch", "ratio", "params", "params_py", "peakMiB",
            "peakMiB_py", "riseMiB", "riseMiB_py");
     int met64 = 1, met256 = 1;
     for (int i = 0; i < n; i++) {
         const bench_case *k = &cases[i];
         double mo = bench_median(ours[i], reps), mp = bench_median(py[i], reps);
         double ratio = mo / mp;
-        printf("%-5s %5d %4g %6d %10.1f %10.1f %6.2fx %9lld %9lld %9.0f %10.0f %9.0f %10.0f\n",
-               k->family, k->batch, k->lambda, k->fsteps, mo, mp, ratio, last_ours[i].params,
+        printf("%-5s %5d %4g %6d %4s %10.1f %10.1f %6.2fx %9lld %9lld %9.0f %10.0f %9.0f %10.0f\n",
+               k->family, k->batch, k->lambda, k->fsteps, k->ckpt ? "yes" : "no", mo, mp, ratio,
+               last_ours[i].params,
                last_py[i].params, peak_ours[i] / 1024.0, peak_py[i] / 1024.0,
                rise_ours[i] / 1024.0, rise_py[i] / 1024.0);
         if (last_ours[i].params != last_py[i].params) {

@@ -3,7 +3,7 @@ in plain PyTorch, timed the way benchmarks/perf/bench_families.c times ours (sam
 libtorch, the default sizes of each family's keys, the loop's Adam, one-cycle LR and
 clipping). One training run per call; prints one JSON line with steps/s, the trainable
 parameter count and the peak RSS. Run by bench_families; usable alone:
-    /usr/bin/python3 bench_families.py --family diff --batch 64 --steps 100 --lam 1 --fsteps 4
+    /usr/bin/python3 bench_families.py --family diff --batch 64 --steps 100 --lam 1 --fsteps 4 [--ckpt]
 
 The fiber-loss term (λ > 0) goes through a stand-in for the trained VAE decoder and
 subject that bench_families.c builds identically: the VAE's conv decoder and the
@@ -21,6 +21,7 @@ import time
 
 import torch
 import torch.autograd.forward_ad as fwAD
+import torch.utils.checkpoint
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_nf import ActNorm, Coupling, Orthogonal  # noqa: E402  the NF twin's blocks
@@ -210,6 +211,15 @@ class TimeNet(torch.nn.Module):
         return self.mlp(torch.cat([x, z, torch.cat([torch.sin(a), torch.cos(a)], 1)], 1))
 
 
+def checkpointed(fn, *args):
+    """fn(*args) under torch.utils.checkpoint in its reentrant form, as ctorch's
+    ct_checkpoint: with a scalar that requires grad among the inputs, so that a step whose
+    input is noise still trains the network inside it."""
+    dummy = torch.zeros((), requires_grad=True)
+    return torch.utils.checkpoint.checkpoint(lambda d, *a: fn(*a), dummy, *args,
+                                             use_reentrant=True)
+
+
 class DIFF(torch.nn.Module):
     """DDPM ε-prediction, linear β 1e-4 … 0.02 over T = 1000; DDIM η = 0 sampling."""
 
@@ -236,14 +246,17 @@ class DIFF(torch.nn.Module):
     def tau(self, i, S):
         return (i * self.T + S // 2) // S
 
-    def sample(self, z, S):
+    def step(self, x, z, i, S):
+        t, tp = self.tau(i, S), self.tau(i - 1, S)
+        a, ap = self.abar[t], self.abar[tp]
+        eps = self.net(x, torch.full((x.shape[0], 1), t / self.T), z)
+        x0 = (x - math.sqrt(1 - a) * eps) * (1 / math.sqrt(a))
+        return x0 * math.sqrt(ap) + math.sqrt(max(1 - ap, 0)) * eps
+
+    def sample(self, z, S, ckpt=False):
         x = torch.randn(z.shape[0], DIM) * 1.0
         for i in range(S, 0, -1):
-            t, tp = self.tau(i, S), self.tau(i - 1, S)
-            a, ap = self.abar[t], self.abar[tp]
-            eps = self.net(x, torch.full((x.shape[0], 1), t / self.T), z)
-            x0 = (x - math.sqrt(1 - a) * eps) * (1 / math.sqrt(a))
-            x = x0 * math.sqrt(ap) + math.sqrt(max(1 - ap, 0)) * eps
+            x = checkpointed(self.step, x, z, i, S) if ckpt else self.step(x, z, i, S)
         return x
 
 
@@ -264,13 +277,15 @@ class FM(torch.nn.Module):
     def v(self, x, t, z):
         return self.net(x, torch.full((x.shape[0], 1), t), z)
 
-    def sample(self, z, n):
+    def step(self, x, z, t, dt):
+        k1 = self.v(x, t, z)
+        return x + dt * self.v(x + (dt / 2) * k1, t + dt / 2, z)
+
+    def sample(self, z, n, ckpt=False):
         x = torch.randn(z.shape[0], DIM) * 1.0
         dt = 1.0 / n
         for i in range(n):
-            t = i * dt
-            k1 = self.v(x, t, z)
-            x = x + dt * self.v(x + (dt / 2) * k1, t + dt / 2, z)
+            x = checkpointed(self.step, x, z, i * dt, dt) if ckpt else self.step(x, z, i * dt, dt)
         return x
 
 
@@ -334,8 +349,12 @@ def main():
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--lam", type=float, default=0.0)
     ap.add_argument("--fsteps", type=int, default=0)
+    ap.add_argument("--ckpt", action="store_true",
+                    help="checkpoint each sampler step (diff.checkpoint / fm.checkpoint)")
     ap.add_argument("--lr", type=float, default=1e-3)
     a = ap.parse_args()
+    if a.ckpt and a.family not in ("diff", "fm"):
+        ap.error("--ckpt: only diff and fm have a checkpointed sampler")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     pool = 8192
@@ -360,7 +379,8 @@ def main():
         pos += a.batch
         loss = model.loss(u, z)
         if a.lam > 0:  # trainers/fiber.c objective: λ · fiber loss of differentiable samples
-            x_hat = torch.sigmoid(decoder(model.sample(z, fsteps)))
+            u_hat = model.sample(z, fsteps, ckpt=True) if a.ckpt else model.sample(z, fsteps)
+            x_hat = torch.sigmoid(decoder(u_hat))
             loss = loss + a.lam * fiber_loss_mean(encoder(x_hat), z)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -589,7 +589,9 @@ static void expect_checkpoint_keeps_the_gradient(const fl_family *fam, const cha
     snprintf(key, sizeof key, "%s.checkpoint=true", fam->name);
     fiber_grads(fam, ov, S, ckpt, &u_ckpt, &r_ckpt, &next_ckpt);
     double du = ct_max_abs_diff(u_plain, u_ckpt), dg = max_grad_diff(n, plain, ckpt), norm = 0;
+    ct_scope *sn = ct_scope_begin();
     for (int i = 0; i < n; i++) norm += ct_item(ct_sum(ct_square(plain[i])));
+    ct_scope_end(sn);
     cr_log_info("%s, %d steps, %d differentiated: samples %.3g apart, gradients %.3g apart (norm %.3g)",
                 fam->name, S, differentiated, du, dg, sqrt(norm));
     cr_expect_lt(du, 1e-14, "%s: checkpointing changed the samples by %.3g", fam->name, du);

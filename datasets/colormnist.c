@@ -197,6 +197,47 @@ ct_tensor *fl_decolorize(const ct_tensor *x)
     return g;
 }
 
+const char *fl_decolorize_mode_name(fl_decolorize_mode m)
+{
+    static const char *names[] = {"signed", "abs", "contrast"};
+    return m >= 0 && m < FL_DECOLORIZE_COUNT ? names[m] : "?";
+}
+
+int fl_decolorize_mode_parse(const char *name, fl_decolorize_mode *out)
+{
+    for (int m = 0; m < FL_DECOLORIZE_COUNT; m++)
+        if (strcmp(name, fl_decolorize_mode_name((fl_decolorize_mode)m)) == 0) {
+            *out = (fl_decolorize_mode)m;
+            return 0;
+        }
+    return fl_fail("subject.decolorize: unknown mode '%s' (expected %s)", name, FL_DECOLORIZE_MODES);
+}
+
+ct_tensor *fl_decolorize_as(const ct_tensor *x, fl_decolorize_mode m)
+{
+    if (m == FL_DECOLORIZE_SIGNED) return fl_decolorize(x);
+    if (!x) return NULL;
+    if (!check_shape("fl_decolorize_as", x, 4, 1, 3)) return NULL;
+    ct_scope *s = ct_scope_begin();
+    int64_t B = ct_size(x, 0);
+    ct_tensor *b = ct_reshape(ct_to_dtype(background_f64(x), ct_dtype_of(x)), CT_SHAPE(B, 3, 1, 1));
+    ct_tensor *r = ct_sub(x, b);                                          /* x̃ − b̂ */
+    ct_tensor *y;
+    if (m == FL_DECOLORIZE_ABS) {
+        y = ct_muls(ct_abs(r), 2.0);                                      /* |x̃ − b̂| / 0.5 */
+    } else {
+        /* the polarity of each channel from the sign of its total contrast (±0.5 Σ x on a
+         * colorized image); 0 counts as + */
+        ct_tensor *tot = ct_sum_dim(ct_sum_dim(ct_detach(r), 3, true), 2, true); /* (B, 3, 1, 1) */
+        ct_tensor *pos = ct_to_dtype(ct_gts(ct_muls(tot, -1.0), 0.0), ct_dtype_of(x)); /* 1 where < 0 */
+        ct_tensor *sg = ct_rsubs(ct_muls(pos, 2.0), 1.0);                 /* +1 or −1 */
+        y = ct_muls(ct_mul(r, sg), 2.0);
+    }
+    ct_tensor *g = ct_scope_keep(s, ct_mean_dim(y, 1, true));            /* (B, 1, H, W) */
+    ct_scope_end(s);
+    return g;
+}
+
 ct_tensor *fl_colorize(const ct_tensor *gray, const ct_tensor *bg, const ct_tensor *fg)
 {
     if (!gray || !bg || !fg) return NULL;

@@ -62,6 +62,20 @@ double fl_fiber_distance_f32(const float *img, const float *gray, int h, int w, 
  * so it is exact on colorized images even in float32. */
 ct_tensor *fl_background(const ct_tensor *x);  /* (B, 3, H, W) -> (B, 3) */
 ct_tensor *fl_decolorize(const ct_tensor *x);  /* (B, 3, H, W) -> (B, 1, H, W) */
+/* How a subject decolorizes (subject.decolorize). All three equal decolorize on every
+ * colorized image; they differ off the fiber:
+ *   signed    mean_k (x̃_k − b̂_k) / (f(b̂_k) − b̂_k) (DESIGN.md §1): jumps where b̂_k crosses
+ *             0.5 — f(b̂_k) − b̂_k changes sign and that channel's digit turns negative;
+ *   abs       mean_k |x̃_k − b̂_k| / 0.5 (the authors', DESIGN.md §7): continuous, but it
+ *             rectifies noise, so a noisy background decolorizes to a positive gray;
+ *   contrast  mean_k s_k (x̃_k − b̂_k) / 0.5 with s_k the sign of Σ_ij (x̃_k − b̂_k), the
+ *             channel's polarity read off its own contrast: linear in x̃ (noise averages
+ *             out), and its only jump is at images without contrast in a channel. */
+typedef enum { FL_DECOLORIZE_SIGNED = 0, FL_DECOLORIZE_ABS, FL_DECOLORIZE_CONTRAST, FL_DECOLORIZE_COUNT } fl_decolorize_mode;
+#define FL_DECOLORIZE_MODES "signed|abs|contrast"
+const char *fl_decolorize_mode_name(fl_decolorize_mode m);
+int fl_decolorize_mode_parse(const char *name, fl_decolorize_mode *out); /* -1 + message */
+ct_tensor *fl_decolorize_as(const ct_tensor *x, fl_decolorize_mode m);  /* (B, 3, H, W) -> (B, 1, H, W) */
 /* gray (B, 1, H, W), bg (B, 3), fg (B, 3) -> (B, 3, H, W). */
 ct_tensor *fl_colorize(const ct_tensor *gray, const ct_tensor *bg, const ct_tensor *fg);
 ct_tensor *fl_color_fg_t(const ct_tensor *bg);  /* (b + 0.5) mod 1, any shape */

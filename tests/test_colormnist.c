@@ -202,6 +202,122 @@ Test(colormnist, decolorize_gradient_matches_finite_differences)
     ct_scope_end(s);
 }
 
+/* Every decolorize mode inverts colorize, colors at 0, around 0.5 and below 1 included. */
+Test(colormnist, decolorize_modes_invert_colorize)
+{
+    enum { N = 8 };
+    static const float cs[N] = {0.0f, 0.25f, 0.49f, 0.4999f, 0.5f, 0.5001f, 0.51f, 0.9999f};
+    float *x = real_digits(N, 3), bg[N * 3], fg[N * 3];
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < 3; k++) {
+            bg[3 * i + k] = cs[(i + 3 * k) % N];
+            fg[3 * i + k] = (float)fl_color_fg(bg[3 * i + k]);
+        }
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *g = ct_from_data(x, CT_SHAPE(N, 1, H, W), CT_F32);
+    ct_tensor *col = fl_colorize(g, ct_from_data(bg, CT_SHAPE(N, 3), CT_F32),
+                                 ct_from_data(fg, CT_SHAPE(N, 3), CT_F32));
+    for (int m = 0; m < FL_DECOLORIZE_COUNT; m++) {
+        ct_tensor *back = fl_decolorize_as(col, (fl_decolorize_mode)m);
+        cr_assert(back, "%s", ct_last_error());
+        double e = ct_max_abs_diff(back, g);
+        cr_expect(e < 1e-5, "%s: decolorize(colorize) off by %g", fl_decolorize_mode_name(m), e);
+        fl_decolorize_mode got;
+        cr_expect_eq(fl_decolorize_mode_parse(fl_decolorize_mode_name(m), &got), 0);
+        cr_expect_eq(got, m);
+    }
+    fl_decolorize_mode got;
+    cr_expect_eq(fl_decolorize_mode_parse("sepia", &got), -1);
+    cr_expect(strstr(fl_error(), "subject.decolorize") && strstr(fl_error(), "sepia"), "%s", fl_error());
+    ct_scope_end(s);
+    free(x);
+}
+
+/* Off the fiber: a digit drawn at 0.99 on a background moved from 0.49 to 0.51 (the law's
+ * polarity says the digit should be 0.01 there). signed jumps to the negative digit; abs
+ * and contrast move by the 0.02 of the background. Gaussian noise on the background
+ * (σ 0.02): abs turns it into gray, signed and contrast keep it zero-mean. */
+Test(colormnist, decolorize_modes_off_the_fiber)
+{
+    enum { N = 2 };
+    float *x = real_digits(N, 5);
+    float img[N * 3 * PX];
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < 3; k++) {
+            float b = i == 0 ? 0.49f : 0.51f;
+            for (int j = 0; j < PX; j++) img[(i * 3 + k) * PX + j] = b + x[i * PX + j] * (0.99f - b);
+        }
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *t = ct_from_data(img, CT_SHAPE(N, 3, H, W), CT_F32);
+    ct_tensor *g = ct_from_data(x, CT_SHAPE(N, 1, H, W), CT_F32);
+    double off[FL_DECOLORIZE_COUNT];
+    for (int m = 0; m < FL_DECOLORIZE_COUNT; m++)
+        off[m] = ct_max_abs_diff(ct_narrow(fl_decolorize_as(t, (fl_decolorize_mode)m), 0, 1, 1),
+                                 ct_narrow(g, 0, 1, 1));
+    cr_expect(off[FL_DECOLORIZE_SIGNED] > 1.5, "signed: %g (the negative digit)", off[FL_DECOLORIZE_SIGNED]);
+    cr_expect(off[FL_DECOLORIZE_ABS] < 0.05, "abs: %g", off[FL_DECOLORIZE_ABS]);
+    cr_expect(off[FL_DECOLORIZE_CONTRAST] < 0.05, "contrast: %g", off[FL_DECOLORIZE_CONTRAST]);
+    /* background noise: the mean gray of the blank pixels */
+    fl_rng r;
+    fl_rng_seed(&r, 4);
+    float noisy[3 * PX];
+    const float *blank = real_digits(1, 8);
+    for (int k = 0; k < 3; k++)
+        for (int j = 0; j < PX; j++)
+            noisy[k * PX + j] = 0.3f + (float)blank[j] * 0.5f + (j % W ? 0.02f * (float)fl_rng_normal(&r) : 0.0f);
+    ct_tensor *n = ct_from_data(noisy, CT_SHAPE(1, 3, H, W), CT_F32);
+    double mean_bg[FL_DECOLORIZE_COUNT];
+    for (int m = 0; m < FL_DECOLORIZE_COUNT; m++) {
+        float out[PX];
+        cr_assert_eq(ct_to_data(fl_decolorize_as(n, (fl_decolorize_mode)m), out, sizeof out), CT_OK);
+        double sum = 0;
+        int cnt = 0;
+        for (int j = 0; j < PX; j++)
+            if (blank[j] == 0.0f && j % W) sum += out[j], cnt++;
+        mean_bg[m] = sum / cnt;
+    }
+    cr_expect(fabs(mean_bg[FL_DECOLORIZE_SIGNED]) < 0.01, "signed: %g", mean_bg[FL_DECOLORIZE_SIGNED]);
+    cr_expect(fabs(mean_bg[FL_DECOLORIZE_CONTRAST]) < 0.01, "contrast: %g", mean_bg[FL_DECOLORIZE_CONTRAST]);
+    cr_expect(mean_bg[FL_DECOLORIZE_ABS] > 0.015, "abs: %g (2 E|n| ≈ 0.032 expected)", mean_bg[FL_DECOLORIZE_ABS]);
+    ct_scope_end(s);
+    free(x);
+    free((float *)blank);
+}
+
+/* contrast's gradient is that of a linear map with the polarity held: finite differences. */
+Test(colormnist, decolorize_contrast_gradient_matches_finite_differences)
+{
+    enum { N = 2, h = 6, w = 5 };
+    fl_rng r;
+    fl_rng_seed(&r, 11);
+    double x[N * 3 * h * w], wt[N * h * w];
+    for (int i = 0; i < N * 3 * h * w; i++) x[i] = 0.05 + 0.9 * fl_rng_uniform(&r);
+    for (int i = 0; i < N * h * w; i++) wt[i] = fl_rng_normal(&r);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *xt = ct_from_data(x, CT_SHAPE(N, 3, h, w), CT_F64);
+    ct_set_requires_grad(xt, true);
+    ct_tensor *wt_t = ct_from_data(wt, CT_SHAPE(N, 1, h, w), CT_F64);
+    ct_tensor *loss = ct_sum(ct_mul(fl_decolorize_as(xt, FL_DECOLORIZE_CONTRAST), wt_t));
+    cr_assert(loss, "%s", ct_last_error());
+    cr_assert_eq(ct_backward(loss, false), CT_OK, "%s", ct_last_error());
+    double grad[N * 3 * h * w];
+    cr_assert_eq(ct_to_data(ct_grad_of(xt), grad, sizeof grad), CT_OK);
+    double worst = 0;
+    for (int i = 0; i < N * 3 * h * w; i++) {
+        double eps = 1e-6, v[2];
+        for (int sgn = 0; sgn < 2; sgn++) {
+            double y[N * 3 * h * w];
+            memcpy(y, x, sizeof y);
+            y[i] += sgn ? -eps : eps;
+            ct_tensor *yt = ct_from_data(y, CT_SHAPE(N, 3, h, w), CT_F64);
+            v[sgn] = ct_item(ct_sum(ct_mul(fl_decolorize_as(yt, FL_DECOLORIZE_CONTRAST), wt_t)));
+        }
+        worst = fmax(worst, fabs((v[0] - v[1]) / (2 * eps) - grad[i]));
+    }
+    cr_expect(worst < 1e-6, "autograd and finite differences differ by %g", worst);
+    ct_scope_end(s);
+}
+
 Test(colormnist, colorize_gradient_reaches_gray_and_colors)
 {
     ct_scope *s = ct_scope_begin();

@@ -30,6 +30,15 @@ const fl_key fl_keys_subject[] = {
     {"subject.input", FL_KEY_STR, "\"gray\"", FL_NO_BOUNDS, "gray|color",
      "What the built-in networks see: gray (the decolorized image, so the fiber is exactly "
      "the set of recolorings) or color (the colored image itself)."},
+    {"subject.decolorize", FL_KEY_STR, "\"contrast\"", FL_NO_BOUNDS, FL_DECOLORIZE_MODES,
+     "How a gray-input subject decolorizes a colored image; all three invert every colorized "
+     "image, so the fiber is the same. signed: mean_k (x̃_k − b̂_k) / (f(b̂_k) − b̂_k) "
+     "(DESIGN.md §1), which jumps where a background b̂_k crosses 0.5 (that channel's digit "
+     "turns negative); abs: mean_k |x̃_k − b̂_k| / 0.5 (the authors'), continuous but it "
+     "turns background noise into gray; contrast: mean_k s_k (x̃_k − b̂_k) / 0.5, the "
+     "polarity s_k = ±1 read off the sign of the channel's total contrast Σ (x̃_k − b̂_k): "
+     "continuous near the fiber and noise stays zero-mean (the default: signed puts a tail "
+     "of far-off samples and the collapse of λ = 10 on that jump, docs/lambda_effect.md)."},
     {"subject.dim", FL_KEY_INT, "48", 1, 4096, NULL,
      "Representation size d of the autoencoder (the authors used 48); the classifier has 10."},
     {"subject.seed", FL_KEY_INT, "0", 0, 4294967295.0, NULL,
@@ -55,6 +64,7 @@ struct fl_subject {
     fl_subject_kind kind;
     int dim;
     bool gray_input;
+    fl_decolorize_mode decolorize;   /* subject.decolorize */
     bool recoloring_fiber;     /* its fiber at x̃ holds every recoloring of x̃'s digit */
     ct_params *ps;
     fl_conv_encoder enc;
@@ -145,7 +155,8 @@ static bool check_images(const char *fn, const ct_tensor *x)
 /* What the built-in networks see: (B, 1, 28, 28) gray or (B, 3, 28, 28) colored. */
 static ct_tensor *net_input(const fl_subject *s, const ct_tensor *x)
 {
-    return s->gray_input ? fl_decolorize(x) : ct_ref(x);
+    if (!s->gray_input) return ct_ref(x);
+    return fl_decolorize_as(x, s->decolorize);
 }
 
 ct_tensor *fl_subject_forward(fl_subject *s, const ct_tensor *x)
@@ -386,13 +397,14 @@ int fl_subject_open(const fl_config *c, const fl_dataset *ds, fl_subject **out)
         rc = open_script(s, c, ds);
     } else {
         s->gray_input = strcmp(fl_cfg_str(c, "subject.input"), "gray") == 0;
+        rc = fl_decolorize_mode_parse(fl_cfg_str(c, "subject.decolorize"), &s->decolorize);
         s->dim = kind == FL_SUBJECT_DECOLORIZE_AE ? (int)fl_cfg_int(c, "subject.dim") : FL_DIGIT_CLASSES;
         s->ps = ct_params_new();
         s->seed = (uint64_t)fl_cfg_int(c, "subject.seed");
         snprintf(s->cache_name, sizeof s->cache_name, "subject-%s", kind_names[kind]);
         fl_conv_spec spec;
         ct_gen *g = ct_gen_new(s->seed ^ 0x5b1ec7ull);
-        rc = fl_conv_spec_from_config(c, "subject", s->gray_input ? 1 : 3, s->dim, &spec);
+        if (!rc) rc = fl_conv_spec_from_config(c, "subject", s->gray_input ? 1 : 3, s->dim, &spec);
         if (!rc) rc = fl_conv_encoder_init(&s->enc, s->ps, "enc", &spec, 1, g);
         if (!rc && kind == FL_SUBJECT_DECOLORIZE_AE) rc = fl_conv_decoder_init(&s->dec, s->ps, "dec", &spec, g);
         ct_gen_free(g);

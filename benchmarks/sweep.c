@@ -30,6 +30,11 @@ const fl_key fl_keys_sweep[] = {
      "Fiber-loss weights λ of the grid (train.lambda of each run)."},
     {"sweep.seeds", FL_KEY_INT_LIST, "[0]", 0, 4294967295.0, NULL,
      "Seeds of the grid (seed of each run); the plot's error bars are the spread over them."},
+    {"sweep.overrides", FL_KEY_STR_LIST, "[]", FL_NO_BOUNDS, NULL,
+     "Settings of one family's runs, each \"family:key=value\" (e.g. \"diff:train.steps=15000\"): "
+     "applied to that family's cells after the rest of the config, so that each family can "
+     "have its own budget or size. Entries of families outside sweep.families are ignored; "
+     "model.family, train.lambda, seed and sweep.* cannot be set this way."},
     {"sweep.val_fraction", FL_KEY_NUM, "0.1", 0, 0.5, NULL,
      "Share of the training pairs held out for the validation loss (early stopping)."},
     {"sweep.grid_targets", FL_KEY_INT, "8", 0, 64, NULL,
@@ -224,12 +229,40 @@ static int ensure_references(const fl_config *c, const char *dir, const fl_datas
     return fl_h5w_commit(w) || fl_eval_read_targets(path, "lines/nearest_neighbour", nn) ? -1 : 0;
 }
 
-/* The config of one cell of the grid: c with its family, λ and seed. */
+/* Applies the entries of sweep.overrides that name family to run; -1 and a message
+ * naming the entry when one is malformed, names an unknown family or a key of the grid. */
+static int apply_overrides(fl_config *run, const fl_config *c, const char *family)
+{
+    for (int i = 0; i < fl_cfg_len(c, "sweep.overrides"); i++) {
+        const char *e = fl_cfg_list_str(c, "sweep.overrides", i);
+        const char *colon = strchr(e, ':');
+        if (!colon || colon == e || !strchr(colon, '='))
+            return fl_fail("sweep.overrides: '%s' is not family:key=value", e);
+        char fam[64];
+        size_t n = (size_t)(colon - e);
+        if (n >= sizeof fam || (snprintf(fam, sizeof fam, "%.*s", (int)n, e), !fl_family_find(fam)))
+            return fl_fail("sweep.overrides: '%s' names no family (expected %s)", e, fl_family_names());
+        const char *a = colon + 1;
+        size_t klen = (size_t)(strchr(a, '=') - a);
+        static const char *const grid[] = {"model.family", "train.lambda", "seed"};
+        bool forbidden = strncmp(a, "sweep.", 6) == 0;
+        for (size_t g = 0; g < sizeof grid / sizeof grid[0]; g++)
+            forbidden |= strlen(grid[g]) == klen && strncmp(a, grid[g], klen) == 0;
+        if (forbidden)
+            return fl_fail("sweep.overrides: '%s' sets %.*s, which the grid decides", e, (int)klen, a);
+        if (strcmp(fam, family) != 0) continue;
+        if (fl_config_override(run, a)) return fl_fail_ctx("sweep.overrides: '%s'", e);
+    }
+    return 0;
+}
+
+/* The config of one cell of the grid: c with its family, λ and seed, and the family's
+ * sweep.overrides. */
 static fl_config *cell_config(const fl_config *c, const char *family, double lambda, int64_t seed)
 {
     fl_config *run = fl_config_copy(c);
     if (fl_cfg_set_str(run, "model.family", family) || fl_cfg_set_num(run, "train.lambda", lambda) ||
-        fl_cfg_set_num(run, "seed", (double)seed)) {
+        fl_cfg_set_num(run, "seed", (double)seed) || apply_overrides(run, c, family)) {
         fl_config_free(run);
         return NULL;
     }

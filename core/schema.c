@@ -43,6 +43,7 @@ static const struct {
     {"sweep.name", FL_ROLE_NONE},
     {"sweep.families", FL_ROLE_NONE},        /* each run's model.family, train.lambda, seed */
     {"sweep.lambdas", FL_ROLE_NONE},
+    {"sweep.overrides", FL_ROLE_NONE},      /* the runs' own keys carry what they set */
     {"sweep.seeds", FL_ROLE_NONE},
     {"data", FL_ROLE_MODEL},
     {"train", FL_ROLE_MODEL},

@@ -91,6 +91,13 @@ Test(sweep, config_errors_fail_before_training_naming_the_key)
     expect_config_error("{\"data\": {\"n_train\": 100}}", "train.batch_size=5000", "train.batch_size");
     expect_config_error("{\"data\": {\"n_train\": 100}}", "train.batch_size=32 vae.batch_size=500", "vae.batch_size");
     expect_config_error("{}", "train.ema_decay=0.9 train.patience=2", "train.patience");
+    /* per-family settings: malformed, an unknown family, a key of the grid, a bad value */
+    expect_config_error("{}", "sweep.overrides=nf", "sweep.overrides");
+    expect_config_error("{}", "sweep.overrides=gan:train.steps=5", "sweep.overrides");
+    expect_config_error("{}", "sweep.overrides=nf:train.lambda=3", "train.lambda");
+    expect_config_error("{}", "sweep.overrides=fm:seed=3", "sweep.overrides");
+    expect_config_error("{}", "sweep.overrides=nf:train.steps=5abc", "train.steps");
+    expect_config_error("{}", "sweep.overrides=nf:nf.blocks=0", "nf.blocks");
 }
 
 /* A setting small enough to train subject, VAE and two fiber models in seconds. */
@@ -219,4 +226,25 @@ Test(sweep, fiber_loss_term_lowers_the_fiber_loss_and_reruns_train_only_what_is_
              "sweep.lambdas=0 train.lr=2e-3", NPM_DIR);
     cr_assert_eq(run(args), 0, "%s", err);
     cr_expect(strstr(out, "1 runs: 1 trained, 0 reused") != NULL, "stdout: %s", out);
+
+    /* sweep.overrides: another family's entry changes nothing; the family's own trains
+     * again with it */
+    snprintf(args, sizeof args, "sweep small.json data.path='%s' threads=1 eval.n_targets=20 "
+             "sweep.lambdas=0 train.lr=2e-3 sweep.overrides=fm:train.steps=60", NPM_DIR);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_expect(strstr(out, "1 runs: 0 trained, 1 reused") != NULL, "stdout: %s", out);
+    snprintf(args, sizeof args, "sweep small.json data.path='%s' threads=1 eval.n_targets=20 "
+             "sweep.lambdas=0 train.lr=2e-3 sweep.overrides=fm:train.steps=60,nf:train.steps=60", NPM_DIR);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_expect(strstr(out, "1 runs: 1 trained, 0 reused") != NULL, "stdout: %s", out);
+    {
+        char rp[600];
+        snprintf(rp, sizeof rp, "%s/results/t/runs/nf_lam0_seed0.h5", tmp);
+        fl_h5r *h = fl_h5r_open(rp);
+        cr_assert_not_null(h, "%s", fl_error());
+        int64_t steps = 0;
+        cr_expect_eq(fl_h5r_attr_i64(h, "train", "steps", &steps), 0, "%s", fl_error());
+        fl_h5r_close(h);
+        cr_expect_eq(steps, 60, "nf trained %lld steps, not the override's 60", (long long)steps);
+    }
 }

@@ -311,3 +311,23 @@ Test(prior, trains_into_the_cache_reports_and_is_reused)
     fl_dataset_free(ds);
     fl_config_free(c);
 }
+
+#ifdef CT_FIXTURE_DIR
+/* A TorchScript subject that expects gray (B, 1, 28, 28) images cannot score NDTM's
+ * colored samples: it is refused when opened, in one line naming its file. */
+Test(ndtm, subject_of_another_input_shape_fails_naming_the_file)
+{
+    fl_config *c = fl_config_default();
+    const char *path = CT_FIXTURE_DIR "/subject_gray.pt";
+    char kv[4200];
+    snprintf(kv, sizeof kv, "subject.path=%s", path);
+    cr_assert_eq(fl_config_override(c, "subject.kind=torchscript"), 0, "%s", fl_error());
+    cr_assert_eq(fl_config_override(c, kv), 0, "%s", fl_error());
+    fl_subject *s = NULL;
+    cr_expect_neq(fl_subject_open(c, NULL, &s), 0);
+    cr_expect_null(s);
+    cr_expect(strstr(fl_error(), path) != NULL, "%s", fl_error());
+    cr_expect_null(strchr(fl_error(), '\n'), "more than one line: %s", fl_error());
+    fl_config_free(c);
+}
+#endif

@@ -128,7 +128,7 @@ static void print_line(const fl_eval_result *r)
 }
 
 static int write_root(fl_h5w *w, const fl_config *c, const fl_subject *s, const fl_vae *v,
-                      const flags *f)
+                      const fl_prior *prior, const flags *f)
 {
     char *json = fl_config_json(c, NULL, 0);
     const fl_subject_report *r = fl_subject_report_of(s);
@@ -137,6 +137,9 @@ static int write_root(fl_h5w *w, const fl_config *c, const fl_subject *s, const 
              fl_h5w_attr_str(w, "/", "fiberlab_commit", FL_COMMIT) ||
              fl_h5w_attr_str(w, "/", "source", f->sampler ? "sampler" : f->model ? "model" : "samples_file") ||
              (f->ndtm && fl_h5w_attr_str(w, "/", "ndtm_refine", f->refine ? "true" : "false")) ||
+             (prior && (fl_h5w_attr_str(w, "/", "prior_path", fl_prior_path(prior)) ||
+                        fl_h5w_attr_f64(w, "/", "prior_kl_mean", fl_prior_report_of(prior)->color.kl_mean) ||
+                        fl_h5w_attr_f64(w, "/", "prior_w1_mean", fl_prior_report_of(prior)->color.w1_mean))) ||
              fl_h5w_attr_str(w, "/", f->sampler ? "sampler" : f->model ? "model" : "samples_file",
                              f->sampler ? f->sampler : f->model ? f->model : f->samples) ||
              fl_h5w_attr_str(w, "/", "subject", fl_subject_name(s)) ||
@@ -259,7 +262,7 @@ static int eval_main(const char *cmd, int argc, char **argv, int ndtm)
                nn->t_setup + nn->t_sample + nn->t_score + nn->t_metrics,
                (long long)fl_dataset_count(ds, FL_TRAIN), nn->t_setup);
     if (w) {
-        if (write_root(w, c, subj, vae, &f) || fl_eval_write(w, "eval", &res) ||
+        if (write_root(w, c, subj, vae, prior, &f) || fl_eval_write(w, "eval", &res) ||
             fl_reference_write(w, "reference", &ref) ||
             fl_h5w_attr_f64(w, "/", "seconds", fl_now() - t0))
             goto fail;

@@ -331,3 +331,38 @@ Test(ndtm, subject_of_another_input_shape_fails_naming_the_file)
     fl_config_free(c);
 }
 #endif
+
+#ifdef FL_BIN
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* fiberlab ndtm with a bad setting: exit status 1, one line naming the key, no --out file,
+ * and nothing trained (the check comes first). */
+Test(prior, ndtm_command_refuses_bad_settings_in_one_line)
+{
+    static const char *const cases[][2] = {
+        {"ndtm.ramp_end=600", "ndtm.ramp_end"},
+        {"ndtm.steps=2000", "ndtm.steps"},
+        {"ndtm.target=tweedie", "ndtm.target"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cmd[2400], ep[400], out[400], err[4096];
+        snprintf(ep, sizeof ep, "%s/stderr.txt", tmp);
+        snprintf(out, sizeof out, "%s/out.h5", tmp);
+        snprintf(cmd, sizeof cmd, "cd '%s' && '%s' ndtm cache_dir='%s/cache' %s --out '%s' >/dev/null 2>'%s'",
+                 tmp, FL_BIN, tmp, cases[i][0], out, ep);
+        int st = system(cmd);
+        FILE *f = fopen(ep, "r");
+        size_t n = f ? fread(err, 1, sizeof err - 1, f) : 0;
+        err[n] = 0;
+        if (f) fclose(f);
+        cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s: status %d", cases[i][0], st);
+        cr_expect(strstr(err, cases[i][1]) != NULL, "%s: %s", cases[i][0], err);
+        cr_expect(n > 0 && strchr(err, '\n') == err + n - 1, "%s: not one line: %s", cases[i][0], err);
+        cr_expect_neq(access(out, F_OK), 0, "%s: left %s", cases[i][0], out);
+    }
+    char models[400];
+    snprintf(models, sizeof models, "%s/cache/models", tmp);
+    cr_expect_neq(access(models, F_OK), 0, "a bad setting trained something");
+}
+#endif

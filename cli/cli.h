@@ -13,6 +13,8 @@ int cmd_info(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_train_subject(int argc, char **argv);
 int cmd_train_vae(int argc, char **argv);
+int cmd_train_prior(int argc, char **argv);
+int cmd_ndtm(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
 int cmd_train(int argc, char **argv);

@@ -14,11 +14,13 @@
 #include "core/log.h"
 #include "datasets/store.h"
 #include "fl_version.h"
+#include "ndtm/ndtm.h"
 #include "trainers/fiber.h"
+#include "trainers/prior.h"
 #include "trainers/subject.h"
 #include "trainers/vae.h"
 
-static const char *CMD = "eval";
+static const char *EVAL = "eval";
 
 /* A key's default as the schema states it (the one place that decides it). */
 static const char *def(const char *key)
@@ -61,9 +63,30 @@ static void usage(void)
            def("eval.n_targets"), def("eval.samples_per_target"), def("eval.kl_bins"));
 }
 
+static void usage_ndtm(void)
+{
+    printf("usage: fiberlab ndtm [--refine] [--out FILE.h5] [--no-reference] [--config FILE]\n"
+           "                     [key=value ...]\n"
+           "\n"
+           "Samples the fiber of the subject model at the evaluation targets with NDTM: no fiber\n"
+           "model is trained; the latent diffusion prior (prior.*, trained into the cache first\n"
+           "when missing, as are the subject and the VAE) is guided by the fiber loss\n"
+           "(ndtm.*: ndtm.target static|renoised, ndtm.gamma, ndtm.inner, …; configs/README.md).\n"
+           "The samples are scored as fiberlab eval scores a sampler (docs/evaluation.md): the\n"
+           "same table, reference lines and --out file.\n"
+           "\n"
+           "  --refine          then refine each sample's VAE latent with ndtm.refine_steps\n"
+           "                    (default %s) Adam steps at lr ndtm.refine_lr (default %s) on its\n"
+           "                    fiber loss (the paper's appendix A)\n"
+           "  --out FILE        write everything to an HDF5 file (layout: docs/evaluation.md)\n"
+           "  --no-reference    skip the reference lines\n",
+           def("ndtm.refine_steps"), def("ndtm.refine_lr"));
+}
+
 typedef struct {
     const char *sampler, *samples, *model;
     int no_reference;
+    int ndtm, refine;   /* fiberlab ndtm [--refine] */
 } flags;
 
 static int own(void *ctx, int argc, char **argv, int i)
@@ -73,13 +96,18 @@ static int own(void *ctx, int argc, char **argv, int i)
         f->no_reference = 1;
         return 1;
     }
+    if (f->ndtm) {
+        if (strcmp(argv[i], "--refine") != 0) return 0;
+        f->refine = 1;
+        return 1;
+    }
     const char **slot = strcmp(argv[i], "--sampler") == 0   ? &f->sampler
                         : strcmp(argv[i], "--samples") == 0 ? &f->samples
                         : strcmp(argv[i], "--model") == 0   ? &f->model
                                                             : NULL;
     if (!slot) return 0;
     if (i + 1 >= argc) {
-        cli_fail(CMD, "%s needs a %s", argv[i], slot == &f->sampler ? "name" : "file");
+        cli_fail(EVAL, "%s needs a %s", argv[i], slot == &f->sampler ? "name" : "file");
         return -1;
     }
     *slot = argv[i + 1];
@@ -100,7 +128,7 @@ static void print_line(const fl_eval_result *r)
 }
 
 static int write_root(fl_h5w *w, const fl_config *c, const fl_subject *s, const fl_vae *v,
-                      const flags *f)
+                      const fl_prior *prior, const flags *f)
 {
     char *json = fl_config_json(c, NULL, 0);
     const fl_subject_report *r = fl_subject_report_of(s);
@@ -108,6 +136,10 @@ static int write_root(fl_h5w *w, const fl_config *c, const fl_subject *s, const 
              fl_h5w_attr_str(w, "/", "fiberlab_version", FL_VERSION) ||
              fl_h5w_attr_str(w, "/", "fiberlab_commit", FL_COMMIT) ||
              fl_h5w_attr_str(w, "/", "source", f->sampler ? "sampler" : f->model ? "model" : "samples_file") ||
+             (f->ndtm && fl_h5w_attr_str(w, "/", "ndtm_refine", f->refine ? "true" : "false")) ||
+             (prior && (fl_h5w_attr_str(w, "/", "prior_path", fl_prior_path(prior)) ||
+                        fl_h5w_attr_f64(w, "/", "prior_kl_mean", fl_prior_report_of(prior)->color.kl_mean) ||
+                        fl_h5w_attr_f64(w, "/", "prior_w1_mean", fl_prior_report_of(prior)->color.w1_mean))) ||
              fl_h5w_attr_str(w, "/", f->sampler ? "sampler" : f->model ? "model" : "samples_file",
                              f->sampler ? f->sampler : f->model ? f->model : f->samples) ||
              fl_h5w_attr_str(w, "/", "subject", fl_subject_name(s)) ||
@@ -123,16 +155,19 @@ static int write_root(fl_h5w *w, const fl_config *c, const fl_subject *s, const 
     return rc ? -1 : 0;
 }
 
-int cmd_eval(int argc, char **argv)
+/* fiberlab eval, and fiberlab ndtm (ndtm = 1): the same protocol on NDTM's sampler. */
+static int eval_main(const char *cmd, int argc, char **argv, int ndtm)
 {
+    const char *CMD = cmd;
     if (cli_wants_help(argc, argv)) {
-        usage();
+        ndtm ? usage_ndtm() : usage();
         return 0;
     }
     cli_opts o;
-    flags f = {NULL, NULL, NULL, 0};
+    flags f = {NULL, NULL, NULL, 0, ndtm, 0};
     if (cli_opts_parse(CMD, argc, argv, &o, own, &f)) return 1;
-    if ((f.sampler != NULL) + (f.samples != NULL) + (f.model != NULL) != 1)
+    if (ndtm) f.sampler = "ndtm";
+    else if ((f.sampler != NULL) + (f.samples != NULL) + (f.model != NULL) != 1)
         return cli_fail(CMD, "give one of --sampler NAME, --samples FILE or --model FILE");
     fl_fiber *model = NULL;
     fl_config *c = NULL;
@@ -152,6 +187,7 @@ int cmd_eval(int argc, char **argv)
     fl_dataset *ds = NULL;
     fl_subject *subj = NULL;
     fl_vae *vae = NULL;
+    fl_prior *prior = NULL;
     fl_sampler smp = {0};
     fl_eval_result res = {0};
     fl_reference ref = {0};
@@ -160,7 +196,10 @@ int cmd_eval(int argc, char **argv)
     int rc = 1;
     double t0 = fl_now();
     /* everything a user can get wrong is checked before anything is trained */
-    if (f.sampler && fl_sampler_builtin(f.sampler, c, NULL, NULL, &smp) &&
+    fl_ndtm_opts no;
+    if (ndtm && fl_ndtm_opts_from_config(c, (int)fl_cfg_int(c, "prior.T"), &no)) goto fail;
+    if (ndtm && f.refine) no.refine_steps = (int)fl_cfg_int(c, "ndtm.refine_steps");
+    if (!ndtm && f.sampler && fl_sampler_builtin(f.sampler, c, NULL, NULL, &smp) &&
         !strstr(fl_error(), "needs the VAE"))
         goto fail;
     fl_sampler_free(&smp);
@@ -170,7 +209,7 @@ int cmd_eval(int argc, char **argv)
         fl_eval_read_samples(f.samples, fl_dataset_count(ds, FL_TEST), &index, &samples, &n))
         goto fail;
     if (fl_subject_open(c, ds, &subj)) goto fail;
-    bool need_vae = (f.sampler && strncmp(f.sampler, "vae-", 4) == 0) ||
+    bool need_vae = ndtm || (f.sampler && strncmp(f.sampler, "vae-", 4) == 0) ||
                     (model && fl_fiber_family(model)->space == FL_SPACE_LATENT);
     char vae_path[4096];
     if (fl_vae_cache_path(c, vae_path, sizeof vae_path)) goto fail;
@@ -179,7 +218,15 @@ int cmd_eval(int argc, char **argv)
     } else if (!f.no_reference) {
         fl_info("no trained VAE in the cache (fiberlab train-vae): the VAE reference lines are left out");
     }
-    if (f.sampler) {
+    if (ndtm) {
+        if (fl_prior_open(c, ds, vae, &prior)) goto fail;
+        const fl_prior_report *pr = fl_prior_report_of(prior);
+        printf("prior %s: %s, %lld steps in %.1f s; its own samples: KL %.4f, W1 %.4f\n",
+               fl_prior_path(prior), pr->trained ? "trained" : "reused", (long long)pr->steps,
+               pr->train_seconds, pr->color.kl_mean, pr->color.w1_mean);
+        fl_ndtm_prior np = fl_ndtm_prior_latent(prior);
+        if (fl_ndtm_sampler(&np, subj, &no, &smp) || fl_evaluate(c, ds, subj, &smp, &res)) goto fail;
+    } else if (f.sampler) {
         if (fl_sampler_builtin(f.sampler, c, ds, vae, &smp) || fl_evaluate(c, ds, subj, &smp, &res))
             goto fail;
     } else if (model) {
@@ -215,7 +262,7 @@ int cmd_eval(int argc, char **argv)
                nn->t_setup + nn->t_sample + nn->t_score + nn->t_metrics,
                (long long)fl_dataset_count(ds, FL_TRAIN), nn->t_setup);
     if (w) {
-        if (write_root(w, c, subj, vae, &f) || fl_eval_write(w, "eval", &res) ||
+        if (write_root(w, c, subj, vae, prior, &f) || fl_eval_write(w, "eval", &res) ||
             fl_reference_write(w, "reference", &ref) ||
             fl_h5w_attr_f64(w, "/", "seconds", fl_now() - t0))
             goto fail;
@@ -234,6 +281,7 @@ done:
     fl_eval_result_free(&res);
     fl_sampler_free(&smp);
     fl_fiber_free(model);
+    fl_prior_free(prior);
     fl_vae_free(vae);
     fl_subject_free(subj);
     fl_dataset_free(ds);
@@ -242,3 +290,6 @@ done:
     fl_config_free(c);
     return rc;
 }
+
+int cmd_eval(int argc, char **argv) { return eval_main("eval", argc, argv, 0); }
+int cmd_ndtm(int argc, char **argv) { return eval_main("ndtm", argc, argv, 1); }

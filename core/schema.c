@@ -52,6 +52,8 @@ static const struct {
     FL_FAMILIES(FL_SCHEMA_FAMILY_ROLE)
     {"subject", FL_ROLE_MODEL},
     {"vae", FL_ROLE_MODEL},
+    {"prior", FL_ROLE_MODEL},
+    {"ndtm", FL_ROLE_MODEL},     /* the guided sampler is NDTM's model */
     {"eval", FL_ROLE_EVAL},
 };
 

@@ -17,11 +17,13 @@ FL_FAMILIES(FL_SCHEMA_FAMILY_DECL)
 #define FL_SCHEMA_FAMILY_TABLE(id, summary) fl_keys_##id,
 extern const fl_key fl_keys_subject[];   /* trainers/subject.c */
 extern const fl_key fl_keys_vae[];       /* trainers/vae.c */
+extern const fl_key fl_keys_prior[];     /* trainers/prior.c */
+extern const fl_key fl_keys_ndtm[];      /* ndtm/ndtm.c */
 extern const fl_key fl_keys_eval[];      /* benchmarks/eval.c */
 extern const fl_key fl_keys_sweep[];     /* benchmarks/sweep.c */
 
 #define FL_SCHEMA_SECTIONS fl_keys_general, fl_keys_data, fl_keys_train, fl_keys_fiber, fl_keys_model, \
-    FL_FAMILIES(FL_SCHEMA_FAMILY_TABLE) fl_keys_subject, fl_keys_vae, fl_keys_eval, fl_keys_sweep
+    FL_FAMILIES(FL_SCHEMA_FAMILY_TABLE) fl_keys_subject, fl_keys_vae, fl_keys_prior, fl_keys_ndtm, fl_keys_eval, fl_keys_sweep
 
 /* The role of a built-in key (core/schema.c): FL_ROLE_UNSET when none is given. */
 fl_key_role fl_schema_role(const char *key);

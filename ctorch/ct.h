@@ -431,6 +431,10 @@ void ct_params_set_trainable(ct_params *p, bool on);
 ct_status ct_params_to_device(ct_params *p, ct_device d);
 /* Copies values (not identity) from src into dst: same names and shapes required. */
 ct_status ct_params_copy_values(ct_params *dst, const ct_params *src);
+/* A new set holding a detached copy of every parameter and buffer of p, by name and
+ * kind, on p's devices, that no optimizer sees (an EMA's start). Caller frees; NULL and
+ * a message on failure. */
+ct_params *ct_params_clone(const ct_params *p);
 /* Exponential moving average, in place and without autograd: for every parameter
  * ema ← decay·ema + (1 − decay)·src; buffers are copied from src. Both sets must hold
  * the same names, each of the same shape, dtype and kind (parameter or buffer), else

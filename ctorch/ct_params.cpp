@@ -189,6 +189,22 @@ ct_status ct_params_copy_values(ct_params *dst, const ct_params *src) {
         return CT_OK;
     });
 }
+ct_params *ct_params_clone(const ct_params *p) {
+    if (!p) return null_input("ct_params_clone"), nullptr;
+    ct_params *e = ct_params_new();
+    bool prev = ct_set_grad_enabled(false);
+    for (auto &it : p->items) {
+        ct_tensor *copy = ct_unscope(ct_clone(it.t));
+        if (!(it.buffer ? ct_params_add_buffer(e, it.name.c_str(), copy)
+                        : ct_params_add(e, it.name.c_str(), copy))) {
+            ct_params_free(e);
+            e = nullptr;
+            break;
+        }
+    }
+    ct_set_grad_enabled(prev);
+    return e;
+}
 ct_status ct_params_ema_update(ct_params *ema, const ct_params *src, double decay) {
     if (!ema || !src) return null_input("ct_params_ema_update"), CT_ERR_ARG;
     if (!(decay >= 0 && decay <= 1)) {

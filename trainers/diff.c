@@ -100,58 +100,77 @@ static int diff_check(const fl_config *c, int u_dim, int z_dim)
     return 0;
 }
 
-static void diff_destroy(void *model)
+void fl_diff_free(fl_diff *m)
 {
-    fl_diff *m = model;
     if (!m) return;
     free(m->abar);
     ct_free(m->abar_t);
     free(m);
 }
 
-static void *diff_create(const fl_config *c, int u_dim, int z_dim, ct_params *ps, ct_gen *g)
+static void diff_destroy(void *model) { fl_diff_free(model); }
+
+fl_diff *fl_diff_new(const fl_diff_spec *sp, ct_params *ps, const char *name, ct_gen *g)
 {
     fl_diff *m = calloc(1, sizeof *m);
     if (!m) return fl_fail("out of memory"), NULL;
-    m->dim = u_dim;
-    m->T = (int)fl_cfg_int(c, "diff.T");
-    m->steps = (int)fl_cfg_int(c, "diff.steps");
-    m->grad_steps = (int)fl_cfg_int(c, "diff.grad_steps");
-    m->checkpoint = fl_cfg_bool(c, "diff.checkpoint");
-    m->eta = fl_cfg_num(c, "diff.eta");
+    m->dim = sp->net.dim;
+    m->T = sp->T;
+    m->steps = sp->steps;
+    m->grad_steps = sp->grad_steps;
+    m->checkpoint = sp->checkpoint;
+    m->eta = sp->eta;
     m->abar = malloc(((size_t)m->T + 1) * sizeof *m->abar);
     if (!m->abar) {
-        diff_destroy(m);
+        fl_diff_free(m);
         return fl_fail("out of memory"), NULL;
     }
-    schedule_fill(m->abar, m->T, strcmp(fl_cfg_str(c, "diff.schedule"), "cosine") == 0,
-                  fl_cfg_num(c, "diff.beta_max"));
+    schedule_fill(m->abar, m->T, sp->cosine, sp->beta_max);
     ct_tensor *a = ct_from_data(m->abar + 1, CT_SHAPE(m->T), CT_F64);           /* (T) */
     m->abar_t = ct_unscope(ct_to_dtype(a, ct_float_dtype()));
     ct_free(a);
-    fl_timenet_spec s = {.dim = u_dim,
-                         .cond_dim = z_dim,
-                         .embed = (int)fl_cfg_int(c, "diff.time_embed"),
-                         .hidden = (int)fl_cfg_int(c, "diff.hidden"),
-                         .n_blocks = (int)fl_cfg_int(c, "diff.blocks"),
-                         .n_layers = (int)fl_cfg_int(c, "diff.layers"),
-                         .act = fl_act_parse(fl_cfg_str(c, "diff.activation"))};
-    if (!m->abar_t || fl_timenet_init(&m->net, ps, "diff.eps", &s, g)) {
-        fl_fail_ctx("diff network");
-        diff_destroy(m);
+    if (!m->abar_t || fl_timenet_init(&m->net, ps, name, &sp->net, g)) {
+        fl_fail_ctx("%s network", name);
+        fl_diff_free(m);
         return NULL;
     }
     return m;
 }
 
+static void *diff_create(const fl_config *c, int u_dim, int z_dim, ct_params *ps, ct_gen *g)
+{
+    fl_diff_spec s = {.net = {.dim = u_dim,
+                              .cond_dim = z_dim,
+                              .embed = (int)fl_cfg_int(c, "diff.time_embed"),
+                              .hidden = (int)fl_cfg_int(c, "diff.hidden"),
+                              .n_blocks = (int)fl_cfg_int(c, "diff.blocks"),
+                              .n_layers = (int)fl_cfg_int(c, "diff.layers"),
+                              .act = fl_act_parse(fl_cfg_str(c, "diff.activation"))},
+                      .T = (int)fl_cfg_int(c, "diff.T"),
+                      .cosine = strcmp(fl_cfg_str(c, "diff.schedule"), "cosine") == 0,
+                      .beta_max = fl_cfg_num(c, "diff.beta_max"),
+                      .steps = (int)fl_cfg_int(c, "diff.steps"),
+                      .eta = fl_cfg_num(c, "diff.eta"),
+                      .grad_steps = (int)fl_cfg_int(c, "diff.grad_steps"),
+                      .checkpoint = fl_cfg_bool(c, "diff.checkpoint")};
+    return fl_diff_new(&s, ps, "diff.eps", g);
+}
+
 int fl_diff_T(const fl_diff *m) { return m->T; }
+int fl_diff_dim(const fl_diff *m) { return m->dim; }
 double fl_diff_alpha_bar(const fl_diff *m, int t) { return t >= 0 && t <= m->T ? m->abar[t] : NAN; }
 
-/* The DDPM loss: t ~ U{1 … T}, ε ~ N(0, I), MSE between ε_θ(x_t, t/T, z) and ε. */
-static ct_tensor *diff_loss(void *model, const ct_tensor *u, const ct_tensor *z, ct_gen *g,
-                            fl_terms *terms)
+ct_tensor *fl_diff_eps(const fl_diff *m, const ct_tensor *x, int t, const ct_tensor *z)
 {
-    fl_diff *m = model;
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *tt = ct_full(CT_SHAPE(ct_size(x, 0), 1), (double)t / m->T, ct_dtype_of(x)); /* (B, 1) */
+    ct_tensor *eps = ct_scope_keep(s, fl_timenet_forward(&m->net, x, tt, z));     /* (B, D) */
+    ct_scope_end(s);
+    return eps;
+}
+
+ct_tensor *fl_diff_ddpm_loss(const fl_diff *m, const ct_tensor *u, const ct_tensor *z, ct_gen *g)
+{
     ct_scope *s = ct_scope_begin();
     int64_t b = ct_size(u, 0);
     ct_tensor *t = ct_randint(m->T, CT_SHAPE(b), g);                  /* (B) I64: t − 1 */
@@ -163,35 +182,60 @@ static ct_tensor *diff_loss(void *model, const ct_tensor *u, const ct_tensor *z,
     ct_tensor *pred = fl_timenet_forward(&m->net, x_t, tt, z);                    /* (B, D) */
     ct_tensor *loss = ct_scope_keep(s, ct_mse(pred, eps));
     ct_scope_end(s);
+    return loss;
+}
+
+/* The DDPM loss: t ~ U{1 … T}, ε ~ N(0, I), MSE between ε_θ(x_t, t/T, z) and ε. */
+static ct_tensor *diff_loss(void *model, const ct_tensor *u, const ct_tensor *z, ct_gen *g,
+                            fl_terms *terms)
+{
+    ct_tensor *loss = fl_diff_ddpm_loss(model, u, z, g);
     if (loss && terms) fl_terms_add(terms, "mse", ct_item(loss));
     return loss;
 }
 
-/* τ_i = round(i T / S): distinct for S ≤ T, τ_0 = 0, τ_S = T. */
-static int tau(int i, int S, int T) { return (int)(((int64_t)i * T + S / 2) / S); }
+int fl_ddim_tau(int i, int S, int T, fl_ddim_grid grid)
+{
+    if (i <= 0) return 0;
+    if (grid == FL_DDIM_LEADING) return (int)(((int64_t)(i - 1) * T) / S) + 1;
+    return (int)(((int64_t)i * T + S / 2) / S);   /* distinct for S ≤ T, τ_S = T */
+}
+
+double fl_diff_ddim_sigma(const fl_diff *m, int t, int s, double eta)
+{
+    double a = m->abar[t], ap = m->abar[s];
+    return eta * sqrt((1 - ap) / (1 - a) * (1 - a / ap));
+}
+
+ct_tensor *fl_diff_ddim_update(const fl_diff *m, const ct_tensor *x0, const ct_tensor *eps, int s,
+                               double sigma, const ct_tensor *noise)
+{
+    double ap = m->abar[s];
+    double dir = 1 - ap - sigma * sigma;
+    ct_scope *sc = ct_scope_begin();
+    ct_tensor *y = ct_axpy(ct_muls(x0, sqrt(ap)), sqrt(dir > 0 ? dir : 0), eps);  /* (B, D) */
+    if (sigma > 0) y = ct_axpy(y, sigma, noise);
+    ct_tensor *r = ct_scope_keep(sc, y);
+    ct_scope_end(sc);
+    return r;
+}
 
 /* σ of step i of S at η: the scale of the fresh noise. */
-static double ddim_sigma(const fl_diff *m, int i, int S, double eta)
+static double ddim_sigma(const fl_diff *m, int i, int S, double eta, fl_ddim_grid grid)
 {
-    double a = m->abar[tau(i, S, m->T)], ap = m->abar[tau(i - 1, S, m->T)];
-    return eta * sqrt((1 - ap) / (1 - a) * (1 - a / ap));
+    return fl_diff_ddim_sigma(m, fl_ddim_tau(i, S, m->T, grid), fl_ddim_tau(i - 1, S, m->T, grid), eta);
 }
 
 /* The step with its fresh noise given: noise (B, D), or NULL when σ = 0. */
 static ct_tensor *ddim_step_noised(const fl_diff *m, const ct_tensor *x, const ct_tensor *z, int i,
-                                   int S, double eta, const ct_tensor *noise)
+                                   int S, double eta, fl_ddim_grid grid, const ct_tensor *noise)
 {
-    int t = tau(i, S, m->T), tp = tau(i - 1, S, m->T);
-    double a = m->abar[t], ap = m->abar[tp];
+    int t = fl_ddim_tau(i, S, m->T, grid), tp = fl_ddim_tau(i - 1, S, m->T, grid);
+    double a = m->abar[t];
     ct_scope *s = ct_scope_begin();
-    ct_tensor *tt = ct_full(CT_SHAPE(ct_size(x, 0), 1), (double)t / m->T, ct_dtype_of(x)); /* (B, 1) */
-    ct_tensor *eps = fl_timenet_forward(&m->net, x, tt, z);                       /* (B, D) */
+    ct_tensor *eps = fl_diff_eps(m, x, t, z);                                     /* (B, D) */
     ct_tensor *x0 = ct_muls(ct_axpy(x, -sqrt(1 - a), eps), 1 / sqrt(a));          /* (B, D) */
-    double sigma = ddim_sigma(m, i, S, eta);
-    double dir = 1 - ap - sigma * sigma;
-    ct_tensor *y = ct_axpy(ct_muls(x0, sqrt(ap)), sqrt(dir > 0 ? dir : 0), eps);   /* (B, D) */
-    if (sigma > 0) y = ct_axpy(y, sigma, noise);
-    ct_tensor *r = ct_scope_keep(s, y);
+    ct_tensor *r = ct_scope_keep(s, fl_diff_ddim_update(m, x0, eps, tp, ddim_sigma(m, i, S, eta, grid), noise));
     ct_scope_end(s);
     return r;
 }
@@ -201,25 +245,26 @@ typedef struct {
     const fl_diff *m;
     int i, S;
     double eta;
+    fl_ddim_grid grid;
 } ddim_step_args;
 
 static ct_tensor *ddim_step_fn(const void *ctx, const ct_tensor *const *in, int n)
 {
     const ddim_step_args *a = ctx;
-    return ddim_step_noised(a->m, in[0], in[1], a->i, a->S, a->eta, n > 2 ? in[2] : NULL);
+    return ddim_step_noised(a->m, in[0], in[1], a->i, a->S, a->eta, a->grid, n > 2 ? in[2] : NULL);
 }
 
 /* A step whose noise comes from g, under ct_checkpoint or not: the noise is drawn
  * outside the checkpointed function, so that its recomputation adds the same. */
 static ct_tensor *ddim_step(const fl_diff *m, const ct_tensor *x, const ct_tensor *z, int i, int S,
-                            double eta, ct_gen *g, bool checkpoint)
+                            double eta, fl_ddim_grid grid, ct_gen *g, bool checkpoint)
 {
     ct_scope *s = ct_scope_begin();
-    ct_tensor *noise = ddim_sigma(m, i, S, eta) > 0 ? ct_randn_like(x, g) : NULL;  /* (B, D) */
-    ddim_step_args a = {m, i, S, eta};
+    ct_tensor *noise = ddim_sigma(m, i, S, eta, grid) > 0 ? ct_randn_like(x, g) : NULL; /* (B, D) */
+    ddim_step_args a = {m, i, S, eta, grid};
     const ct_tensor *in[3] = {x, z, noise};
     ct_tensor *y = checkpoint ? ct_checkpoint(ddim_step_fn, &a, sizeof a, in, noise ? 3 : 2)
-                              : ddim_step_noised(m, x, z, i, S, eta, noise);
+                              : ddim_step_noised(m, x, z, i, S, eta, grid, noise);
     ct_tensor *r = ct_scope_keep(s, y);
     ct_scope_end(s);
     return r;
@@ -228,7 +273,7 @@ static ct_tensor *ddim_step(const fl_diff *m, const ct_tensor *x, const ct_tenso
 ct_tensor *fl_diff_ddim_step(const fl_diff *m, const ct_tensor *x, const ct_tensor *z, int i,
                              int S, double eta, ct_gen *g)
 {
-    return ddim_step(m, x, z, i, S, eta, g, false);
+    return ddim_step(m, x, z, i, S, eta, FL_DDIM_ROUND, g, false);
 }
 
 ct_tensor *fl_diff_ddim(const fl_diff *m, const ct_tensor *x_T, const ct_tensor *z,
@@ -242,7 +287,7 @@ ct_tensor *fl_diff_ddim(const fl_diff *m, const ct_tensor *x_T, const ct_tensor 
     const ct_tensor *x = x_T;                                                      /* (B, D) */
     for (int i = S; i >= 1 && x; i--) {
         ct_set_grad_enabled(grad && i <= k);   /* steps S … k+1 without a graph */
-        ct_tensor *y = ddim_step(m, x, z, i, S, o->eta, g, o->checkpoint);
+        ct_tensor *y = ddim_step(m, x, z, i, S, o->eta, o->grid, g, o->checkpoint);
         if (x != x_T) ct_free((ct_tensor *)x);
         x = y;
     }
@@ -258,7 +303,7 @@ ct_tensor *fl_diff_ddim_invert(const fl_diff *m, const ct_tensor *x0, const ct_t
     ct_scope *s = ct_scope_begin();
     const ct_tensor *x = x0;                                                       /* (B, D) */
     for (int i = 1; i <= S && x; i++) {
-        int t = tau(i, S, m->T), tp = tau(i - 1, S, m->T);
+        int t = fl_ddim_tau(i, S, m->T, FL_DDIM_ROUND), tp = fl_ddim_tau(i - 1, S, m->T, FL_DDIM_ROUND);
         double a = m->abar[t], ap = m->abar[tp];
         ct_scope *si = ct_scope_begin();
         ct_tensor *tt = ct_full(CT_SHAPE(ct_size(x, 0), 1), (double)t / m->T, ct_dtype_of(x));

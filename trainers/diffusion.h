@@ -17,23 +17,62 @@
 #ifndef FL_DIFFUSION_H
 #define FL_DIFFUSION_H
 
+#include "architectures/timenet.h"
 #include "ctorch/ct.h"
 
 /* ---- DIFF: DDPM training, DDIM sampling --------------------------------------------- */
 typedef struct fl_diff fl_diff;
 
+/* What a diffusion model is made of, without the config: the family builds one from
+ * diff.*, the NDTM prior (trainers/prior.h) from prior.*. */
+typedef struct {
+    fl_timenet_spec net;  /* ε_θ: dim D, cond_dim C (0: unconditional), … */
+    int T;                /* diffusion steps of training */
+    bool cosine;          /* the cosine ᾱ of Nichol & Dhariwal; else β linear from 1e-4 */
+    double beta_max;      /* the end of the linear β, the clip of the cosine one */
+    int steps;            /* default DDIM steps */
+    double eta;           /* default DDIM η */
+    int grad_steps;       /* diff.grad_steps */
+    bool checkpoint;      /* diff.checkpoint */
+} fl_diff_spec;
+
+/* A model whose parameters ("<name>.…") go into ps; NULL and a message. fl_diff_free. */
+fl_diff *fl_diff_new(const fl_diff_spec *s, ct_params *ps, const char *name, ct_gen *g);
+void fl_diff_free(fl_diff *m);   /* NULL is a no-op */
+
 int fl_diff_T(const fl_diff *m);                 /* diffusion steps T */
+int fl_diff_dim(const fl_diff *m);               /* D */
 double fl_diff_alpha_bar(const fl_diff *m, int t);   /* ᾱ_t, t = 0 … T (ᾱ_0 = 1) */
+/* ε_θ(x, t/T, z): x (B, D) at step t ∈ [1, T], z (B, C) (C = 0: a (B, 0) tensor) -> (B, D). */
+ct_tensor *fl_diff_eps(const fl_diff *m, const ct_tensor *x, int t, const ct_tensor *z);
+/* DDPM's loss on a batch u (B, D): t ~ U{1 … T}, ε ~ N(0, I), the mean of
+ * (ε_θ(√ᾱ_t u + √(1−ᾱ_t) ε, t/T, z) − ε)² -> (). */
+ct_tensor *fl_diff_ddpm_loss(const fl_diff *m, const ct_tensor *u, const ct_tensor *z, ct_gen *g);
+
+/* The time grids of a DDIM sampler of S steps, τ_S > … > τ_1 > τ_0 = 0 in 1 … T:
+ *   ROUND    τ_i = round(i T / S), from τ_S = T (DIFF's);
+ *   LEADING  τ_i = ⌊(i − 1) T / S⌋ + 1 — in the 0-based step numbering of the DDIM and
+ *            NDTM code (t = 990, 980, …, 0 at T = 1000, S = 100) τ_i − 1. */
+typedef enum { FL_DDIM_ROUND = 0, FL_DDIM_LEADING, FL_DDIM_GRID_COUNT } fl_ddim_grid;
+int fl_ddim_tau(int i, int S, int T, fl_ddim_grid grid);
+/* σ of the DDIM step from t to s < t at η: η √((1 − ᾱ_s)/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_s)). */
+double fl_diff_ddim_sigma(const fl_diff *m, int t, int s, double eta);
+/* The DDIM update to step s: √ᾱ_s x̂0 + √(1 − ᾱ_s − σ²) ε + σ noise (noise (B, D), or
+ * NULL when σ = 0) -> (B, D). */
+ct_tensor *fl_diff_ddim_update(const fl_diff *m, const ct_tensor *x0, const ct_tensor *eps, int s,
+                               double sigma, const ct_tensor *noise);
 
 typedef struct {
-    int steps;        /* DDIM steps S, 1 ≤ S ≤ T: the times τ_i = round(i T / S) */
+    int steps;        /* DDIM steps S, 1 ≤ S ≤ T: the times of grid */
     double eta;       /* η: 0 deterministic DDIM, 1 the DDPM posterior variance */
     int grad_steps;   /* k: see above */
     bool checkpoint;  /* see above */
+    fl_ddim_grid grid;   /* FL_DDIM_ROUND unless set */
 } fl_ddim_opts;
 
-/* One DDIM step, i of S (S ≥ i ≥ 1): x at τ_i (B, D) -> x at τ_{i−1} (B, D), given the
- * conditions z (B, C); g draws the fresh noise when η > 0 (unused at η = 0). */
+/* One DDIM step, i of S (S ≥ i ≥ 1) on the ROUND grid: x at τ_i (B, D) -> x at τ_{i−1}
+ * (B, D), given the conditions z (B, C); g draws the fresh noise when η > 0 (unused at
+ * η = 0). */
 ct_tensor *fl_diff_ddim_step(const fl_diff *m, const ct_tensor *x, const ct_tensor *z, int i,
                              int S, double eta, ct_gen *g);
 /* The DDIM sampler from the given noise x_T (B, D) at τ_S = T to a sample at τ_0 = 0

@@ -212,30 +212,13 @@ ct_params *fl_fiber_params(fl_fiber *m) { return m->ps; }
 void *fl_fiber_model(fl_fiber *m) { return m->model; }
 ct_params *fl_fiber_ema(fl_fiber *m) { return m->ema; }
 
-/* A copy of every parameter and buffer of ps, by name and kind, that no optimizer sees. */
-static ct_params *ema_new(const ct_params *ps)
-{
-    ct_params *e = ct_params_new();
-    bool prev = ct_set_grad_enabled(false);
-    for (int i = 0; e && i < ct_params_count(ps); i++) {
-        ct_tensor *copy = ct_unscope(ct_clone(ct_params_at(ps, i)));
-        const char *name = ct_params_name(ps, i);
-        if (!(ct_params_is_buffer(ps, i) ? ct_params_add_buffer(e, name, copy) : ct_params_add(e, name, copy))) {
-            ct_params_free(e);
-            e = NULL;
-        }
-    }
-    ct_set_grad_enabled(prev);
-    return e;
-}
-
 /* After each applied step: the family's hook, then the moving average. */
 static int after_step(fl_fiber *m, int64_t step, int64_t total)
 {
     if (m->fam->after_step && m->fam->after_step(m->model, step, total)) return -1;
     if (m->ema_decay <= 0) return 0;
     if (!m->ema) { /* from the weights after the first step (ActNorm has initialised) */
-        m->ema = ema_new(m->ps);
+        m->ema = ct_params_clone(m->ps);
         return m->ema ? 0 : fl_fail_ctx("EMA weights");
     }
     if (ct_params_ema_update(m->ema, m->ps, m->ema_decay)) return fl_fail_ctx("EMA update");
@@ -353,7 +336,7 @@ static int fiber_after_step(void *ctx, int64_t step)
 static int with_ema_weights(fl_fiber *m, int (*fn)(void *ctx, double *out), void *ctx, double *out)
 {
     if (!m->ema) return fn(ctx, out);
-    ct_params *live = ema_new(m->ps);
+    ct_params *live = ct_params_clone(m->ps);
     int rc = !live || ct_params_copy_values(m->ps, m->ema) ? fl_fail_ctx("EMA weights") : fn(ctx, out);
     if (live && ct_params_copy_values(m->ps, live)) rc = fl_fail_ctx("EMA weights");
     ct_params_free(live);
@@ -424,7 +407,7 @@ static int fiber_get(void *ctx, const ct_archive *a)
     else if (!rc && ct_gen_set_state(t->noise, ct_archive_get(a, "fiber/noise")))
         rc = fl_fail_ctx("fiber/noise");
     if (!rc && t->m->ema_decay > 0 && t->step > 0) { /* the average the steps so far made */
-        if (!t->m->ema) t->m->ema = ema_new(t->m->ps);
+        if (!t->m->ema) t->m->ema = ct_params_clone(t->m->ps);
         rc = !t->m->ema || ct_params_get(t->m->ema, a, "ema/");
     }
     ct_scope_end(s);

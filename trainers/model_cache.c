@@ -90,6 +90,7 @@ typedef struct {
     fl_batcher *b;
     ct_gen *noise;
     char prefix[96];
+    ct_params *ema;          /* the moving average (m->ema_decay > 0), from the first step */
 } trainer;
 
 static ct_tensor *train_step(void *ctx, fl_terms *terms)
@@ -102,14 +103,27 @@ static ct_tensor *train_step(void *ctx, fl_terms *terms)
     return loss;
 }
 
+static int train_after(void *ctx, int64_t step)
+{
+    trainer *t = ctx;
+    (void)step;
+    if (!t->ema) { /* from the weights after the first step */
+        t->ema = ct_params_clone(t->m->ps);
+        return t->ema ? 0 : fl_fail_ctx("%s: EMA weights", t->m->name);
+    }
+    return ct_params_ema_update(t->ema, t->m->ps, t->m->ema_decay) ? fl_fail_ctx("%s: EMA update", t->m->name) : 0;
+}
+
 static int train_put(void *ctx, ct_archive *a)
 {
     trainer *t = ctx;
-    char k[128];
+    char k[128], e[128];
     snprintf(k, sizeof k, "%s/noise", t->m->name);
+    snprintf(e, sizeof e, "%s/ema/", t->m->name);
     ct_scope *sc = ct_scope_begin();
     int rc = fl_batcher_put(t->b, a, t->prefix) ||
-             (t->noise && ct_archive_put(a, k, ct_gen_get_state(t->noise)));
+             (t->noise && ct_archive_put(a, k, ct_gen_get_state(t->noise))) ||
+             (t->ema && ct_params_put(t->ema, a, e));
     ct_scope_end(sc);
     return rc ? -1 : 0;
 }
@@ -122,6 +136,15 @@ static int train_get(void *ctx, const ct_archive *a)
     ct_scope *sc = ct_scope_begin();
     int rc = fl_batcher_get(t->b, a, t->prefix) ||
              (t->noise && ct_gen_set_state(t->noise, ct_archive_get(a, k)) && fl_fail_ctx("%s", k));
+    /* the average, when the checkpoint has one (every one after the first step does) */
+    char e[256];
+    snprintf(e, sizeof e, "%s/ema/%s", t->m->name, ct_params_count(t->m->ps) ? ct_params_name(t->m->ps, 0) : "");
+    if (!rc && t->m->ema_decay > 0 && ct_archive_has(a, e)) {
+        snprintf(e, sizeof e, "%s/ema/", t->m->name);
+        ct_params_free(t->ema);
+        t->ema = ct_params_clone(t->m->ps);
+        if (!t->ema || ct_params_get(t->ema, a, e)) rc = fl_fail_ctx("%s: EMA weights", t->m->name);
+    }
     ct_scope_end(sc);
     return rc ? -1 : 0;
 }
@@ -139,7 +162,7 @@ static int train(const fl_config *c, const fl_dataset *ds, const fl_cached *m, c
                         .recolor = m->recolor || fl_cfg_bool(c, "data.recolor_each_epoch"),
                         .drop_last = false,
                         .seed = seed};
-    trainer t = {m, fl_batcher_new(ds, FL_TRAIN, &bo), m->noise_salt ? ct_gen_new(seed ^ m->noise_salt) : NULL, ""};
+    trainer t = {m, fl_batcher_new(ds, FL_TRAIN, &bo), m->noise_salt ? ct_gen_new(seed ^ m->noise_salt) : NULL, "", NULL};
     snprintf(t.prefix, sizeof t.prefix, "%s/batches/", m->name);
     if (!t.b) {
         ct_gen_free(t.noise);
@@ -155,10 +178,13 @@ static int train(const fl_config *c, const fl_dataset *ds, const fl_cached *m, c
     o.checkpoint = ckpt;
     o.resume = true;
     o.fingerprint = key;
-    fl_task task = {m->ps, &t, train_step, NULL, train_put, train_get, NULL};
+    fl_task task = {m->ps, &t, train_step, NULL, train_put, train_get,
+                    m->ema_decay > 0 ? train_after : NULL};
     fl_train_result res;
     fl_info("training %s (%lld steps) into %s", m->name, (long long)o.steps, path);
     int rc = fl_train_run(&task, &o, &res);
+    if (!rc && t.ema && ct_params_copy_values(m->ps, t.ema)) rc = fl_fail_ctx("%s: EMA weights", m->name);
+    ct_params_free(t.ema);
     info->steps = res.steps_done;
     info->train_seconds = res.seconds;
     fl_train_result_free(&res);

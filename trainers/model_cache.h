@@ -33,6 +33,9 @@ typedef struct {
     int n_extra_keys;
     uint64_t noise_salt;     /* its noise stream is seeded <section>.seed ^ noise_salt */
     bool recolor;            /* fresh colors every epoch even without data.recolor_each_epoch */
+    double ema_decay;        /* > 0: an exponential moving average of the weights over the
+                                training (kept in its checkpoints) becomes the model; 0: the
+                                last weights */
 
     ct_params *ps;           /* its parameters and buffers, built (borrowed) */
     void *ctx;

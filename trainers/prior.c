@@ -1,0 +1,219 @@
+/* The latent diffusion prior: its keys, training on the VAE's latents, the report, the
+ * cache. */
+#include "trainers/prior.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "architectures/timenet.h"
+#include "core/colorlaw.h"
+#include "core/log.h"
+#include "datasets/colormnist.h"
+#include "trainers/model_cache.h"
+
+const fl_key fl_keys_prior[] = {
+    FL_TIMENET_KEYS("prior"),
+    {"prior.seed", FL_KEY_INT, "0", 0, 4294967295.0, NULL,
+     "Seed of the prior's initialisation, batches, noise and report samples."},
+    {"prior.steps", FL_KEY_INT, "6000", 1, 1e9, NULL, "Optimizer steps of the prior's training."},
+    {"prior.lr", FL_KEY_NUM, "2e-3", 0, 10, NULL,
+     "Peak learning rate of the prior's training (one-cycle schedule)."},
+    {"prior.batch_size", FL_KEY_INT, "256", 1, 1e6, NULL, "Mini-batch size of the prior's training."},
+    {"prior.T", FL_KEY_INT, "1000", 2, 100000, NULL, "Diffusion steps T of the prior (the paper: 1000)."},
+    {"prior.beta_max", FL_KEY_NUM, "0.02", 1e-4, 0.999, NULL,
+     "End of the prior's linear β schedule from 1e-4 (the paper: 0.02)."},
+    {"prior.ema_decay", FL_KEY_NUM, "0.999", 0, 0.999999, NULL,
+     "Decay of the exponential moving average of the prior's weights, which becomes the "
+     "prior (0: the last weights)."},
+    {"prior.report_samples", FL_KEY_INT, "2000", 1, 1e7, NULL,
+     "Decoded unconditional samples whose color KL and W1 against the exact law the prior "
+     "reports after training."},
+    {"prior.report_steps", FL_KEY_INT, "100", 1, 100000, NULL,
+     "DDIM steps of the report's samples (at most prior.T)."},
+    {"prior.report_eta", FL_KEY_NUM, "0.25", 0, 1, NULL, "DDIM η of the report's samples."},
+    FL_KEYS_END,
+};
+
+struct fl_prior {
+    fl_diff *m;
+    ct_params *ps;
+    fl_vae *vae;             /* borrowed */
+    int report_samples, report_steps;
+    double report_eta;
+    uint64_t seed;
+    double report[8];        /* kl R, G, B, mean; w1 R, G, B, mean (the cache's report) */
+    char path[4096];
+    fl_prior_report rep;
+};
+
+void fl_prior_free(fl_prior *p)
+{
+    if (!p) return;
+    fl_diff_free(p->m);
+    ct_params_free(p->ps);
+    free(p);
+}
+
+const fl_diff *fl_prior_diff(const fl_prior *p) { return p->m; }
+fl_vae *fl_prior_vae(const fl_prior *p) { return p->vae; }
+const char *fl_prior_path(const fl_prior *p) { return p->path; }
+const fl_prior_report *fl_prior_report_of(const fl_prior *p) { return &p->rep; }
+
+ct_tensor *fl_prior_no_cond(int64_t b) { return ct_zeros(CT_SHAPE(b, 0), ct_float_dtype()); }
+
+ct_tensor *fl_prior_sample(const fl_prior *p, int64_t n, int S, double eta, ct_gen *g)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x_T = ct_randn(CT_SHAPE(n, fl_diff_dim(p->m)), ct_float_dtype(), g); /* (n, D) */
+    fl_ddim_opts o = {.steps = S, .eta = eta, .grid = FL_DDIM_LEADING};
+    ct_tensor *x = ct_scope_keep(s, fl_diff_ddim(p->m, x_T, fl_prior_no_cond(n), &o, g));
+    ct_scope_end(s);
+    return x;
+}
+
+/* DDPM's loss on the VAE means of a batch of colored images. */
+static ct_tensor *train_step(void *ctx, const fl_batch *b, ct_gen *noise, fl_terms *terms)
+{
+    fl_prior *p = ctx;
+    bool prev = ct_set_grad_enabled(false);
+    ct_tensor *u = fl_vae_encode(p->vae, b->colored);                   /* (B, D) */
+    ct_set_grad_enabled(prev);
+    ct_tensor *loss = fl_diff_ddpm_loss(p->m, u, fl_prior_no_cond(b->size), noise);
+    if (!loss) {
+        fl_fail_ctx("prior");
+        return NULL;
+    }
+    fl_terms_add(terms, "mse", ct_item(loss));
+    return loss;
+}
+
+/* The report: colors of decoded samples against the law. */
+static int measure(void *ctx, const fl_dataset *ds)
+{
+    (void)ds;
+    fl_prior *p = ctx;
+    ct_gen *g = ct_gen_new(p->seed ^ 0x9e9047ull);
+    int64_t n = p->report_samples;
+    float *colors = malloc((size_t)n * 3 * sizeof *colors);
+    int rc = colors && g ? 0 : fl_fail("out of memory");
+    for (int64_t i = 0; i < n && !rc; i += 500) {
+        ct_scope *s = ct_scope_begin();
+        int64_t len = i + 500 > n ? n - i : 500;
+        ct_tensor *x = fl_prior_sample(p, len, p->report_steps, p->report_eta, g);   /* (len, D) */
+        ct_tensor *bg = fl_background(fl_vae_decode(p->vae, x));                     /* (len, 3) */
+        ct_tensor *bg32 = ct_to_dtype(bg, CT_F32);
+        if (!bg32 || ct_to_data(bg32, colors + 3 * i, (size_t)len * 3 * sizeof *colors))
+            rc = fl_fail_ctx("prior: report samples");
+        ct_scope_end(s);
+    }
+    fl_colorlaw law = fl_colorlaw_paper();
+    if (!rc) rc = fl_color_metrics_of(&law, colors, n, 100, &p->rep.color);
+    for (int k = 0; k < 3 && !rc; k++) p->report[k] = p->rep.color.kl[k], p->report[4 + k] = p->rep.color.w1[k];
+    p->report[3] = p->rep.color.kl_mean;
+    p->report[7] = p->rep.color.w1_mean;
+    free(colors);
+    ct_gen_free(g);
+    return rc;
+}
+
+/* Bumped whenever the network or its training change what a setting produces. */
+#define FL_PRIOR_FORMAT 1
+
+static const char *const extra_keys[] = {"vae"};
+
+static fl_cached cached_spec(fl_prior *p, int dim)
+{
+    return (fl_cached){
+        .name = "prior-latent",
+        .section = "prior",
+        .format = FL_PRIOR_FORMAT,
+        .extra_keys = extra_keys,
+        .n_extra_keys = 1,
+        .noise_salt = 0x9a1e7ull,
+        .recolor = true,
+        .ema_decay = 0,          /* set by the caller */
+        .ps = p->ps,
+        .ctx = p,
+        .step_loss = train_step,
+        .measure = measure,
+        .n_ids = 1,
+        .ids = {{"dim", dim}},
+        .n_report = 8,
+        .report = {{"kl_r", &p->report[0]}, {"kl_g", &p->report[1]}, {"kl_b", &p->report[2]},
+                   {"kl_mean", &p->report[3]}, {"w1_r", &p->report[4]}, {"w1_g", &p->report[5]},
+                   {"w1_b", &p->report[6]}, {"w1_mean", &p->report[7]}},
+    };
+}
+
+int fl_prior_cache_path(const fl_config *c, char *buf, size_t n)
+{
+    fl_prior p = {0};
+    fl_cached m = cached_spec(&p, (int)fl_cfg_int(c, "vae.latent"));
+    return fl_cached_path(c, &m, false, buf, n, NULL);
+}
+
+/* The prior's settings that the schema's bounds cannot check. */
+static int check(const fl_config *c)
+{
+    int T = (int)fl_cfg_int(c, "prior.T");
+    int64_t blocks = fl_cfg_int(c, "prior.blocks"), layers = fl_cfg_int(c, "prior.layers");
+    if ((blocks > 0 ? blocks * layers : layers) > FL_MLP_MAX)
+        return fl_fail("prior.blocks: %lld blocks of %lld layers, at most %d layers in all",
+                       (long long)blocks, (long long)layers, FL_MLP_MAX);
+    if (fl_cfg_int(c, "prior.time_embed") % 2)
+        return fl_fail("prior.time_embed: %lld is odd (sin and cos pairs)",
+                       (long long)fl_cfg_int(c, "prior.time_embed"));
+    if (fl_cfg_int(c, "prior.report_steps") > T)
+        return fl_fail("prior.report_steps: %lld DDIM steps, more than prior.T = %d",
+                       (long long)fl_cfg_int(c, "prior.report_steps"), T);
+    return 0;
+}
+
+int fl_prior_open(const fl_config *c, const fl_dataset *ds, fl_vae *vae, fl_prior **out)
+{
+    *out = NULL;
+    if (check(c)) return -1;
+    fl_prior *p = calloc(1, sizeof *p);
+    if (!p) return fl_fail("out of memory");
+    p->vae = vae;
+    p->seed = (uint64_t)fl_cfg_int(c, "prior.seed");
+    p->report_samples = (int)fl_cfg_int(c, "prior.report_samples");
+    p->report_steps = (int)fl_cfg_int(c, "prior.report_steps");
+    p->report_eta = fl_cfg_num(c, "prior.report_eta");
+    p->ps = ct_params_new();
+    int dim = fl_vae_dim(vae);
+    fl_diff_spec s = {.net = {.dim = dim,
+                              .cond_dim = 0,
+                              .embed = (int)fl_cfg_int(c, "prior.time_embed"),
+                              .hidden = (int)fl_cfg_int(c, "prior.hidden"),
+                              .n_blocks = (int)fl_cfg_int(c, "prior.blocks"),
+                              .n_layers = (int)fl_cfg_int(c, "prior.layers"),
+                              .act = fl_act_parse(fl_cfg_str(c, "prior.activation"))},
+                      .T = (int)fl_cfg_int(c, "prior.T"),
+                      .cosine = false,
+                      .beta_max = fl_cfg_num(c, "prior.beta_max"),
+                      .steps = p->report_steps,
+                      .eta = p->report_eta};
+    ct_gen *g = ct_gen_new(p->seed ^ 0x91e0ull);
+    p->m = p->ps ? fl_diff_new(&s, p->ps, "prior.eps", g) : NULL;
+    ct_gen_free(g);
+    int rc = p->m ? 0 : -1;
+    fl_cached m = cached_spec(p, dim);
+    m.ema_decay = fl_cfg_num(c, "prior.ema_decay");
+    fl_cached_info info = {0};
+    if (!rc) rc = fl_cached_open(c, ds, &m, p->path, sizeof p->path, &info);
+    if (rc) {
+        fl_prior_free(p);
+        return -1;
+    }
+    p->rep.trained = info.trained;
+    p->rep.steps = info.steps;
+    p->rep.train_seconds = info.train_seconds;
+    for (int k = 0; k < 3; k++) p->rep.color.kl[k] = p->report[k], p->rep.color.w1[k] = p->report[4 + k];
+    p->rep.color.kl_mean = p->report[3];
+    p->rep.color.w1_mean = p->report[7];
+    *out = p;
+    return 0;
+}

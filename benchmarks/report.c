@@ -399,7 +399,7 @@ static int write_plots(const char *dir, const cell *cells, int nc, const ref_lin
                : 0;
 }
 
-int fl_sweep_report(const char *dir)
+static int report(const char *dir)
 {
     char runs_dir[4200];
     snprintf(runs_dir, sizeof runs_dir, "%s/runs", dir);
@@ -450,10 +450,30 @@ int fl_sweep_report(const char *dir)
             char run_path[4600], png[4600];
             snprintf(run_path, sizeof run_path, "%s/%s", dir, rows[i].file);
             snprintf(png, sizeof png, "%s/grids/%s.png", dir, rows[i].name);
+            fl_remove_temps_of(png);   /* a killed report's; the lock is held */
             rc = write_grid(run_path, png);
         }
     }
     free(cells);
     free(rows);
     return rc ? -1 : 0;
+}
+
+/* One process at a time rewrites the report (two sweeps sharing the folder end
+ * together); the temporaries of a killed one are removed under the lock. */
+int fl_sweep_report(const char *dir)
+{
+    char target[4200], path[4300];
+    snprintf(target, sizeof target, "%s/report", dir);
+    fl_lock *lk;
+    if (fl_lock_take(target, true, &lk)) return -1;
+    const char *outs[] = {"index.json", "timing.md", "summary.md", "fidelity_consistency.png",
+                          "fidelity_consistency.svg"};
+    for (size_t i = 0; i < sizeof outs / sizeof *outs; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, outs[i]);
+        fl_remove_temps_of(path);
+    }
+    int rc = report(dir);
+    fl_lock_release(lk);
+    return rc;
 }

@@ -203,15 +203,11 @@ static void log_result(const char *name, const fl_eval_result *r, const char *ta
             100 * r->tail_share, r->tail_loss, tail);
 }
 
-/* Computes the reference lines into dir/references.h5 unless they are there; the
- * nearest-neighbour line's targets go to nn (the runs are related to it). */
-static int ensure_references(const fl_config *c, const char *dir, const fl_dataset *ds,
-                             fl_subject *subj, fl_vae *vae, fl_eval_result *nn)
+/* The reference lines into path (its lock held), unless another process just did. */
+static int compute_references(const fl_config *c, const char *path, const char *hash,
+                              const fl_dataset *ds, fl_subject *subj, fl_vae *vae,
+                              fl_eval_result *nn)
 {
-    char path[4200], hash[17];
-    const char *secs[] = {"data", "subject", "vae", "eval"};
-    fl_config_hash(c, secs, 4, hash);
-    snprintf(path, sizeof path, "%s/references.h5", dir);
     if (file_matches(path, "config_hash", hash))
         return fl_eval_read_targets(path, "lines/nearest_neighbour", nn);
     fl_info("computing the reference lines");
@@ -227,6 +223,24 @@ static int ensure_references(const fl_config *c, const char *dir, const fl_datas
         return -1;
     }
     return fl_h5w_commit(w) || fl_eval_read_targets(path, "lines/nearest_neighbour", nn) ? -1 : 0;
+}
+
+/* Computes the reference lines into dir/references.h5 unless they are there; the
+ * nearest-neighbour line's targets go to nn (the runs are related to it). */
+static int ensure_references(const fl_config *c, const char *dir, const fl_dataset *ds,
+                             fl_subject *subj, fl_vae *vae, fl_eval_result *nn)
+{
+    char path[4200], hash[17];
+    const char *secs[] = {"data", "subject", "vae", "eval"};
+    fl_config_hash(c, secs, 4, hash);
+    snprintf(path, sizeof path, "%s/references.h5", dir);
+    if (file_matches(path, "config_hash", hash))
+        return fl_eval_read_targets(path, "lines/nearest_neighbour", nn);
+    fl_lock *lk;
+    if (fl_lock_take(path, true, &lk)) return -1;
+    int rc = compute_references(c, path, hash, ds, subj, vae, nn);
+    fl_lock_release(lk);
+    return rc;
 }
 
 /* Applies the entries of sweep.overrides that name family to run; -1 and a message
@@ -326,23 +340,25 @@ static int pairs_for(space_pairs *p, fl_space space, const fl_config *c, fl_vae 
     return rc ? -1 : 0;
 }
 
-/* One cell: reused when its run file has both keys; scored again from the saved model
- * when only the evaluation settings changed; trained otherwise. */
-static int run_cell(const fl_config *run, const char *name, const fl_dataset *ds,
-                    fl_subject *subj, fl_vae *vae, const fl_eval_result *nn, space_pairs *pairs,
-                    fl_sweep_summary *sum)
+/* The files of one cell. */
+typedef struct {
+    char path[4400], ckpt[4400], model_path[4400], mk[17], ek[17];
+} cell_files;
+
+static bool cell_done(const cell_files *f)
 {
-    char path[4400], ckpt[4400], model_path[4400], mk[17], ek[17], have[17];
-    snprintf(path, sizeof path, "%s/runs/%s.h5", sum->dir, name);
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoints/%s.ckpt", sum->dir, name);
-    snprintf(model_path, sizeof model_path, "%s/models/%s.h5", sum->dir, name);
-    fl_config_hash_role(run, FL_ROLE_MODEL, mk);
-    fl_config_hash_role(run, FL_ROLE_EVAL, ek);
-    if (file_matches(path, "model_key", mk) && file_matches(path, "eval_key", ek)) {
-        fl_info("%s: done before, reused", name);
-        sum->runs_reused++;
-        return 0;
-    }
+    return file_matches(f->path, "model_key", f->mk) && file_matches(f->path, "eval_key", f->ek);
+}
+
+/* One cell whose lock is held: scored again from the saved model when only the
+ * evaluation settings changed; trained otherwise. */
+static int make_cell(const fl_config *run, const char *name, const cell_files *f,
+                     const fl_dataset *ds, fl_subject *subj, fl_vae *vae,
+                     const fl_eval_result *nn, space_pairs *pairs, fl_sweep_summary *sum)
+{
+    const char *path = f->path, *ckpt = f->ckpt, *model_path = f->model_path, *mk = f->mk,
+               *ek = f->ek;
+    char have[17];
     const char *family = fl_cfg_str(run, "model.family");
     double lambda = fl_cfg_num(run, "train.lambda");
     int64_t seed = fl_cfg_int(run, "seed");
@@ -397,6 +413,43 @@ static int run_cell(const fl_config *run, const char *name, const fl_dataset *ds
     return rc;
 }
 
+/* One cell: reused when its run file has both keys, else made under its lock
+ * (runs/<name>.h5.lock), so two processes sharing the sweep folder make it once. wait:
+ * block while another process holds it; else return 1 at once (left for later). */
+static int run_cell(const fl_config *run, const char *name, bool wait, const fl_dataset *ds,
+                    fl_subject *subj, fl_vae *vae, const fl_eval_result *nn, space_pairs *pairs,
+                    fl_sweep_summary *sum)
+{
+    cell_files f;
+    snprintf(f.path, sizeof f.path, "%s/runs/%s.h5", sum->dir, name);
+    snprintf(f.ckpt, sizeof f.ckpt, "%s/checkpoints/%s.ckpt", sum->dir, name);
+    snprintf(f.model_path, sizeof f.model_path, "%s/models/%s.h5", sum->dir, name);
+    fl_config_hash_role(run, FL_ROLE_MODEL, f.mk);
+    fl_config_hash_role(run, FL_ROLE_EVAL, f.ek);
+    bool done = cell_done(&f);
+    fl_lock *lk = NULL;
+    if (!done) {
+        int got = fl_lock_take(f.path, wait, &lk);
+        if (got < 0) return -1;
+        if (got == 1) {
+            fl_info("%s: another process is making it; back to it after the others", name);
+            return 1;
+        }
+        done = cell_done(&f);   /* made by the process we waited for */
+    }
+    int rc = 0;
+    if (done) {
+        fl_info("%s: done before, reused", name);
+        sum->runs_reused++;
+    } else {
+        fl_remove_temps_of(f.ckpt);   /* a killed run's; the lock is held */
+        fl_remove_temps_of(f.model_path);
+        rc = make_cell(run, name, &f, ds, subj, vae, nn, pairs, sum) ? -1 : 0;
+    }
+    fl_lock_release(lk);
+    return rc;
+}
+
 int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
 {
     memset(sum, 0, sizeof *sum);
@@ -428,18 +481,26 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
     }
     sum->seconds_setup = fl_now() - t0;
 
-    for (int fi = 0; fi < nf && !rc; fi++)
-        for (int li = 0; li < nl && !rc; li++)
-            for (int si = 0; si < ns && !rc; si++) {
-                const char *family = fl_cfg_list_str(c, "sweep.families", fi);
-                double lambda = fl_cfg_list_num(c, "sweep.lambdas", li);
-                int64_t seed = (int64_t)fl_cfg_list_num(c, "sweep.seeds", si);
-                char name[128];
-                fl_run_name(family, lambda, seed, name, sizeof name);
-                fl_config *run = cell_config(c, family, lambda, seed);
-                rc = !run || run_cell(run, name, ds, subj, vae, &nn, pairs, sum);
-                fl_config_free(run);
-            }
+    /* the first pass makes the cells no other process holds; the second waits for the
+     * ones another process was making, and so reuses them */
+    bool *later = calloc((size_t)sum->runs_total, sizeof *later);
+    if (!later) rc = fl_fail("out of memory");
+    for (int pass = 0; pass < 2 && !rc; pass++)
+        for (int i = 0; i < sum->runs_total && !rc; i++) {
+            if (pass == 1 && !later[i]) continue;
+            int fi = i / (nl * ns), li = i / ns % nl, si = i % ns;
+            const char *family = fl_cfg_list_str(c, "sweep.families", fi);
+            double lambda = fl_cfg_list_num(c, "sweep.lambdas", li);
+            int64_t seed = (int64_t)fl_cfg_list_num(c, "sweep.seeds", si);
+            char name[128];
+            fl_run_name(family, lambda, seed, name, sizeof name);
+            fl_config *run = cell_config(c, family, lambda, seed);
+            int got = run ? run_cell(run, name, pass == 1, ds, subj, vae, &nn, pairs, sum) : -1;
+            fl_config_free(run);
+            later[i] = got == 1;
+            rc = got < 0;
+        }
+    free(later);
     if (!rc) {
         double tr = fl_now();
         rc = fl_sweep_report(sum->dir);

@@ -50,6 +50,10 @@ void fl_digits_free(fl_digits *d);   /* NULL is a no-op */
  * last ⌊n_d / 6⌋ digits are test. */
 int fl_digits_load_npm(const char *dir, fl_digits **out);
 int fl_digits_hash_npm(const char *dir, char hash[17]);
+/* One npm class file's text (len bytes, path for messages) into a new float array
+ * (caller frees) of *count digits of 28 × 28; -1 and "PATH: …" naming what is wrong. */
+int fl_digits_parse_npm(const char *path, const uint8_t *text, size_t len, float **out,
+                        int64_t *count);
 /* prefix + "train-images-idx3-ubyte" etc. (a folder is taken as "folder/"); each file
  * plain or .gz; the test files may be named t10k-… (MNIST) or test-… (EMNIST). */
 int fl_digits_load_idx(const char *prefix, const char *source, fl_digits **out);

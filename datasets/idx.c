@@ -19,6 +19,9 @@ static int gunzip(const char *path, const uint8_t *in, size_t n, uint8_t **out, 
     size_t cap = n >= 4 ? (size_t)in[n - 4] | (size_t)in[n - 3] << 8 | (size_t)in[n - 2] << 16 |
                               (size_t)in[n - 1] << 24
                         : 0;   /* ISIZE: the size mod 2^32, a good first guess */
+    /* ... unless the trailer lies: deflate expands at most 1032-fold, so a 20-byte file
+     * claiming 4 GB does not allocate them (the buffer grows as inflate needs) */
+    if (cap / 1032 > n) cap = 1032 * n;
     if (cap < 2 * n) cap = 2 * n + 1024;
     uint8_t *buf = malloc(cap);
     if (!buf) return fl_fail("%s: out of memory", path);

@@ -21,8 +21,7 @@ static void class_path(const char *dir, int d, char *buf, size_t n)
     snprintf(buf, n, "%s/%d.json", dir, d);
 }
 
-/* Parses one class file into a new float array of *count digits. */
-static int parse_class(const char *path, const uint8_t *text, size_t len, float **out,
+int fl_digits_parse_npm(const char *path, const uint8_t *text, size_t len, float **out,
                        int64_t *count)
 {
     *out = NULL;
@@ -103,7 +102,7 @@ static void *parse_files(void *arg)
         char path[4200];
         class_path(w->dir, d, path, sizeof path);
         if (fl_read_file(path, &w->text[d], &w->len[d]) ||
-            parse_class(path, w->text[d], w->len[d], &w->cls[d], &w->cnt[d])) {
+            fl_digits_parse_npm(path, w->text[d], w->len[d], &w->cls[d], &w->cnt[d])) {
             w->failed = d;
             snprintf(w->err, sizeof w->err, "%s", fl_error());
             break;

@@ -541,36 +541,54 @@ static int provenance_matches(const char *path, const fl_data_spec *s, const cha
     return ok;
 }
 
+/* The cached file at path if it is there, matches s and loads: 1 and *out; 0 (why
+ * says why not, "" when there is no file); -1 and a message. */
+static int open_cached(const fl_data_spec *s, const char *path, fl_dataset_stats *st,
+                       fl_dataset **out, char *why, size_t n)
+{
+    why[0] = 0;
+    if (access(path, F_OK) != 0) return 0;
+    double t0 = fl_now();
+    char hash[17];
+    if (fl_digits_hash(s->source, s->location, hash)) return -1;
+    st->t_check = fl_now() - t0;
+    if (provenance_matches(path, s, hash, why, n)) {
+        t0 = fl_now();
+        fl_dataset *d;
+        /* a cache file that does not load (changed or corrupt contents) is rebuilt */
+        if (fl_dataset_load(path, &d) == 0) {
+            st->t_load = fl_now() - t0;
+            d->spec = *s;
+            d->stats = *st;
+            *out = d;
+            return 1;
+        }
+        snprintf(why, n, "%s", fl_error());
+    }
+    return 0;
+}
+
 int fl_dataset_open_spec(const fl_data_spec *s, bool force, fl_dataset **out)
 {
     *out = NULL;
-    char path[4200], dir[4200];
+    char path[4200], dir[4200], why[256];
     fl_data_store_path(s, path, sizeof path);
     snprintf(dir, sizeof dir, "%s/datasets", s->cache_dir);
     if (fl_mkdir_p(dir)) return -1;
     fl_remove_stale_temps(dir, "colormnist-");
     fl_dataset_stats st = {0};
-    if (!force && access(path, F_OK) == 0) {
-        double t0 = fl_now();
-        char hash[17], why[256];
-        if (fl_digits_hash(s->source, s->location, hash)) return -1;
-        st.t_check = fl_now() - t0;
-        if (provenance_matches(path, s, hash, why, sizeof why)) {
-            t0 = fl_now();
-            fl_dataset *d;
-            /* a cache file that does not load (changed or corrupt contents) is rebuilt */
-            if (fl_dataset_load(path, &d) == 0) {
-                st.t_load = fl_now() - t0;
-                d->spec = *s;
-                d->stats = st;
-                *out = d;
-                return 0;
-            }
-            snprintf(why, sizeof why, "%s", fl_error());
-        }
-        fl_info("%s: rebuilding: %s", path, why);
+    int rc = force ? 0 : open_cached(s, path, &st, out, why, sizeof why);
+    if (rc) return rc < 0 ? -1 : 0;
+    /* built by one process at a time; one that waited finds it built */
+    fl_lock *lk;
+    if (fl_lock_take(path, true, &lk)) return -1;
+    if (!force) rc = open_cached(s, path, &st, out, why, sizeof why);
+    if (rc == 0) {
+        if (why[0]) fl_info("%s: rebuilding: %s", path, why);
+        rc = build(s, path, &st, out);
     }
-    return build(s, path, &st, out);
+    fl_lock_release(lk);
+    return rc < 0 ? -1 : 0;
 }
 
 int fl_dataset_open(const fl_config *c, fl_dataset **out)

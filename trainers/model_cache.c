@@ -209,7 +209,21 @@ int fl_cached_open(const fl_config *c, const fl_dataset *ds, const fl_cached *m,
     *info = (fl_cached_info){false, 0, 0};
     uint64_t key = 0;
     if (fl_cached_path(c, m, true, path, n, &key)) return -1;
-    int rc = access(path, F_OK) == 0 ? load(m, path, info) : train(c, ds, m, path, key, info);
+    /* a cached file appears whole (renamed into place), so one that is there is loaded
+     * without the lock; one that is not is trained under it, by one process at a time:
+     * a second one waits, then finds it trained */
+    int rc;
+    if (access(path, F_OK) == 0) {
+        rc = load(m, path, info);
+    } else {
+        fl_lock *lk;
+        char train_ckpt[4200];
+        if (fl_lock_take(path, true, &lk)) return fl_fail_ctx("%s", m->name);
+        snprintf(train_ckpt, sizeof train_ckpt, "%s.train", path);
+        fl_remove_temps_of(train_ckpt);
+        rc = access(path, F_OK) == 0 ? load(m, path, info) : train(c, ds, m, path, key, info);
+        fl_lock_release(lk);
+    }
     if (!rc) ct_params_set_trainable(m->ps, false);
     return rc;
 }

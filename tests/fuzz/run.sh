@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds the fuzz targets (build.sh) and runs each for SECONDS (default 10) on its seed
+# corpus (tests/fuzz/corpus/<target>/, kept) plus what it grows (BUILD/fuzz/corpus/,
+# not kept); prints each target's executions and time. A crash stops that target and
+# leaves its input in BUILD/fuzz/crashes/<target>/: fix it and copy the input to
+# tests/fuzz/crashes/<target>/, where test_fuzz_inputs replays it in every build.
+# usage: run.sh [SECONDS [TARGET ...]]   env: FL_BUILD (default build), FL_FUZZ_JOBS
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+secs=${1:-10}
+shift || true
+build=${FL_BUILD:-$root/build}
+targets=("$@")
+"$root/tests/fuzz/build.sh" "$build" "${targets[@]}" || exit 1
+[ ${#targets[@]} -eq 0 ] && targets=(config idx npm samples cached dataset)
+fails=0
+for t in "${targets[@]}"; do
+    corpus="$build/fuzz/corpus/$t" crashes="$build/fuzz/crashes/$t"
+    mkdir -p "$corpus" "$crashes"
+    log="$build/fuzz/$t.log"
+    # -rss_limit_mb: libtorch alone takes ~400 MB; a reader that allocates what a header
+    # claims is a finding (malloc_limit_mb)
+    "$build/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=3072 \
+        -malloc_limit_mb=1024 -print_final_stats=1 -artifact_prefix="$crashes/" \
+        "$corpus" "$root/tests/fuzz/corpus/$t" >"$log" 2>&1
+    rc=$?
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1)
+    if [ $rc -eq 0 ]; then
+        echo "fuzz_$t: ${runs:-?} executions in ${took:-$secs} s, no crash"
+    else
+        echo "fuzz_$t: FAILED (exit $rc) after ${runs:-?} executions; input in $crashes/, log $log"
+        grep -m3 -E 'ERROR|SUMMARY|runtime error' "$log" | sed 's/^/    /'
+        fails=$((fails + 1))
+    fi
+done
+exit $((fails > 0))

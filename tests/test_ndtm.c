@@ -59,7 +59,9 @@ static void tiny_new(tiny *t, double clamp)
     t->m = fl_diff_new(&s, t->ps, "tiny", g);
     cr_assert_not_null(t->m, "%s", fl_error());
     ct_params_set_trainable(t->ps, false);
+    ct_scope *sc = ct_scope_begin();   /* the draw is a temporary; only w outlives it */
     ct_tensor *w = ct_unscope(ct_muls(ct_randn(CT_SHAPE(D, 8), ct_float_dtype(), g), 0.05));
+    ct_scope_end(sc);
     t->f = fl_subject_custom("projection", 8, proj_forward, w, proj_free);
     ct_gen_free(g);
     t->p = (fl_ndtm_prior){t->m, pix_decode, pix_encode, NULL, clamp};

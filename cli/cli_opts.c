@@ -70,3 +70,17 @@ fl_config *cli_opts_config_over(const char *cmd, const cli_opts *o, fl_config *c
     fl_threads_set(threads, FL_WORK_CONV);
     return c;
 }
+
+int cli_opt_retrain(void *ctx, int argc, char **argv, int i)
+{
+    (void)argc;
+    if (strcmp(argv[i], "--retrain") != 0) return 0;
+    *(int *)ctx = 1;
+    return 1;
+}
+
+int cli_remove_cached(const char *cmd, const char *path, const char *what)
+{
+    if (access(path, F_OK) != 0 || unlink(path) == 0) return 0;
+    return cli_fail(cmd, "%s: cannot remove the cached %s", path, what);
+}

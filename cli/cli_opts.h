@@ -29,4 +29,11 @@ fl_config *cli_opts_config(const char *cmd, const cli_opts *o);
  * a key that changes a trained model (fl_config_role MODEL) is refused. */
 fl_config *cli_opts_config_over(const char *cmd, const cli_opts *o, fl_config *c, bool eval_only);
 
+/* The `other` of cli_opts_parse for commands whose one own option is --retrain: sets
+ * *(int *)ctx to 1. */
+int cli_opt_retrain(void *ctx, int argc, char **argv, int i);
+/* --retrain: removes the cached file at path when there is one; 0, or 1 after printing
+ * "fiberlab CMD: PATH: cannot remove the cached WHAT". */
+int cli_remove_cached(const char *cmd, const char *path, const char *what);
+
 #endif

@@ -3,7 +3,6 @@
  * samples against the exact law. */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
@@ -32,14 +31,6 @@ static void usage(void)
            "prior.ema_decay, … (configs/README.md).\n");
 }
 
-static int own(void *ctx, int argc, char **argv, int i)
-{
-    (void)argc;
-    if (strcmp(argv[i], "--retrain") != 0) return 0;
-    *(int *)ctx = 1;
-    return 1;
-}
-
 int cmd_train_prior(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
@@ -48,7 +39,7 @@ int cmd_train_prior(int argc, char **argv)
     }
     cli_opts o;
     int retrain = 0;
-    if (cli_opts_parse(CMD, argc, argv, &o, own, &retrain)) return 1;
+    if (cli_opts_parse(CMD, argc, argv, &o, cli_opt_retrain, &retrain)) return 1;
     if (o.out) return cli_fail(CMD, "--out: the prior goes to the cache; see cache_dir");
     fl_config *c = cli_opts_config(CMD, &o);
     if (!c) return 1;
@@ -61,10 +52,7 @@ int cmd_train_prior(int argc, char **argv)
         rc = cli_fail(CMD, "%s", fl_error());
         goto done;
     }
-    if (retrain && access(path, F_OK) == 0 && unlink(path) != 0) {
-        rc = cli_fail(CMD, "%s: cannot remove the cached prior", path);
-        goto done;
-    }
+    if (retrain && (rc = cli_remove_cached(CMD, path, "prior"))) goto done;
     if (fl_prior_open(c, ds, v, &p)) {
         rc = cli_fail(CMD, "%s", fl_error());
         goto done;

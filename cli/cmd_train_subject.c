@@ -3,7 +3,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
@@ -34,13 +33,6 @@ static void usage(void)
            "(configs/README.md); docs/evaluation.md describes the subjects.\n");
 }
 
-static int own(void *ctx, int argc, char **argv, int i)
-{
-    if (strcmp(argv[i], "--retrain") != 0) return 0;
-    *(int *)ctx = 1;
-    return 1;
-}
-
 int cmd_train_subject(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
@@ -49,7 +41,7 @@ int cmd_train_subject(int argc, char **argv)
     }
     cli_opts o;
     int retrain = 0;
-    if (cli_opts_parse(CMD, argc, argv, &o, own, &retrain)) return 1;
+    if (cli_opts_parse(CMD, argc, argv, &o, cli_opt_retrain, &retrain)) return 1;
     if (o.out) return cli_fail(CMD, "--out: the subject goes to the cache; see cache_dir");
     fl_config *c = cli_opts_config(CMD, &o);
     if (!c) return 1;
@@ -61,11 +53,9 @@ int cmd_train_subject(int argc, char **argv)
         rc = cli_fail(CMD, "%s", fl_error());
         goto done;
     }
-    if (retrain && strcmp(fl_cfg_str(c, "subject.kind"), "torchscript") != 0 && access(path, F_OK) == 0 &&
-        unlink(path) != 0) {
-        rc = cli_fail(CMD, "%s: cannot remove the cached subject", path);
+    if (retrain && strcmp(fl_cfg_str(c, "subject.kind"), "torchscript") != 0 &&
+        (rc = cli_remove_cached(CMD, path, "subject")))
         goto done;
-    }
     if (fl_subject_open(c, ds, &s)) {
         rc = cli_fail(CMD, "%s", fl_error());
         goto done;

@@ -4,7 +4,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "benchmarks/eval.h"
 #include "cli/cli.h"
@@ -70,10 +69,7 @@ int cmd_train_vae(int argc, char **argv)
         rc = cli_fail(CMD, "%s", fl_error());
         goto done;
     }
-    if (f.retrain && access(path, F_OK) == 0 && unlink(path) != 0) {
-        rc = cli_fail(CMD, "%s: cannot remove the cached VAE", path);
-        goto done;
-    }
+    if (f.retrain && (rc = cli_remove_cached(CMD, path, "VAE"))) goto done;
     if (fl_vae_open(c, ds, &v)) {
         rc = cli_fail(CMD, "%s", fl_error());
         goto done;

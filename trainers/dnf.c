@@ -7,7 +7,9 @@
  *     L = −log p(ũ | z) + dnf.rec_weight · ‖F⁻¹([h_m, 0]; z) − u‖²   (terms "nll", "rec")
  * The reconstruction denoises: the manifold point of the noisy ũ must be the clean u.
  * Sampling decodes h_m = T·ε with h_⊥ = 0: u = F⁻¹([h_m, 0]; z), a point of the learned
- * d-dimensional manifold. σ is fixed (the authors used 0.01); no annealing. */
+ * d-dimensional manifold. σ is fixed, 0.1 by default (the authors used 0.01, which stalls
+ * training on the standardized latent: DNF at λ = 0 scored 8.08 with it, 1.54 with 0.1);
+ * no annealing. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -20,8 +22,10 @@ const fl_key fl_keys_dnf[] = {
     {"dnf.blocks", FL_KEY_INT, "8", 1, 256, NULL, "Coupling steps ([ActNorm,] coupling, mixing)."},
     {"dnf.latent", FL_KEY_INT, "6", 1, 65536, NULL,
      "Dimensions of the manifold part h_m, the latent the decoding keeps (below vae.latent)."},
-    {"dnf.sigma", FL_KEY_NUM, "0.01", 0, 10, NULL,
-     "Standard deviation of the inflation noise, and of the orthogonal part's law (> 0)."},
+    {"dnf.sigma", FL_KEY_NUM, "0.1", 0, 10, NULL,
+     "Standard deviation of the inflation noise, and of the orthogonal part's law (> 0), in "
+     "the units of the standardized latent (the authors: 0.01, at which the 1/σ² term "
+     "stalls training at the demo's size)."},
     {"dnf.rec_weight", FL_KEY_NUM, "10", 0, 1e6, NULL,
      "Weight of the reconstruction ‖F⁻¹([h_m, 0]) − u‖² of the clean point from the noisy one."},
     FL_INN_KEYS("dnf"),

@@ -122,7 +122,7 @@ class MLF(torch.nn.Module):
 class DNF(torch.nn.Module):
     """trainers/dnf.c: σ-inflated u through 8 steps; h_m of 6, decoded with h_⊥ = 0."""
 
-    def __init__(self, latent=6, blocks=8, sigma=0.01, rec_weight=10.0):
+    def __init__(self, latent=6, blocks=8, sigma=0.1, rec_weight=10.0):
         super().__init__()
         self.d, self.sigma, self.w = latent, sigma, rec_weight
         self.flow = INN(DIM, COND, blocks)

@@ -452,13 +452,23 @@ static int run_cell(const fl_config *run, const char *name, bool wait, const fl_
 
 int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
 {
+    return fl_sweep_run_share(c, NULL, sum);
+}
+
+int fl_sweep_run_share(const fl_config *c, const fl_sweep_share *share, fl_sweep_summary *sum)
+{
+    fl_sweep_share all = {0, 1, 0, true};
+    if (!share) share = &all;
     memset(sum, 0, sizeof *sum);
     double t0 = fl_now();
     fl_sweep_dir(c, sum->dir, sizeof sum->dir);
     int nf = fl_cfg_len(c, "sweep.families"), nl = fl_cfg_len(c, "sweep.lambdas"),
         ns = fl_cfg_len(c, "sweep.seeds");
-    sum->runs_total = nf * nl * ns;
-    if (sum->runs_total == 0) return fl_fail("sweep: the grid is empty (sweep.families, sweep.lambdas, sweep.seeds)");
+    int grid = sum->runs_grid = nf * nl * ns;
+    if (grid == 0) return fl_fail("sweep: the grid is empty (sweep.families, sweep.lambdas, sweep.seeds)");
+    if (share->parts < 1 || share->part < 0 || share->part >= share->parts)
+        return fl_fail("sweep: share %d of %d does not exist", share->part, share->parts);
+    for (int i = 0; i < grid; i++) sum->runs_total += i % share->parts == share->part;
     if (check_settings(c)) return -1;
     char sub[4200];
     const char *subs[] = {"", "/runs", "/checkpoints", "/models", "/grids"};
@@ -483,11 +493,13 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
 
     /* the first pass makes the cells no other process holds; the second waits for the
      * ones another process was making, and so reuses them */
-    bool *later = calloc((size_t)sum->runs_total, sizeof *later);
+    bool *later = calloc((size_t)grid, sizeof *later);
     if (!later) rc = fl_fail("out of memory");
+    int start = ((share->start % grid) + grid) % grid;
     for (int pass = 0; pass < 2 && !rc; pass++)
-        for (int i = 0; i < sum->runs_total && !rc; i++) {
-            if (pass == 1 && !later[i]) continue;
+        for (int k = 0; k < grid && !rc; k++) {
+            int i = (start + k) % grid;
+            if (i % share->parts != share->part || (pass == 1 && !later[i])) continue;
             int fi = i / (nl * ns), li = i / ns % nl, si = i % ns;
             const char *family = fl_cfg_list_str(c, "sweep.families", fi);
             double lambda = fl_cfg_list_num(c, "sweep.lambdas", li);
@@ -501,7 +513,7 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
             rc = got < 0;
         }
     free(later);
-    if (!rc) {
+    if (!rc && share->report) {
         double tr = fl_now();
         rc = fl_sweep_report(sum->dir);
         sum->seconds_report = fl_now() - tr;

@@ -24,7 +24,8 @@
 #include "core/config.h"
 
 typedef struct {
-    int runs_total, runs_trained, runs_reused;
+    int runs_grid;       /* cells of the whole grid */
+    int runs_total, runs_trained, runs_reused;   /* of the cells this process took on */
     int runs_rescored;   /* trained before: scored again from the saved model */
     double seconds_total, seconds_setup, seconds_train, seconds_eval, seconds_report;
     double peak_rss_mib;
@@ -33,6 +34,21 @@ typedef struct {
 
 /* Runs the sweep of c (sweep.* keys). -1 and a message on failure; finished runs stay. */
 int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum);
+
+/* The share of a sweep's cells that one of several processes makes. Cell i of the grid
+ * (family-major, then λ, then seed) belongs to the process with i % parts == part: a
+ * shard of a job array (fiberlab sweep --shard part/parts). Processes that share the
+ * folder and take on the same cells (the ranks of an MPI job, parts = 1) divide them
+ * among themselves through the cells' locks: each makes the cells no other holds,
+ * starting at cell `start`, then waits for the ones it left. */
+typedef struct {
+    int part, parts;   /* 0 and 1: every cell */
+    int start;         /* the first cell of the first pass */
+    bool report;       /* write the folder's report at the end */
+} fl_sweep_share;
+
+/* fl_sweep_run for the share s of the grid (NULL: every cell, and the report). */
+int fl_sweep_run_share(const fl_config *c, const fl_sweep_share *s, fl_sweep_summary *sum);
 
 /* Rewrites index.json, the plot, the grids and the timing table of a sweep folder from
  * its run files and references. */

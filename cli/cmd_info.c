@@ -4,6 +4,7 @@
 #include <strings.h>
 
 #include "cli/cli.h"
+#include "cli/job.h"
 #include "core/blas.h"
 #include "ctorch/ct.h"
 #include "fl_version.h"
@@ -36,6 +37,8 @@ int cmd_info(int argc, char **argv)
     if (core && replaced) printf("; OPENBLAS_CORETYPE=%s from the environment replaced", replaced);
     printf("\n");
     printf("threads    %d\n", ct_get_num_threads());
+    const char *mpi = cli_job_mpi_library();
+    printf("mpi        %s\n", mpi ? mpi : "not built in (fiberlab sweep --shard i/n instead of mpirun)");
     int n = ct_cuda_device_count();
     printf("devices    cpu");
     for (int i = 0; i < n; i++) printf(", cuda:%d", i);

@@ -2,18 +2,23 @@
  * fiber models and reports it; train is a sweep of one run; plot remakes the report of
  * a sweep folder from its files. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "benchmarks/sweep.h"
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
+#include "cli/job.h"
+#include "core/blas.h"
 #include "core/log.h"
 
 static void print_summary(const fl_sweep_summary *s)
 {
     printf("%d runs: %d trained, %d reused", s->runs_total, s->runs_trained, s->runs_reused);
     if (s->runs_rescored) printf(", %d scored again", s->runs_rescored);
-    printf(" from earlier\n");
+    printf(" from earlier");
+    if (s->runs_total < s->runs_grid) printf(" (this shard's, of the grid's %d)", s->runs_grid);
+    printf("\n");
     printf("time %.1f s (data, subject, VAE, references %.1f s; training %.1f s; sampling "
            "and evaluation %.1f s; report %.1f s); peak memory %.0f MiB\n",
            s->seconds_total, s->seconds_setup, s->seconds_train, s->seconds_eval,
@@ -32,10 +37,69 @@ static int run_sweep(const char *cmd, fl_config *c)
     return 0;
 }
 
+/* The ranks of an MPI job share the grid through the cells' locks (each starts at its
+ * own place in it), then rank 0 writes the report and prints the job's summary. */
+static int run_job(fl_config *c, const cli_job *j)
+{
+    fl_sweep_summary s;
+    double t0 = fl_now();
+    int cores = fl_cores_available() / j->local_size;
+    if (fl_cfg_int(c, "threads") == 0) fl_threads_set(cores > 1 ? cores : 1, FL_WORK_CONV);
+    int grid = fl_cfg_len(c, "sweep.families") * fl_cfg_len(c, "sweep.lambdas") *
+               fl_cfg_len(c, "sweep.seeds");
+    fl_sweep_share share = {0, 1, grid * j->rank / j->size, false};
+    int mine = fl_sweep_run_share(c, &share, &s);
+    fl_config_free(c);
+    if (mine) fprintf(stderr, "fiberlab sweep: rank %d: %s\n", j->rank, fl_error());
+    double v[4] = {s.runs_trained, s.runs_rescored, s.seconds_train, s.peak_rss_mib};
+    int all = cli_job_agree(j, mine ? 1 : 0);
+    cli_job_sum(j, v, 4);
+    if (all) {
+        if (!mine) fprintf(stderr, "fiberlab sweep: another rank failed; the cells done stay\n");
+        return 1;
+    }
+    if (j->rank != 0) return 0;
+    double tr = fl_now();
+    if (fl_sweep_report(s.dir)) return cli_fail("sweep", "%s", fl_error());
+    printf("%d ranks, %d runs: %.0f trained, %.0f reused", j->size, s.runs_grid, v[0],
+           s.runs_grid - v[0] - v[1]);
+    if (v[1] > 0) printf(", %.0f scored again", v[1]);
+    printf(" from earlier\n");
+    printf("time %.1f s (training %.1f s summed over the ranks; report %.1f s); peak memory "
+           "%.0f MiB summed over the ranks\n", fl_now() - t0, v[2], fl_now() - tr, v[3]);
+    printf("results in %s/: fidelity_consistency.png, index.json, timing.md, grids/, runs/, models/\n",
+           s.dir);
+    return 0;
+}
+
+/* --shard i/n: both whole numbers, 0 <= i < n, nothing after. */
+static int opt_shard(void *ctx, int argc, char **argv, int i)
+{
+    if (strcmp(argv[i], "--shard") != 0) return 0;
+    fl_sweep_share *sh = ctx;
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    char *end;
+    long a = v ? strtol(v, &end, 10) : -1, b = -1;
+    if (v && end != v && *end == '/') {
+        const char *q = end + 1;
+        b = strtol(q, &end, 10);
+        if (end == q || *end) b = -1;
+    }
+    if (!v || a < 0 || b < 1 || a >= b || b > 1 << 20) {
+        cli_fail("sweep", "--shard: expected i/n with 0 <= i < n (e.g. --shard 0/4), got '%s'",
+                 v ? v : "");
+        return -1;
+    }
+    sh->part = (int)a;
+    sh->parts = (int)b;
+    return 2;
+}
+
 int cmd_sweep(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
-        printf("usage: fiberlab sweep CONFIG [key=value ...]\n"
+        printf("usage: fiberlab sweep CONFIG [--shard i/n] [key=value ...]\n"
+               "       mpirun -n K fiberlab sweep CONFIG [key=value ...]\n"
                "\n"
                "Trains and evaluates the grid sweep.families × sweep.lambdas × sweep.seeds of\n"
                "fiber models on the dataset, subject and VAE of CONFIG (each built or found in\n"
@@ -46,9 +110,20 @@ int cmd_sweep(int argc, char **argv)
                "only scores the saved models again; an interrupted run resumes from its\n"
                "checkpoint, so rerunning an interrupted sweep completes only what is missing.\n"
                "key=value overrides any key of CONFIG (configs/README.md), e.g.\n"
-               "sweep.lambdas=0,1 train.steps=500.\n");
+               "sweep.lambdas=0,1 train.steps=500.\n"
+               "\n"
+               "Several processes may share a sweep folder; each cell is made once (a lock per\n"
+               "cell and per cached model). --shard i/n makes only the cells k of the grid\n"
+               "(family-major, then λ, then seed) with k %% n = i, e.g. one task of a Slurm job\n"
+               "array each; each shard writes the report of what the folder holds, and\n"
+               "'fiberlab plot DIR' remakes it once every shard is done (after copying the\n"
+               "shards' runs/ and models/ into one folder if they did not share one). Under\n"
+               "mpirun (fiberlab built with Open MPI) the ranks divide the cells among\n"
+               "themselves, the cores of a machine among its ranks (threads=0), and rank 0\n"
+               "writes the report once all are done.\n");
         return 0;
     }
+    fl_sweep_share share = {0, 1, 0, true};
     cli_opts o;
     const char *config = NULL;
     if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=')) {
@@ -56,13 +131,30 @@ int cmd_sweep(int argc, char **argv)
         argv++;
         argc--;
     }
-    if (cli_opts_parse("sweep", argc, argv, &o, NULL, NULL)) return 1;
+    if (cli_opts_parse("sweep", argc, argv, &o, opt_shard, &share)) return 1;
     if (o.out) return cli_fail("sweep", "--out: the results go to <out_dir>/<sweep.name>");
     if (config && o.config) return cli_fail("sweep", "give the config once");
     if (config) o.config = config;
     if (!o.config) return cli_fail("sweep", "missing CONFIG (e.g. configs/demo.json)");
-    fl_config *c = cli_opts_config("sweep", &o);
-    return c ? run_sweep("sweep", c) : 1;
+    cli_job j;
+    if (cli_job_begin("sweep", &j)) return 1;
+    int rc = 1;
+    fl_config *c = NULL;
+    if (j.size > 1 && share.parts > 1)
+        cli_fail("sweep", "--shard: the ranks of an MPI job divide the grid themselves");
+    else if ((c = cli_opts_config("sweep", &o)) && j.size > 1)
+        rc = run_job(c, &j);
+    else if (c) {
+        fl_sweep_summary s;
+        rc = fl_sweep_run_share(c, &share, &s);
+        fl_config_free(c);
+        rc = rc ? cli_fail("sweep", "%s", fl_error()) : (print_summary(&s), 0);
+    }
+    /* every rank reaches this, so that one that failed early does not leave the others
+     * waiting forever */
+    if (j.size > 1 && !c) cli_job_agree(&j, 1);
+    cli_job_end(&j);
+    return rc;
 }
 
 int cmd_train(int argc, char **argv)

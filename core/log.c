@@ -13,6 +13,7 @@
 #include "ctorch/ct.h"
 
 static bool quiet;
+static char line_prefix[64];
 
 int fl_fail(const char *fmt, ...)
 {
@@ -42,8 +43,14 @@ const char *fl_error(void) { return ct_last_error(); }
 void fl_log_set_quiet(bool q) { quiet = q; }
 bool fl_log_quiet(void) { return quiet; }
 
+void fl_log_set_prefix(const char *prefix)
+{
+    snprintf(line_prefix, sizeof line_prefix, "%s", prefix ? prefix : "");
+}
+
 static void vlog(const char *prefix, const char *fmt, va_list ap)
 {
+    fputs(line_prefix, stderr);
     fputs(prefix, stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -126,12 +133,12 @@ static void draw(fl_progress *p, const char *extra, bool final)
         int fill = pct / 5;
         for (int i = 0; i < 20; i++) bar[i] = i < fill ? '#' : '.';
         bar[20] = 0;
-        fprintf(stderr, "\r\033[K%s [%s] %3d%% %lld/%lld %s %s/s %s %s", p->label, bar, pct,
+        fprintf(stderr, "\r\033[K%s%s [%s] %3d%% %lld/%lld %s %s/s %s %s", line_prefix, p->label, bar, pct,
                 (long long)p->done, (long long)p->total, r, p->unit, final ? "in" : "eta", e);
         if (extra && *extra) fprintf(stderr, "  %s", extra);
         if (final) fputc('\n', stderr);
     } else {
-        fprintf(stderr, "%s %3d%% %lld/%lld %s %s/s %s %s%s%s\n", p->label, pct,
+        fprintf(stderr, "%s%s %3d%% %lld/%lld %s %s/s %s %s%s%s\n", line_prefix, p->label, pct,
                 (long long)p->done, (long long)p->total, r, p->unit, final ? "time" : "eta",
                 e, extra && *extra ? "  " : "", extra ? extra : "");
     }

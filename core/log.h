@@ -18,6 +18,8 @@ const char *fl_error(void);   /* the current message, "" when none */
 void fl_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fl_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fl_log_set_quiet(bool quiet);
+/* Text put before every log line and progress line (e.g. "[rank 1/2] "); "" or NULL: none. */
+void fl_log_set_prefix(const char *prefix);
 bool fl_log_quiet(void);
 
 /* Seconds on a monotonic clock. */

@@ -47,7 +47,7 @@ static bool is_complete(const char *file, const char *ext)
     return strstr(tail, "</svg>") != NULL;
 }
 
-int fl_plot_fidelity_consistency(const char *path, const char *title,
+int fl_plot_fidelity_consistency(const char *path, const char *title, const char *ylabel,
                                  const fl_plot_series *series, int n_series,
                                  const fl_plot_hline *lines, int n_lines)
 {
@@ -55,7 +55,7 @@ int fl_plot_fidelity_consistency(const char *path, const char *title,
     const char *dev = strcmp(ext, "png") == 0 ? "pngcairo" : strcmp(ext, "svg") == 0 ? "svgcairo" : NULL;
     if (!dev) return fl_fail("%s: plots are written as .png or .svg", path);
 
-    /* ranges: x = log10(KL), y = fiber loss, with error bars and reference lines */
+    /* ranges: x = log10(KL), y = fiber loss (or d_fib), with error bars and reference lines */
     double xmin = DBL_MAX, xmax = -DBL_MAX, ymin = DBL_MAX, ymax = -DBL_MAX;
     for (int s = 0; s < n_series; s++)
         for (int i = 0; i < series[s].n; i++) {
@@ -98,7 +98,7 @@ int fl_plot_fidelity_consistency(const char *path, const char *title,
     plwidth(1.0);
     plbox("bcnstl", 0, 0, "bcnstv", 0, 0);
     pllab("consistency: mean KL(q#d color#u ‖ p) over R, G, B [nats] (log scale)",
-          "fidelity: fiber loss (RMS in representation space)", title ? title : "");
+          ylabel ? ylabel : "fidelity: fiber loss (RMS in representation space)", title ? title : "");
 
     /* reference lines: dashed, labelled at the left */
     for (int l = 0; l < n_lines; l++) {

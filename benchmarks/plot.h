@@ -11,17 +11,19 @@ typedef struct {
     const double *lambda;    /* (n) the λ of each point, written next to it */
     const double *kl, *kl_lo, *kl_hi;     /* (n) mean KL over R,G,B and its interval (the
                                              bounds may be NULL or NaN: no bar) */
-    const double *fib, *fib_lo, *fib_hi;  /* (n) mean fiber loss and its interval */
+    const double *fib, *fib_lo, *fib_hi;  /* (n) the y value (the mean fiber loss, or
+                                             d_fib) and its interval */
 } fl_plot_series;
 
 typedef struct {
     const char *label;       /* e.g. "nearest neighbour" */
-    double value;            /* fiber loss */
+    double value;            /* its y value */
 } fl_plot_hline;
 
 /* Writes the plot to path; the format follows the extension (.png or .svg). The file is
- * written to a temporary name and renamed, so a failed plot leaves nothing. */
-int fl_plot_fidelity_consistency(const char *path, const char *title,
+ * written to a temporary name and renamed, so a failed plot leaves nothing. ylabel names
+ * the y axis (NULL: the fiber loss). */
+int fl_plot_fidelity_consistency(const char *path, const char *title, const char *ylabel,
                                  const fl_plot_series *series, int n_series,
                                  const fl_plot_hline *lines, int n_lines);
 

@@ -1,7 +1,9 @@
 /* The report of a sweep folder, made from its run files and reference lines alone:
  * index.json (every run and every cell of the grid with its intervals), summary.md
- * (the table: reference lines, then each family and λ), timing.md, the
- * fidelity-versus-consistency plot and the sample grids.
+ * (the table: reference lines, then each family and λ), timing.md, report.md (the
+ * plots, every cell with per-channel KL and W1, the machines, the paper's findings
+ * decided on these numbers), the fidelity-versus-consistency plots (fiber loss and
+ * d_fib on y) and the sample grids.
  *
  * Intervals (DESIGN.md §5): a cell with one seed shows its run's bootstrap interval
  * over the targets; a cell with several seeds shows the Student-t interval of the
@@ -10,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,14 +41,38 @@ static const struct {
 };
 
 typedef struct {
-    char file[256], name[128], family[32];
+    char file[256], name[128], family[32], machine[512];
     double lambda;
     int64_t seed;
     fl_ci m[M_COUNT];
     double fiber_std, fiber_median, kl[3], w1[3], tail_loss, ci_level;
     double train_seconds, seconds_per_sample;
+    double prior_kl;   /* NDTM cells: the mean KL of the prior's own samples; else NaN */
     int64_t steps, n_targets, bootstrap;
 } run_row;
+
+/* NDTM's cells are families "ndtm-<prior>-<target>[-refined]" whose λ is the guidance
+ * strength γ. */
+static bool is_ndtm(const char *family) { return strncmp(family, "ndtm-", 5) == 0; }
+
+/* The name of a family's series: "NF", or "NDTM correlated static" for "ndtm-correlated-static". */
+static void series_name(const char *family, char *out, size_t n)
+{
+    bool nd = is_ndtm(family);
+    snprintf(out, n, "%s%s", nd ? "NDTM " : "", nd ? family + 5 : family);
+    for (char *p = out + (nd ? 5 : 0); *p; p++) {
+        if (nd && *p == '-') *p = ' ';
+        else if (!nd && *p >= 'a' && *p <= 'z') *p = (char)(*p - 32);
+    }
+}
+
+/* A cell's label: "NF λ = 10", "NDTM correlated static γ = 1". */
+static void cell_name(const char *family, double lambda, char *out, size_t n)
+{
+    char sn[128];
+    series_name(family, sn, sizeof sn);
+    snprintf(out, n, "%s %s = %g", sn, is_ndtm(family) ? "γ" : "λ", lambda);
+}
 
 /* One cell of the grid: a family at one λ, over its seeds. */
 typedef struct {
@@ -53,6 +80,7 @@ typedef struct {
     int n_seeds;
     fl_ci m[M_COUNT];
     double train_seconds;   /* mean over the seeds */
+    double kl[3], w1[3], seconds_per_sample;   /* means over the seeds */
 } cell;
 
 static double attr_or_nan(fl_h5r *h, const char *obj, const char *name)
@@ -94,6 +122,13 @@ static int read_run(const char *path, run_row *r)
     if (!rc) {
         read_metrics(h, "eval", r->m);
         r->tail_loss = attr_or_nan(h, "eval", "tail_loss");
+        r->prior_kl = attr_or_nan(h, "/", "prior_kl_mean");
+        if (is_ndtm(r->family) && fl_h5r_attr_f64(h, "/", "gamma", &r->lambda))
+            rc = -1;   /* an NDTM cell's strength */
+        if (fl_h5r_attr_str(h, "/", "machine", r->machine, sizeof r->machine)) {
+            ct_clear_error();   /* written before runs named their machine */
+            snprintf(r->machine, sizeof r->machine, "not recorded");
+        }
         r->ci_level = attr_or_nan(h, "eval", "ci_level");
         double b = attr_or_nan(h, "eval", "bootstrap");
         r->bootstrap = isnan(b) ? 0 : (int64_t)b;
@@ -111,6 +146,7 @@ static int read_run(const char *path, run_row *r)
 static int cmp_rows(const void *a, const void *b)
 {
     const run_row *x = a, *y = b;
+    if (is_ndtm(x->family) != is_ndtm(y->family)) return is_ndtm(x->family) ? 1 : -1;
     int c = strcmp(x->family, y->family);
     if (c) return c;
     if (x->lambda != y->lambda) return x->lambda < y->lambda ? -1 : 1;
@@ -127,9 +163,19 @@ static int make_cells(const run_row *rows, int n, cell *cells)
         cell *c = &cells[nc++];
         c->first = &rows[i];
         c->n_seeds = j - i;
-        double level = isnan(rows[i].ci_level) ? 0.95 : rows[i].ci_level, ts = 0;
-        for (int a = i; a < j; a++) ts += rows[a].train_seconds;
+        double level = isnan(rows[i].ci_level) ? 0.95 : rows[i].ci_level, ts = 0, sps = 0;
+        memset(c->kl, 0, sizeof c->kl);
+        memset(c->w1, 0, sizeof c->w1);
+        for (int a = i; a < j; a++) {
+            ts += rows[a].train_seconds;
+            sps += rows[a].seconds_per_sample;
+            for (int k = 0; k < 3; k++) {
+                c->kl[k] += rows[a].kl[k] / (j - i);
+                c->w1[k] += rows[a].w1[k] / (j - i);
+            }
+        }
         c->train_seconds = ts / (j - i);
+        c->seconds_per_sample = sps / (j - i);
         for (int k = 0; k < M_COUNT; k++) {
             if (j - i == 1) {
                 c->m[k] = rows[i].m[k];
@@ -305,13 +351,41 @@ static void table_row(FILE *f, const char *label, const char *seeds, const fl_ci
     else fprintf(f, " %.0f |\n", seconds);
 }
 
-static int write_summary(const char *dir, const run_row *rows, int n, const cell *cells, int nc,
-                         const ref_line *lines, int n_lines)
+/* What the text files of the report are made from. */
+typedef struct {
+    const run_row *rows;
+    int n;
+    const cell *cells;
+    int nc;
+    const ref_line *lines;
+    int n_lines;
+} report_in;
+
+/* Writes dir/name atomically with the text that put prints. */
+static int write_text(const char *dir, const char *name, void (*put)(FILE *, const report_in *),
+                      const report_in *in)
 {
     char path[4200], *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f) return fl_fail("out of memory");
+    put(f, in);
+    if (fclose(f)) {
+        free(text);
+        return fl_fail("out of memory");
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int rc = fl_write_text_atomic(path, text);
+    free(text);
+    return rc;
+}
+
+static void put_summary(FILE *f, const report_in *in)
+{
+    const run_row *rows = in->rows;
+    const cell *cells = in->cells;
+    const ref_line *lines = in->lines;
+    int n = in->n, nc = in->nc, n_lines = in->n_lines;
     double level = n > 0 && !isnan(rows[0].ci_level) ? rows[0].ci_level : 0.95;
     fprintf(f, "# Fidelity and consistency\n\n");
     fprintf(f, "mean [%.0f%% interval]: a bootstrap over the %lld targets (%lld resamples) for one "
@@ -328,43 +402,29 @@ static int write_summary(const char *dir, const run_row *rows, int n, const cell
     fprintf(f, "\n");
     for (int i = 0; i < n_lines; i++) table_row(f, lines[i].label, "", lines[i].m, NAN);
     for (int i = 0; i < nc; i++) {
-        char label[96], seeds[16];
-        snprintf(label, sizeof label, "%s λ = %g", cells[i].first->family, cells[i].first->lambda);
-        for (char *p = label; *p && *p != ' '; p++)
-            if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 32);
+        char label[160], seeds[16];
+        cell_name(cells[i].first->family, cells[i].first->lambda, label, sizeof label);
         snprintf(seeds, sizeof seeds, "%d", cells[i].n_seeds);
         table_row(f, label, seeds, cells[i].m, cells[i].train_seconds);
     }
-    fclose(f);
-    snprintf(path, sizeof path, "%s/summary.md", dir);
-    int rc = fl_write_text_atomic(path, text);
-    free(text);
-    return rc;
 }
 
-static int write_timing(const char *dir, const run_row *rows, int n)
+static void put_timing(FILE *f, const report_in *in)
 {
-    char path[4200], *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) return fl_fail("out of memory");
     fprintf(f, "| run | steps | training [s] | time per sample [ms] |\n|---|---:|---:|---:|\n");
-    for (int i = 0; i < n; i++)
-        fprintf(f, "| %s | %lld | %.1f | %.3f |\n", rows[i].name, (long long)rows[i].steps,
-                rows[i].train_seconds, 1e3 * rows[i].seconds_per_sample);
-    fclose(f);
-    snprintf(path, sizeof path, "%s/timing.md", dir);
-    int rc = fl_write_text_atomic(path, text);
-    free(text);
-    return rc;
+    for (int i = 0; i < in->n; i++)
+        fprintf(f, "| %s | %lld | %.1f | %.3f |\n", in->rows[i].name, (long long)in->rows[i].steps,
+                in->rows[i].train_seconds, 1e3 * in->rows[i].seconds_per_sample);
 }
 
-/* One series per family, one point per λ, the error bars the cells' intervals. */
-static int write_plots(const char *dir, const cell *cells, int nc, const ref_line *refs, int n_refs)
+/* One series per family, one point per λ, the error bars the cells' intervals; y is the
+ * metric y (the fiber loss or d_fib), the reference lines at their value of it. */
+static int write_plot(const char *dir, const char *base, const char *ylabel, int y,
+                      const cell *cells, int nc, const ref_line *refs, int n_refs)
 {
     fl_plot_series series[16];
     double buf[16][7][64];
-    char labels[16][32];
+    char labels[16][64];
     int n_series = 0;
     for (int i = 0; i < nc && n_series < 16;) {
         int j = i;
@@ -376,11 +436,9 @@ static int write_plots(const char *dir, const cell *cells, int nc, const ref_lin
         for (int a = i; a < j && m < 64; a++, m++) {
             lam[m] = cells[a].first->lambda;
             kl[m] = cells[a].m[M_KL].mean, kllo[m] = cells[a].m[M_KL].lo, klhi[m] = cells[a].m[M_KL].hi;
-            fib[m] = cells[a].m[M_FIBER].mean, fiblo[m] = cells[a].m[M_FIBER].lo, fibhi[m] = cells[a].m[M_FIBER].hi;
+            fib[m] = cells[a].m[y].mean, fiblo[m] = cells[a].m[y].lo, fibhi[m] = cells[a].m[y].hi;
         }
-        snprintf(labels[n_series], 32, "%s", cells[i].first->family);
-        for (char *p = labels[n_series]; *p; p++)
-            if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 32);
+        series_name(cells[i].first->family, labels[n_series], sizeof labels[n_series]);
         series[n_series] = (fl_plot_series){labels[n_series], m, lam, kl, kllo, klhi, fib, fiblo, fibhi};
         n_series++;
         i = j;
@@ -388,15 +446,344 @@ static int write_plots(const char *dir, const cell *cells, int nc, const ref_lin
     fl_plot_hline lines[8];
     int n_lines = 0;
     for (int i = 0; i < n_refs && n_lines < 8; i++)
-        lines[n_lines++] = (fl_plot_hline){refs[i].label, refs[i].m[M_FIBER].mean};
+        if (isfinite(refs[i].m[y].mean)) lines[n_lines++] = (fl_plot_hline){refs[i].label, refs[i].m[y].mean};
     char png[4200], svg[4200];
-    snprintf(png, sizeof png, "%s/fidelity_consistency.png", dir);
-    snprintf(svg, sizeof svg, "%s/fidelity_consistency.svg", dir);
+    snprintf(png, sizeof png, "%s/%s.png", dir, base);
+    snprintf(svg, sizeof svg, "%s/%s.svg", dir, base);
     const char *title = "Fidelity vs consistency on color MNIST";
-    return fl_plot_fidelity_consistency(png, title, series, n_series, lines, n_lines) ||
-                   fl_plot_fidelity_consistency(svg, title, series, n_series, lines, n_lines)
+    return fl_plot_fidelity_consistency(png, title, ylabel, series, n_series, lines, n_lines) ||
+                   fl_plot_fidelity_consistency(svg, title, ylabel, series, n_series, lines, n_lines)
                ? -1
                : 0;
+}
+
+/* True when some cell has a d_fib (the subject's fiber is the set of recolorings). */
+static bool have_dfib(const cell *cells, int nc)
+{
+    for (int i = 0; i < nc; i++)
+        if (isfinite(cells[i].m[M_DFIB].mean)) return true;
+    return false;
+}
+
+static int write_plots(const char *dir, const cell *cells, int nc, const ref_line *refs, int n_refs)
+{
+    return write_plot(dir, "fidelity_consistency", NULL, M_FIBER, cells, nc, refs, n_refs) ||
+                   (have_dfib(cells, nc) &&
+                    write_plot(dir, "dfib_consistency", "d#dfib#u: RMS pixel distance to the true fiber",
+                               M_DFIB, cells, nc, refs, n_refs))
+               ? -1
+               : 0;
+}
+
+/* ---- report.md -------------------------------------------------------------------- */
+
+static const cell *find_cell(const cell *cells, int nc, const char *family, double lambda)
+{
+    for (int i = 0; i < nc; i++)
+        if (strcmp(cells[i].first->family, family) == 0 && cells[i].first->lambda == lambda) return &cells[i];
+    return NULL;
+}
+
+/* An interval's ends, the mean where an end is missing. */
+static double ci_lo(const fl_ci *c) { return isfinite(c->lo) ? c->lo : c->mean; }
+static double ci_hi(const fl_ci *c) { return isfinite(c->hi) ? c->hi : c->mean; }
+
+
+static void cell_ci(FILE *f, const cell *c, int k)
+{
+    char buf[96];
+    fprintf(f, "%s", fl_ci_format(&c->m[k], digits[k], buf, sizeof buf));
+}
+
+/* The trained families in cells (not NDTM), in order, each once. */
+static int family_list(const cell *cells, int nc, const char *fam[], int max)
+{
+    int n = 0;
+    for (int i = 0; i < nc && n < max; i++)
+        if (!is_ndtm(cells[i].first->family) && (n == 0 || strcmp(fam[n - 1], cells[i].first->family) != 0))
+            fam[n++] = cells[i].first->family;
+    return n;
+}
+
+/* "λ > 0 lowers the fiber loss": each family's cell at its largest λ against its λ = 0
+ * cell, decided by the intervals (apart below: lowered; apart above: raised). */
+static void finding_lambda(FILE *f, const cell *cells, int nc)
+{
+    const char *fam[64];
+    int nf = family_list(cells, nc, fam, 64), pairs = 0, lowered = 0, raised = 0;
+    char detail[4096] = "";
+    size_t len = 0;
+    for (int i = 0; i < nf; i++) {
+        const cell *z = find_cell(cells, nc, fam[i], 0), *top = NULL;
+        for (int c = 0; c < nc; c++)
+            if (strcmp(cells[c].first->family, fam[i]) == 0 && cells[c].first->lambda > 0) top = &cells[c];
+        if (!z || !top) continue;
+        pairs++;
+        const char *how = "intervals overlap";
+        if (ci_hi(&top->m[M_FIBER]) < ci_lo(&z->m[M_FIBER])) how = "lowered", lowered++;
+        else if (ci_lo(&top->m[M_FIBER]) > ci_hi(&z->m[M_FIBER])) how = "raised", raised++;
+        char up[32], a[96], b[96];
+        series_name(fam[i], up, sizeof up);
+        len += (size_t)snprintf(detail + len, len < sizeof detail ? sizeof detail - len : 0,
+                                "%s%s %s → %s at λ = %g (%s)", pairs > 1 ? "; " : "", up,
+                                fl_ci_format(&z->m[M_FIBER], 4, a, sizeof a),
+                                fl_ci_format(&top->m[M_FIBER], 4, b, sizeof b), top->first->lambda, how);
+    }
+    fprintf(f, "- **λ > 0 lowers the fiber loss of the conditional families** — ");
+    if (pairs == 0) fprintf(f, "not decided: no family has cells at λ = 0 and λ > 0.\n");
+    else if (lowered == pairs)
+        fprintf(f, "**holds** for %s %d famil%s: %s.\n", pairs > 1 ? "all" : "its", pairs, pairs > 1 ? "ies" : "y", detail);
+    else if (raised > 0) fprintf(f, "**does not hold** (%d of %d lowered, %d raised): %s.\n", lowered, pairs, raised, detail);
+    else fprintf(f, "not decided (%d of %d lowered; the others' intervals overlap): %s.\n", lowered, pairs, detail);
+}
+
+static bool is_diffusion(const char *family) { return !strcmp(family, "diff") || !strcmp(family, "fm"); }
+static bool is_injective(const char *family)
+{
+    return !strcmp(family, "mlf") || !strcmp(family, "dnf") || !strcmp(family, "fif");
+}
+
+/* "diffusion and flow matching give the best consistency": the lowest mean KL at λ = 0 of
+ * DIFF and FM against the lowest of the other families, decided by the intervals. */
+static void finding_consistency(FILE *f, const cell *cells, int nc)
+{
+    const cell *best_d = NULL, *best_o = NULL;
+    for (int i = 0; i < nc; i++) {
+        const cell *c = &cells[i];
+        if (is_ndtm(c->first->family) || c->first->lambda != 0 || !isfinite(c->m[M_KL].mean)) continue;
+        const cell **best = is_diffusion(c->first->family) ? &best_d : &best_o;
+        if (!*best || c->m[M_KL].mean < (*best)->m[M_KL].mean) *best = c;
+    }
+    fprintf(f, "- **Diffusion and flow matching give the best consistency (KL at λ = 0)** — ");
+    if (!best_d || !best_o) {
+        fprintf(f, "not decided: the sweep needs DIFF or FM and another family at λ = 0.\n");
+        return;
+    }
+    char a[96], b[96], ud[32], uo[32];
+    series_name(best_d->first->family, ud, sizeof ud);
+    series_name(best_o->first->family, uo, sizeof uo);
+    const char *verdict = ci_hi(&best_d->m[M_KL]) < ci_lo(&best_o->m[M_KL])   ? "**holds**"
+                          : ci_lo(&best_d->m[M_KL]) > ci_hi(&best_o->m[M_KL]) ? "**does not hold**"
+                                                                              : "not decided (intervals overlap)";
+    fprintf(f, "%s: the best of DIFF/FM, %s, has %s; the best other family, %s, has %s.\n", verdict,
+            ud, fl_ci_format(&best_d->m[M_KL], 4, a, sizeof a), uo,
+            fl_ci_format(&best_o->m[M_KL], 4, b, sizeof b));
+}
+
+/* "injective models hold up better at high λ": the KL at the largest λ that every family
+ * with cells at λ = 0 and λ > 0 has, over its KL at λ = 0, averaged over the injective
+ * families (MLF, DNF, FIF) and over the others, on the means. */
+static void finding_injective(FILE *f, const cell *cells, int nc)
+{
+    const char *fam[64];
+    int nf = family_list(cells, nc, fam, 64);
+    /* the families with cells at λ = 0 and at some λ > 0, and the largest λ > 0 at which
+     * each of them has a cell */
+    bool use[64] = {false};
+    for (int i = 0; i < nf; i++)
+        for (int c = 0; c < nc && find_cell(cells, nc, fam[i], 0); c++)
+            use[i] |= strcmp(cells[c].first->family, fam[i]) == 0 && cells[c].first->lambda > 0;
+    double lc = NAN;
+    for (int c = 0; c < nc; c++) {
+        double l = cells[c].first->lambda;
+        if (!(l > 0) || (isfinite(lc) && l <= lc)) continue;
+        bool all = true;
+        for (int i = 0; i < nf && all; i++) all = !use[i] || find_cell(cells, nc, fam[i], l);
+        if (all) lc = l;
+    }
+    double sum[2] = {0, 0};
+    int cnt[2] = {0, 0};
+    char detail[2048] = "";
+    size_t len = 0;
+    for (int i = 0; i < nf && isfinite(lc); i++) {
+        const cell *z = find_cell(cells, nc, fam[i], 0), *h = find_cell(cells, nc, fam[i], lc);
+        if (!use[i] || !z || !h || !(z->m[M_KL].mean > 0)) continue;
+        double r = h->m[M_KL].mean / z->m[M_KL].mean;
+        int g = is_injective(fam[i]);
+        sum[g] += r;
+        cnt[g]++;
+        char up[32];
+        series_name(fam[i], up, sizeof up);
+        len += (size_t)snprintf(detail + len, len < sizeof detail ? sizeof detail - len : 0,
+                                "%s%s %.3f → %.3f (× %.2f)", len ? "; " : "", up, z->m[M_KL].mean,
+                                h->m[M_KL].mean, r);
+    }
+    fprintf(f, "- **Injective models (MLF, DNF, FIF) hold up better at high λ** (rule: the mean over "
+               "each group of KL at the largest common λ ÷ KL at λ = 0, on the means) — ");
+    if (!cnt[0] || !cnt[1]) {
+        fprintf(f, "not decided: the sweep needs an injective and another family at λ = 0 and a common λ > 0.\n");
+        return;
+    }
+    double inj = sum[1] / cnt[1], oth = sum[0] / cnt[0];
+    fprintf(f, "%s at λ = %g: injective × %.2f, others × %.2f (%s).\n",
+            inj < oth ? "**holds**" : "**does not hold**", lc, inj, oth, detail);
+}
+
+/* The NDTM cell of prior variant `prior` (unrefined) with the lowest mean fiber loss. */
+static const cell *best_ndtm(const cell *cells, int nc, const char *prior)
+{
+    const cell *best = NULL;
+    char want[64];
+    snprintf(want, sizeof want, "ndtm-%s-", prior);
+    for (int i = 0; i < nc; i++) {
+        const char *fam = cells[i].first->family;
+        if (strncmp(fam, want, strlen(want)) != 0 || strstr(fam, "-refined")) continue;
+        if (!best || cells[i].m[M_FIBER].mean < best->m[M_FIBER].mean) best = &cells[i];
+    }
+    return best;
+}
+
+/* "NDTM reaches a much lower fiber loss at a small KL cost in distribution, a larger one
+ * with the OOD prior": the best unrefined correlated-prior NDTM cell against every trained
+ * family's cells (its fiber-loss interval below all of theirs) with a mean KL at most
+ * 1.5 × the lowest of the families at λ = 0; and, when there are OOD-prior cells, the best
+ * of them with a higher mean KL than that cell. */
+static void finding_ndtm(FILE *f, const cell *cells, int nc)
+{
+    const cell *nd = best_ndtm(cells, nc, "correlated"), *ood = best_ndtm(cells, nc, "ood");
+    const cell *best_fib = NULL, *best_kl = NULL;
+    for (int i = 0; i < nc; i++) {
+        const cell *c = &cells[i];
+        if (is_ndtm(c->first->family)) continue;
+        if (!best_fib || ci_lo(&c->m[M_FIBER]) < ci_lo(&best_fib->m[M_FIBER])) best_fib = c;
+        if (c->first->lambda == 0 && (!best_kl || c->m[M_KL].mean < best_kl->m[M_KL].mean)) best_kl = c;
+    }
+    fprintf(f, "- **NDTM reaches a much lower fiber loss at a small KL cost (larger with the OOD "
+               "prior)** (rule: the best unrefined NDTM cell of the correlated prior has a fiber-loss "
+               "interval below every trained cell's and a mean KL at most 1.5 × the lowest of the "
+               "families at λ = 0; the best OOD-prior cell has a higher KL) — ");
+    if (!nd || !best_fib || !best_kl) {
+        fprintf(f, "not decided: the sweep needs unrefined NDTM cells of the correlated prior and "
+                   "trained families at λ = 0.\n");
+        return;
+    }
+    char a[96], b[96], na[160], nb[160];
+    cell_name(nd->first->family, nd->first->lambda, na, sizeof na);
+    cell_name(best_fib->first->family, best_fib->first->lambda, nb, sizeof nb);
+    bool lower = ci_hi(&nd->m[M_FIBER]) < ci_lo(&best_fib->m[M_FIBER]);
+    bool small = nd->m[M_KL].mean <= 1.5 * best_kl->m[M_KL].mean;
+    bool ood_ok = !ood || ood->m[M_KL].mean > nd->m[M_KL].mean;
+    fprintf(f, "%s: %s has fiber loss %s against the best trained cell's (%s) %s; its mean KL is "
+               "%.3f (its prior's own samples: %.3f) against the families' best at λ = 0, %.3f",
+            lower && small && ood_ok ? "**holds**" : "**does not hold**", na,
+            fl_ci_format(&nd->m[M_FIBER], 4, a, sizeof a), nb,
+            fl_ci_format(&best_fib->m[M_FIBER], 4, b, sizeof b), nd->m[M_KL].mean,
+            nd->first->prior_kl, best_kl->m[M_KL].mean);
+    if (ood) {
+        char no[160];
+        cell_name(ood->first->family, ood->first->lambda, no, sizeof no);
+        fprintf(f, "; with the OOD prior, %s: fiber loss %.4f, mean KL %.3f", no,
+                ood->m[M_FIBER].mean, ood->m[M_KL].mean);
+    } else {
+        fprintf(f, "; no OOD-prior cells, so that part is not tested");
+    }
+    fprintf(f, ".\n");
+}
+
+/* The paper's table 4: each trained cell's training time and time per sample, NDTM's
+ * time per sample, and the number of samples above which training that model is cheaper
+ * than guiding the prior (its training time ÷ the difference of times per sample). */
+static void put_timing_table(FILE *f, const cell *cells, int nc)
+{
+    double t_ndtm = 0;
+    int n_ndtm = 0;
+    for (int i = 0; i < nc; i++)
+        if (is_ndtm(cells[i].first->family) && !strstr(cells[i].first->family, "-refined"))
+            t_ndtm += cells[i].seconds_per_sample, n_ndtm++;
+    if (n_ndtm) t_ndtm /= n_ndtm;
+    fprintf(f, "\n## Timing (the paper's table 4)\n\n");
+    if (n_ndtm)
+        fprintf(f, "NDTM: %.2f ms per sample (the mean over its unrefined cells), no training per "
+                   "subject (its prior is trained once and cached). Break-even: the number of "
+                   "samples above which training the model is cheaper than NDTM, training time ÷ "
+                   "(NDTM's time per sample − the model's).\n\n", 1e3 * t_ndtm);
+    else
+        fprintf(f, "No NDTM cells in this sweep, so no break-even.\n\n");
+    fprintf(f, "| cell | training [s] | per sample [ms] | break-even [samples] |\n|---|---:|---:|---:|\n");
+    for (int i = 0; i < nc; i++) {
+        const cell *c = &cells[i];
+        char name[160];
+        cell_name(c->first->family, c->first->lambda, name, sizeof name);
+        fprintf(f, "| %s | %.1f | %.3f | ", name, c->train_seconds, 1e3 * c->seconds_per_sample);
+        if (is_ndtm(c->first->family) || !n_ndtm) fprintf(f, "– |\n");
+        else if (t_ndtm <= c->seconds_per_sample) fprintf(f, "never |\n");
+        else fprintf(f, "%.0f |\n", c->train_seconds / (t_ndtm - c->seconds_per_sample));
+    }
+}
+
+static void put_report(FILE *f, const report_in *in)
+{
+    const run_row *rows = in->rows;
+    const cell *cells = in->cells;
+    const ref_line *lines = in->lines;
+    int n = in->n, nc = in->nc, n_lines = in->n_lines;
+    double level = n > 0 && !isnan(rows[0].ci_level) ? rows[0].ci_level : 0.95;
+    fprintf(f, "# Fiber models on color MNIST: the report\n\n");
+    fprintf(f, "Made by `fiberlab report` from this folder's run files (`runs/`) and reference "
+               "lines (`references.h5`) alone. %d runs in %d cells; %lld targets per run. Each "
+               "value is the mean [%.0f%% interval]: a bootstrap over the targets (%lld resamples) "
+               "for a cell of one seed, Student-t over the seeds' means for several.\n\n",
+            n, nc, (long long)(n ? rows[0].n_targets : 0), 100 * level,
+            (long long)(n ? rows[0].bootstrap : 0));
+    fprintf(f, "![fiber loss against mean KL](fidelity_consistency.png)\n\n");
+    if (have_dfib(cells, nc))
+        fprintf(f, "![d_fib against mean KL](dfib_consistency.png)\n\n");
+
+    fprintf(f, "## Every cell\n\nRelative: fiber loss ÷ the nearest-neighbour line on the same "
+               "targets. d_fib: RMS pixel distance to the true fiber (n/a where the subject's fiber "
+               "is not the set of recolorings). KL and W1 per channel (R, G, B) of the samples' "
+               "background colors against the exact color law, means over the seeds.\n\n");
+    fprintf(f, "| cell | seeds | fiber loss | relative | d_fib | KL R | KL G | KL B | mean KL | "
+               "W1 R | W1 G | W1 B | training [s] | per sample [ms] |\n");
+    fprintf(f, "|---|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
+    for (int i = 0; i < nc; i++) {
+        const cell *c = &cells[i];
+        char name[160];
+        cell_name(c->first->family, c->first->lambda, name, sizeof name);
+        fprintf(f, "| %s | %d | ", name, c->n_seeds);
+        cell_ci(f, c, M_FIBER);
+        fprintf(f, " | ");
+        cell_ci(f, c, M_REL);
+        fprintf(f, " | ");
+        cell_ci(f, c, M_DFIB);
+        fprintf(f, " | %.3f | %.3f | %.3f | ", c->kl[0], c->kl[1], c->kl[2]);
+        cell_ci(f, c, M_KL);
+        fprintf(f, " | %.4f | %.4f | %.4f | %.0f | %.3f |\n", c->w1[0], c->w1[1], c->w1[2],
+                c->train_seconds, 1e3 * c->seconds_per_sample);
+    }
+    fprintf(f, "\n## Reference lines\n\n| line | fiber loss | relative | d_fib | mean KL | mean W1 |\n"
+               "|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n_lines; i++) {
+        char a[96], b[96], c[96], d[96], e[96];
+        fprintf(f, "| %s | %s | %s | %s | %s | %s |\n", lines[i].label,
+                fl_ci_format(&lines[i].m[M_FIBER], 4, a, sizeof a), fl_ci_format(&lines[i].m[M_REL], 3, b, sizeof b),
+                fl_ci_format(&lines[i].m[M_DFIB], 4, c, sizeof c), fl_ci_format(&lines[i].m[M_KL], 4, d, sizeof d),
+                fl_ci_format(&lines[i].m[M_W1], 4, e, sizeof e));
+    }
+    if (n_lines == 0) fprintf(f, "| (no references.h5 in this folder) | | | | | |\n");
+
+    fprintf(f, "\n## The paper's findings, on these numbers\n\n");
+    finding_lambda(f, cells, nc);
+    finding_consistency(f, cells, nc);
+    finding_injective(f, cells, nc);
+    finding_ndtm(f, cells, nc);
+    fprintf(f, "- **The `fixed` test shows no leakage of the target's color** — not decided here: "
+               "the sweep has no `data.variant=fixed` cells.\n");
+
+    put_timing_table(f, cells, nc);
+    fprintf(f, "\n## Where it ran\n\nThe machine that wrote each run file (CPU; cores; BLAS "
+               "kernel; libtorch; host), with its number of runs:\n\n");
+    for (int i = 0; i < n; i++) {
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++) seen = strcmp(rows[j].machine, rows[i].machine) == 0;
+        if (seen) continue;
+        int count = 0;
+        for (int j = i; j < n; j++) count += strcmp(rows[j].machine, rows[i].machine) == 0;
+        fprintf(f, "- %s: %d run%s\n", rows[i].machine, count, count == 1 ? "" : "s");
+    }
+    fprintf(f, "\nSample grids (a row per target: the target, then its samples): `grids/<run>.png`; "
+               "training time and time per sample of every run: `timing.md`; everything as JSON: "
+               "`index.json`.\n");
 }
 
 static int report(const char *dir)
@@ -443,9 +830,12 @@ static int report(const char *dir)
         int nc = make_cells(rows, n, cells);
         ref_line lines[8];
         int n_lines = read_references(dir, lines, 8);
-        rc = write_index(dir, rows, n, cells, nc, lines, n_lines) || write_timing(dir, rows, n) ||
-             write_summary(dir, rows, n, cells, nc, lines, n_lines) ||
-             write_plots(dir, cells, nc, lines, n_lines);
+        report_in in = {rows, n, cells, nc, lines, n_lines};
+        rc = write_index(dir, rows, n, cells, nc, lines, n_lines) ||
+             write_text(dir, "timing.md", put_timing, &in) ||
+             write_text(dir, "summary.md", put_summary, &in) ||
+             write_plots(dir, cells, nc, lines, n_lines) ||
+             write_text(dir, "report.md", put_report, &in);
         for (int i = 0; !rc && i < n; i++) {
             char run_path[4600], png[4600];
             snprintf(run_path, sizeof run_path, "%s/%s", dir, rows[i].file);
@@ -467,8 +857,9 @@ int fl_sweep_report(const char *dir)
     snprintf(target, sizeof target, "%s/report", dir);
     fl_lock *lk;
     if (fl_lock_take(target, true, &lk)) return -1;
-    const char *outs[] = {"index.json", "timing.md", "summary.md", "fidelity_consistency.png",
-                          "fidelity_consistency.svg"};
+    const char *outs[] = {"index.json", "timing.md", "summary.md", "report.md",
+                          "fidelity_consistency.png", "fidelity_consistency.svg",
+                          "dfib_consistency.png", "dfib_consistency.svg"};
     for (size_t i = 0; i < sizeof outs / sizeof *outs; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, outs[i]);
         fl_remove_temps_of(path);

@@ -12,13 +12,16 @@
 #include <unistd.h>
 
 #include "benchmarks/eval.h"
+#include "core/blas.h"
 #include "core/files.h"
 #include "core/h5.h"
 #include "core/log.h"
 #include "architectures/conv.h"
 #include "datasets/batch.h"
 #include "fl_version.h"
+#include "ndtm/ndtm.h"
 #include "trainers/fiber.h"
+#include "trainers/prior.h"
 
 const fl_key fl_keys_sweep[] = {
     {"sweep.name", FL_KEY_STR, "\"sweep\"", FL_NO_BOUNDS, NULL,
@@ -35,6 +38,19 @@ const fl_key fl_keys_sweep[] = {
      "applied to that family's cells after the rest of the config, so that each family can "
      "have its own budget or size. Entries of families outside sweep.families are ignored; "
      "model.family, train.lambda, seed and sweep.* cannot be set this way."},
+    {"sweep.ndtm_gammas", FL_KEY_NUM_LIST, "[]", 0, 1e6, NULL,
+     "Guidance strengths γ (ndtm.gamma) of the grid's NDTM cells: each is sampled by guiding "
+     "the latent prior (no training per subject) for every entry of sweep.ndtm_priors × "
+     "sweep.ndtm_targets × sweep.ndtm_refine × sweep.seeds, and scored like the families' "
+     "cells. Empty: no NDTM cells."},
+    {"sweep.ndtm_priors", FL_KEY_STR_LIST, "[\"correlated\"]", FL_NO_BOUNDS, "correlated|ood",
+     "Priors of the NDTM cells (prior.variant): trained on correlated color MNIST, or on ood "
+     "(colors out of distribution for the subject)."},
+    {"sweep.ndtm_targets", FL_KEY_STR_LIST, "[\"static\"]", FL_NO_BOUNDS, "static|renoised",
+     "Terminal costs of the NDTM cells (ndtm.target)."},
+    {"sweep.ndtm_refine", FL_KEY_STR_LIST, "[\"off\"]", FL_NO_BOUNDS, "off|on",
+     "Latent refinement of the NDTM cells' samples (ndtm.refine_steps Adam steps at "
+     "ndtm.refine_lr, as fiberlab ndtm --refine): off, on, or both."},
     {"sweep.val_fraction", FL_KEY_NUM, "0.1", 0, 0.5, NULL,
      "Share of the training pairs held out for the validation loss (early stopping)."},
     {"sweep.grid_targets", FL_KEY_INT, "8", 0, 64, NULL,
@@ -152,16 +168,40 @@ static void iso_now(char *buf, size_t n)
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* One NDTM cell of the grid: guidance strength, prior, terminal cost, refinement. */
+typedef struct {
+    double gamma;
+    const char *prior, *target;
+    bool refine;
+    char family[64];     /* "ndtm-<prior>-<target>[-refined]": the report's series */
+    const fl_prior *p;   /* when written: the prior it guided */
+} ndtm_cell;
+
+static int write_ndtm_attrs(fl_h5w *w, const ndtm_cell *nd)
+{
+    const fl_prior_report *pr = fl_prior_report_of(nd->p);
+    return fl_h5w_attr_f64(w, "/", "gamma", nd->gamma) ||
+           fl_h5w_attr_str(w, "/", "prior_variant", nd->prior) ||
+           fl_h5w_attr_str(w, "/", "ndtm_target", nd->target) ||
+           fl_h5w_attr_i64(w, "/", "ndtm_refine", nd->refine) ||
+           fl_h5w_attr_str(w, "/", "prior_path", fl_prior_path(nd->p)) ||
+           fl_h5w_attr_f64(w, "/", "prior_kl_mean", pr->color.kl_mean) ||
+           fl_h5w_attr_f64(w, "/", "prior_w1_mean", pr->color.w1_mean);
+}
+
+/* nd: an NDTM cell (family "ndtm-<prior>-<target>[-refined]", λ 0, no training), or NULL. */
 static int write_run(const char *path, const fl_config *run, const char *model_key,
                      const char *eval_key, const char *family,
                      double lambda, int64_t seed, const fl_train_result *tr,
-                     const fl_eval_result *er, const fl_dataset *ds, int grid_targets)
+                     const fl_eval_result *er, const fl_dataset *ds, int grid_targets,
+                     const ndtm_cell *nd)
 {
     fl_h5w *w = fl_h5w_create(path);
     if (!w) return -1;
     char *json = fl_config_json(run, NULL, 0);
-    char created[32], version[64];
+    char created[32], version[64], machine[512];
     iso_now(created, sizeof created);
+    fl_machine_describe(machine, sizeof machine);
     snprintf(version, sizeof version, "%s (%s)", FL_VERSION, FL_COMMIT);
     double per_sample = er->n_samples ? er->t_sample / (double)er->n_samples : NAN;
     int rc = write_curves(w, tr) || fl_eval_write(w, "eval", er) ||
@@ -173,6 +213,7 @@ static int write_run(const char *path, const fl_config *run, const char *model_k
              fl_h5w_attr_str(w, "/", "eval_key", eval_key) ||
              fl_h5w_attr_str(w, "/", "code_version", version) ||
              fl_h5w_attr_str(w, "/", "created", created) ||
+             fl_h5w_attr_str(w, "/", "machine", machine) ||
              fl_h5w_attr_f64(w, "/", "fiber_mean", er->fiber_mean) ||
              fl_h5w_attr_f64(w, "/", "fiber_std", er->fiber_std) ||
              fl_h5w_attr_f64(w, "/", "fiber_median", er->fiber_median) ||
@@ -182,7 +223,8 @@ static int write_run(const char *path, const fl_config *run, const char *model_k
              fl_h5w_attr_f64(w, "/", "dfib_mean", er->dfib_mean) ||
              fl_h5w_attr_f64(w, "/", "tail_share", er->tail_share) ||
              fl_h5w_attr_f64(w, "/", "train_seconds", tr->seconds) ||
-             fl_h5w_attr_f64(w, "/", "seconds_per_sample", per_sample);
+             fl_h5w_attr_f64(w, "/", "seconds_per_sample", per_sample) ||
+             (nd && write_ndtm_attrs(w, nd));
     free(json);
     if (rc) {
         fl_h5w_abort(w);
@@ -317,6 +359,10 @@ static int check_settings(const fl_config *c)
         fl_config_free(run);
         if (rc) return -1;
     }
+    if (fl_cfg_len(c, "sweep.ndtm_gammas") > 0) {   /* NDTM's settings, as each cell reads them */
+        fl_ndtm_opts o;
+        if (fl_ndtm_opts_from_config(c, (int)fl_cfg_int(c, "prior.T"), &o)) return -1;
+    }
     return fl_cfg_int(c, "data.n_train") > 0 ? check_sizes(c, fl_cfg_int(c, "data.n_train")) : 0;
 }
 
@@ -350,12 +396,28 @@ static bool cell_done(const cell_files *f)
     return file_matches(f->path, "model_key", f->mk) && file_matches(f->path, "eval_key", f->ek);
 }
 
+/* What every cell of a sweep shares: the data, subject, VAE, the nearest-neighbour line,
+ * the training pairs of each space and NDTM's priors (each made when first needed). */
+typedef struct {
+    const fl_dataset *ds;
+    fl_subject *subj;
+    fl_vae *vae;
+    const fl_eval_result *nn;
+    space_pairs pairs[FL_SPACE_COUNT];
+    fl_prior *priors[2];   /* correlated, ood */
+    fl_sweep_summary *sum;
+} sweep_ctx;
+
 /* One cell whose lock is held: scored again from the saved model when only the
  * evaluation settings changed; trained otherwise. */
-static int make_cell(const fl_config *run, const char *name, const cell_files *f,
-                     const fl_dataset *ds, fl_subject *subj, fl_vae *vae,
-                     const fl_eval_result *nn, space_pairs *pairs, fl_sweep_summary *sum)
+static int make_cell(const fl_config *run, const char *name, const cell_files *f, sweep_ctx *x)
 {
+    const fl_dataset *ds = x->ds;
+    fl_subject *subj = x->subj;
+    fl_vae *vae = x->vae;
+    const fl_eval_result *nn = x->nn;
+    space_pairs *pairs = x->pairs;
+    fl_sweep_summary *sum = x->sum;
     const char *path = f->path, *ckpt = f->ckpt, *model_path = f->model_path, *mk = f->mk,
                *ek = f->ek;
     char have[17];
@@ -400,7 +462,7 @@ static int make_cell(const fl_config *run, const char *name, const cell_files *f
         snprintf(took, sizeof took, " (trained in %.0f s)", tr.seconds);
         if (fl_evaluate(run, ds, subj, &smp, &er) || fl_eval_relate(run, &er, nn) ||
             write_run(path, run, mk, ek, family, lambda, seed, &tr, &er, ds,
-                      (int)fl_cfg_int(run, "sweep.grid_targets")))
+                      (int)fl_cfg_int(run, "sweep.grid_targets"), NULL))
             rc = fl_fail_ctx("%s", name);
         else
             log_result(name, &er, took);
@@ -413,18 +475,58 @@ static int make_cell(const fl_config *run, const char *name, const cell_files *f
     return rc;
 }
 
+/* One NDTM cell whose lock is held: its prior from the cache (trained the first time),
+ * then k guided samples per target, scored like a family's. */
+static int make_ndtm_cell(const fl_config *run, const char *name, const cell_files *f,
+                          const ndtm_cell *cell, sweep_ctx *x)
+{
+    int which = strcmp(cell->prior, "ood") == 0;
+    double tt = fl_now();
+    if (!x->priors[which] && fl_prior_open(run, x->ds, x->vae, &x->priors[which]))
+        return fl_fail_ctx("%s", name);
+    x->sum->seconds_setup += fl_now() - tt;
+    ndtm_cell nd = *cell;
+    nd.p = x->priors[which];
+    fl_ndtm_opts no;
+    if (fl_ndtm_opts_from_config(run, (int)fl_cfg_int(run, "prior.T"), &no)) return fl_fail_ctx("%s", name);
+    no.refine_steps = cell->refine ? (int)fl_cfg_int(run, "ndtm.refine_steps") : 0;
+    fl_ndtm_prior np = fl_ndtm_prior_latent(nd.p);
+    fl_sampler smp = {0};
+    fl_eval_result er = {0};
+    fl_train_result tr = {0};
+    double te = fl_now();
+    int rc = 0;
+    if (fl_ndtm_sampler(&np, x->subj, &no, &smp) || fl_evaluate(run, x->ds, x->subj, &smp, &er) ||
+        fl_eval_relate(run, &er, x->nn) ||
+        write_run(f->path, run, f->mk, f->ek, nd.family, 0, fl_cfg_int(run, "seed"), &tr,
+                  &er, x->ds, (int)fl_cfg_int(run, "sweep.grid_targets"), &nd))
+        rc = fl_fail_ctx("%s", name);
+    else
+        log_result(name, &er, "");
+    x->sum->seconds_eval += fl_now() - te;
+    x->sum->runs_trained += !rc;
+    fl_sampler_free(&smp);
+    fl_eval_result_free(&er);
+    return rc;
+}
+
 /* One cell: reused when its run file has both keys, else made under its lock
  * (runs/<name>.h5.lock), so two processes sharing the sweep folder make it once. wait:
  * block while another process holds it; else return 1 at once (left for later). */
-static int run_cell(const fl_config *run, const char *name, bool wait, const fl_dataset *ds,
-                    fl_subject *subj, fl_vae *vae, const fl_eval_result *nn, space_pairs *pairs,
-                    fl_sweep_summary *sum)
+static int run_cell(const fl_config *run, const char *name, const ndtm_cell *nd, bool wait,
+                    sweep_ctx *x)
 {
+    fl_sweep_summary *sum = x->sum;
     cell_files f;
     snprintf(f.path, sizeof f.path, "%s/runs/%s.h5", sum->dir, name);
     snprintf(f.ckpt, sizeof f.ckpt, "%s/checkpoints/%s.ckpt", sum->dir, name);
     snprintf(f.model_path, sizeof f.model_path, "%s/models/%s.h5", sum->dir, name);
-    fl_config_hash_role(run, FL_ROLE_MODEL, f.mk);
+    if (nd) {   /* what an NDTM cell's samples depend on: no fiber model is trained */
+        const char *secs[] = {"data", "subject", "vae", "prior", "ndtm", "seed"};
+        fl_config_hash(run, secs, 6, f.mk);
+    } else {
+        fl_config_hash_role(run, FL_ROLE_MODEL, f.mk);
+    }
     fl_config_hash_role(run, FL_ROLE_EVAL, f.ek);
     bool done = cell_done(&f);
     fl_lock *lk = NULL;
@@ -444,7 +546,7 @@ static int run_cell(const fl_config *run, const char *name, bool wait, const fl_
     } else {
         fl_remove_temps_of(f.ckpt);   /* a killed run's; the lock is held */
         fl_remove_temps_of(f.model_path);
-        rc = make_cell(run, name, &f, ds, subj, vae, nn, pairs, sum) ? -1 : 0;
+        rc = (nd ? make_ndtm_cell(run, name, &f, nd, x) : make_cell(run, name, &f, x)) ? -1 : 0;
     }
     fl_lock_release(lk);
     return rc;
@@ -455,6 +557,58 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
     return fl_sweep_run_share(c, NULL, sum);
 }
 
+/* The grid: the families' cells (family-major, then λ, then seed), then the NDTM cells
+ * (γ-major, then prior, terminal cost, refinement, seed). */
+typedef struct {
+    int nf, nl, ns, ng, np, nt, nr;
+    int n_fam, n_ndtm;
+} grid_dims;
+
+static void grid_of(const fl_config *c, grid_dims *g)
+{
+    g->nf = fl_cfg_len(c, "sweep.families");
+    g->nl = fl_cfg_len(c, "sweep.lambdas");
+    g->ns = fl_cfg_len(c, "sweep.seeds");
+    g->ng = fl_cfg_len(c, "sweep.ndtm_gammas");
+    g->np = fl_cfg_len(c, "sweep.ndtm_priors");
+    g->nt = fl_cfg_len(c, "sweep.ndtm_targets");
+    g->nr = fl_cfg_len(c, "sweep.ndtm_refine");
+    g->n_fam = g->nf * g->nl * g->ns;
+    g->n_ndtm = g->ng * g->np * g->nt * g->nr * g->ns;
+}
+
+int fl_sweep_grid_size(const fl_config *c)
+{
+    grid_dims g;
+    grid_of(c, &g);
+    return g.n_fam + g.n_ndtm;
+}
+
+/* NDTM cell j (0-based among the NDTM cells) and its seed. */
+static void ndtm_cell_of(const fl_config *c, const grid_dims *g, int j, ndtm_cell *o, int64_t *seed)
+{
+    memset(o, 0, sizeof *o);
+    int per_g = g->np * g->nt * g->nr * g->ns;
+    o->gamma = fl_cfg_list_num(c, "sweep.ndtm_gammas", j / per_g);
+    o->prior = fl_cfg_list_str(c, "sweep.ndtm_priors", j / (g->nt * g->nr * g->ns) % g->np);
+    o->target = fl_cfg_list_str(c, "sweep.ndtm_targets", j / (g->nr * g->ns) % g->nt);
+    o->refine = strcmp(fl_cfg_list_str(c, "sweep.ndtm_refine", j / g->ns % g->nr), "on") == 0;
+    *seed = (int64_t)fl_cfg_list_num(c, "sweep.seeds", j % g->ns);
+    snprintf(o->family, sizeof o->family, "ndtm-%s-%s%s", o->prior, o->target, o->refine ? "-refined" : "");
+}
+
+/* The config of an NDTM cell: c with its γ, terminal cost, prior and seed. */
+static fl_config *ndtm_config(const fl_config *c, const ndtm_cell *o, int64_t seed)
+{
+    fl_config *run = fl_config_copy(c);
+    if (!run || fl_cfg_set_num(run, "ndtm.gamma", o->gamma) || fl_cfg_set_str(run, "ndtm.target", o->target) ||
+        fl_cfg_set_str(run, "prior.variant", o->prior) || fl_cfg_set_num(run, "seed", (double)seed)) {
+        fl_config_free(run);
+        return NULL;
+    }
+    return run;
+}
+
 int fl_sweep_run_share(const fl_config *c, const fl_sweep_share *share, fl_sweep_summary *sum)
 {
     fl_sweep_share all = {0, 1, 0, true};
@@ -462,10 +616,12 @@ int fl_sweep_run_share(const fl_config *c, const fl_sweep_share *share, fl_sweep
     memset(sum, 0, sizeof *sum);
     double t0 = fl_now();
     fl_sweep_dir(c, sum->dir, sizeof sum->dir);
-    int nf = fl_cfg_len(c, "sweep.families"), nl = fl_cfg_len(c, "sweep.lambdas"),
-        ns = fl_cfg_len(c, "sweep.seeds");
-    int grid = sum->runs_grid = nf * nl * ns;
-    if (grid == 0) return fl_fail("sweep: the grid is empty (sweep.families, sweep.lambdas, sweep.seeds)");
+    grid_dims gd;
+    grid_of(c, &gd);
+    int grid = sum->runs_grid = gd.n_fam + gd.n_ndtm;
+    if (grid == 0)
+        return fl_fail("sweep: the grid is empty (sweep.families, sweep.lambdas, sweep.seeds; "
+                       "sweep.ndtm_gammas, sweep.ndtm_priors, sweep.ndtm_targets, sweep.ndtm_refine)");
     if (share->parts < 1 || share->part < 0 || share->part >= share->parts)
         return fl_fail("sweep: share %d of %d does not exist", share->part, share->parts);
     for (int i = 0; i < grid; i++) sum->runs_total += i % share->parts == share->part;
@@ -481,14 +637,19 @@ int fl_sweep_run_share(const fl_config *c, const fl_sweep_share *share, fl_sweep
     fl_dataset *ds = NULL;
     fl_subject *subj = NULL;
     fl_vae *vae = NULL;
-    space_pairs pairs[FL_SPACE_COUNT] = {{0}};
     fl_eval_result nn = {0};
+    sweep_ctx x = {0};
+    x.sum = sum;
+    x.nn = &nn;
     int rc = 0;
     if (fl_dataset_open(c, &ds) || check_sizes(c, fl_dataset_count(ds, FL_TRAIN)) || fl_subject_open(c, ds, &subj) ||
         fl_vae_open(c, ds, &vae) || ensure_references(c, sum->dir, ds, subj, vae, &nn)) {
         rc = -1;
         goto done;
     }
+    x.ds = ds;
+    x.subj = subj;
+    x.vae = vae;
     sum->seconds_setup = fl_now() - t0;
 
     /* the first pass makes the cells no other process holds; the second waits for the
@@ -500,14 +661,24 @@ int fl_sweep_run_share(const fl_config *c, const fl_sweep_share *share, fl_sweep
         for (int k = 0; k < grid && !rc; k++) {
             int i = (start + k) % grid;
             if (i % share->parts != share->part || (pass == 1 && !later[i])) continue;
-            int fi = i / (nl * ns), li = i / ns % nl, si = i % ns;
-            const char *family = fl_cfg_list_str(c, "sweep.families", fi);
-            double lambda = fl_cfg_list_num(c, "sweep.lambdas", li);
-            int64_t seed = (int64_t)fl_cfg_list_num(c, "sweep.seeds", si);
-            char name[128];
-            fl_run_name(family, lambda, seed, name, sizeof name);
-            fl_config *run = cell_config(c, family, lambda, seed);
-            int got = run ? run_cell(run, name, pass == 1, ds, subj, vae, &nn, pairs, sum) : -1;
+            char name[160];
+            fl_config *run;
+            ndtm_cell nd, *ndp = NULL;
+            if (i < gd.n_fam) {
+                int fi = i / (gd.nl * gd.ns), li = i / gd.ns % gd.nl, si = i % gd.ns;
+                const char *family = fl_cfg_list_str(c, "sweep.families", fi);
+                double lambda = fl_cfg_list_num(c, "sweep.lambdas", li);
+                int64_t seed = (int64_t)fl_cfg_list_num(c, "sweep.seeds", si);
+                fl_run_name(family, lambda, seed, name, sizeof name);
+                run = cell_config(c, family, lambda, seed);
+            } else {
+                int64_t seed;
+                ndtm_cell_of(c, &gd, i - gd.n_fam, &nd, &seed);
+                snprintf(name, sizeof name, "%s_g%g_seed%lld", nd.family, nd.gamma, (long long)seed);
+                run = ndtm_config(c, &nd, seed);
+                ndp = &nd;
+            }
+            int got = run ? run_cell(run, name, ndp, pass == 1, &x) : -1;
             fl_config_free(run);
             later[i] = got == 1;
             rc = got < 0;
@@ -521,9 +692,10 @@ int fl_sweep_run_share(const fl_config *c, const fl_sweep_share *share, fl_sweep
 done:
     fl_eval_result_free(&nn);
     for (int i = 0; i < FL_SPACE_COUNT; i++) {
-        fl_latents_free(&pairs[i].train);
-        fl_latents_free(&pairs[i].val);
+        fl_latents_free(&x.pairs[i].train);
+        fl_latents_free(&x.pairs[i].val);
     }
+    for (int i = 0; i < 2; i++) fl_prior_free(x.priors[i]);
     fl_vae_free(vae);
     fl_subject_free(subj);
     fl_dataset_free(ds);

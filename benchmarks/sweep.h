@@ -36,8 +36,9 @@ typedef struct {
 int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum);
 
 /* The share of a sweep's cells that one of several processes makes. Cell i of the grid
- * (family-major, then λ, then seed) belongs to the process with i % parts == part: a
- * shard of a job array (fiberlab sweep --shard part/parts). Processes that share the
+ * (the families' cells family-major, then λ, then seed; then NDTM's: fl_sweep_grid_size)
+ * belongs to the process with i % parts == part: a shard of a job array (fiberlab sweep
+ * --shard part/parts). Processes that share the
  * folder and take on the same cells (the ranks of an MPI job, parts = 1) divide them
  * among themselves through the cells' locks: each makes the cells no other holds,
  * starting at cell `start`, then waits for the ones it left. */
@@ -46,6 +47,11 @@ typedef struct {
     int start;         /* the first cell of the first pass */
     bool report;       /* write the folder's report at the end */
 } fl_sweep_share;
+
+/* The cells of c's grid: the families' (sweep.families × sweep.lambdas × sweep.seeds),
+ * then NDTM's (sweep.ndtm_gammas × sweep.ndtm_priors × sweep.ndtm_targets ×
+ * sweep.ndtm_refine × sweep.seeds). */
+int fl_sweep_grid_size(const fl_config *c);
 
 /* fl_sweep_run for the share s of the grid (NULL: every cell, and the report). */
 int fl_sweep_run_share(const fl_config *c, const fl_sweep_share *s, fl_sweep_summary *sum);

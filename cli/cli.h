@@ -18,7 +18,7 @@ int cmd_ndtm(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
 int cmd_train(int argc, char **argv);
-int cmd_plot(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 
 /* Prints "fiberlab NAME: " and the message to stderr, returns 1 (an exit code). */

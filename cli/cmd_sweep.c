@@ -1,5 +1,5 @@
-/* fiberlab sweep / train / plot: the run store. sweep trains and evaluates a grid of
- * fiber models and reports it; train is a sweep of one run; plot remakes the report of
+/* fiberlab sweep / train / report: the run store. sweep trains and evaluates a grid of
+ * fiber models and reports it; train is a sweep of one run; report remakes the report of
  * a sweep folder from its files. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +23,7 @@ static void print_summary(const fl_sweep_summary *s)
            "and evaluation %.1f s; report %.1f s); peak memory %.0f MiB\n",
            s->seconds_total, s->seconds_setup, s->seconds_train, s->seconds_eval,
            s->seconds_report, s->peak_rss_mib);
-    printf("results in %s/: fidelity_consistency.png, index.json, timing.md, grids/, runs/, models/\n",
+    printf("results in %s/: report.md, fidelity_consistency.png, index.json, timing.md, grids/, runs/, models/\n",
            s->dir);
 }
 
@@ -45,8 +45,7 @@ static int run_job(fl_config *c, const cli_job *j)
     double t0 = fl_now();
     int cores = fl_cores_available() / j->local_size;
     if (fl_cfg_int(c, "threads") == 0) fl_threads_set(cores > 1 ? cores : 1, FL_WORK_CONV);
-    int grid = fl_cfg_len(c, "sweep.families") * fl_cfg_len(c, "sweep.lambdas") *
-               fl_cfg_len(c, "sweep.seeds");
+    int grid = fl_sweep_grid_size(c);
     fl_sweep_share share = {0, 1, grid * j->rank / j->size, false};
     int mine = fl_sweep_run_share(c, &share, &s);
     fl_config_free(c);
@@ -67,7 +66,7 @@ static int run_job(fl_config *c, const cli_job *j)
     printf(" from earlier\n");
     printf("time %.1f s (training %.1f s summed over the ranks; report %.1f s); peak memory "
            "%.0f MiB summed over the ranks\n", fl_now() - t0, v[2], fl_now() - tr, v[3]);
-    printf("results in %s/: fidelity_consistency.png, index.json, timing.md, grids/, runs/, models/\n",
+    printf("results in %s/: report.md, fidelity_consistency.png, index.json, timing.md, grids/, runs/, models/\n",
            s.dir);
     return 0;
 }
@@ -104,8 +103,9 @@ int cmd_sweep(int argc, char **argv)
                "Trains and evaluates the grid sweep.families × sweep.lambdas × sweep.seeds of\n"
                "fiber models on the dataset, subject and VAE of CONFIG (each built or found in\n"
                "the cache), and writes <out_dir>/<sweep.name>/: one HDF5 file per run in runs/,\n"
-               "index.json, the fidelity-versus-consistency plot (PNG and SVG), a sample grid\n"
-               "per run in grids/, timing.md, and each trained model in models/. Finished runs\n"
+               "report.md (fiberlab report --help), summary.md, index.json, the fidelity-versus-\n"
+               "consistency plots (PNG and SVG), a sample grid per run in grids/, timing.md, and\n"
+               "each trained model in models/. Finished runs\n"
                "with the same settings are reused; a change of evaluation settings (eval.*)\n"
                "only scores the saved models again; an interrupted run resumes from its\n"
                "checkpoint, so rerunning an interrupted sweep completes only what is missing.\n"
@@ -116,7 +116,7 @@ int cmd_sweep(int argc, char **argv)
                "cell and per cached model). --shard i/n makes only the cells k of the grid\n"
                "(family-major, then λ, then seed) with k %% n = i, e.g. one task of a Slurm job\n"
                "array each; each shard writes the report of what the folder holds, and\n"
-               "'fiberlab plot DIR' remakes it once every shard is done (after copying the\n"
+               "'fiberlab report DIR' remakes it once every shard is done (after copying the\n"
                "shards' runs/ and models/ into one folder if they did not share one). Under\n"
                "mpirun (fiberlab built with Open MPI) the ranks divide the cells among\n"
                "themselves, the cores of a machine among its ranks (threads=0), and rank 0\n"
@@ -185,16 +185,21 @@ int cmd_train(int argc, char **argv)
     return run_sweep("train", c);
 }
 
-int cmd_plot(int argc, char **argv)
+int cmd_report(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv) || argc != 2) {
-        printf("usage: fiberlab plot SWEEP_DIR\n"
+        printf("usage: fiberlab report SWEEP_DIR\n"
                "\n"
-               "Remakes the report of a sweep folder (e.g. results/demo) from its files:\n"
-               "index.json, fidelity_consistency.png and .svg, grids/ and timing.md.\n");
+               "Remakes the report of a sweep folder (e.g. results/demo) from its run files and\n"
+               "reference lines alone: report.md (the plots, every cell with its intervals and\n"
+               "per-channel KL and W1, the reference lines, the paper's findings decided on\n"
+               "these numbers, the machines the runs ran on), summary.md, index.json, timing.md,\n"
+               "fidelity_consistency.png/.svg (fiber loss against mean KL), dfib_consistency.png\n"
+               "/.svg (d_fib against mean KL) and grids/. It merges the shards of a sweep: run it\n"
+               "once every shard's runs/ are in the folder.\n");
         return argc == 2 ? 0 : 2;
     }
-    if (fl_sweep_report(argv[1])) return cli_fail("plot", "%s", fl_error());
-    printf("report of %s rewritten\n", argv[1]);
+    if (fl_sweep_report(argv[1])) return cli_fail("report", "%s", fl_error());
+    printf("report of %s written: %s/report.md\n", argv[1], argv[1]);
     return 0;
 }

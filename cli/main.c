@@ -18,7 +18,7 @@ static const fl_command commands[] = {
     {"ndtm", "sample the subject's fiber by guiding the prior (NDTM, no training) and score it", cmd_ndtm},
     {"sweep", "train and evaluate a grid of fiber models (families × λ × seeds), plot it", cmd_sweep},
     {"train", "train and evaluate one fiber model (a sweep of one run)", cmd_train},
-    {"plot", "remake the plot, grids, index and timing table of a sweep folder", cmd_plot},
+    {"report", "remake a sweep folder's report.md, plots, grids, index and timing table", cmd_report},
     {"eval", "score a sampler or a samples file: fiber loss, color KL and W1, reference lines", cmd_eval},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];

@@ -147,3 +147,41 @@ void fl_threads_get(int *n, fl_workload *w)
     *n = cur_threads;
     *w = cur_work;
 }
+
+const char *fl_cpu_name(void)
+{
+    static char name[256];
+    if (name[0]) return name;
+    char model[160] = "unknown CPU", line[512];
+    int family = -1, mdl = -1;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (!colon) {
+            if (family >= 0) break; /* the end of the first processor's block */
+            continue;
+        }
+        const char *v = colon + 1 + (colon[1] == ' ');
+        if (strncmp(line, "model name", 10) == 0) {
+            snprintf(model, sizeof model, "%s", v);
+            model[strcspn(model, "\n")] = 0;
+        } else if (strncmp(line, "cpu family", 10) == 0) {
+            family = atoi(v);
+        } else if (strncmp(line, "model\t", 6) == 0) {
+            mdl = atoi(v);
+        }
+    }
+    if (f) fclose(f);
+    snprintf(name, sizeof name, "%s (family %d, model %d)", model, family, mdl);
+    return name;
+}
+
+void fl_machine_describe(char *buf, size_t n)
+{
+    char host[128] = "";
+    if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "unknown host");
+    const char *core = fl_blas_corename();
+    snprintf(buf, n, "%s; %d cores; %s kernel %s; libtorch %s; host %s", fl_cpu_name(),
+             fl_cores_available(), core ? "OpenBLAS" : "BLAS", core ? core : "n/a",
+             ct_torch_version(), host);
+}

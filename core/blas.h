@@ -5,6 +5,8 @@
 #ifndef FL_BLAS_H
 #define FL_BLAS_H
 
+#include <stddef.h>
+
 /* Path of the shared library that provides dgemm_ (static string, "unknown" if none). */
 const char *fl_blas_library(void);
 /* OpenBLAS's chosen kernel ("SkylakeX", "Haswell", "Prescott", …), or NULL when the
@@ -28,6 +30,12 @@ void fl_blas_ensure_best_kernel(char **argv);
 int fl_blas_kernel_is_best(void);
 /* The OPENBLAS_CORETYPE this process inherited and replaced with a better kernel, or NULL. */
 const char *fl_blas_replaced_coretype(void);
+
+/* The CPU from /proc/cpuinfo, e.g. "AMD EPYC (family 26, model 2)" (static string). */
+const char *fl_cpu_name(void);
+/* One line on what this process computes with, stored in every run file and listed by
+ * the report: "CPU; N cores; OpenBLAS kernel K; libtorch V; host H". */
+void fl_machine_describe(char *buf, size_t n);
 
 /* The first call in every main(): fl_blas_ensure_best_kernel, then the allocator. glibc
  * gives allocations above 128 KiB their own mmap and returns freed heap tops to the

@@ -94,10 +94,7 @@ def main():
             fails.append("files that do not open: %s" % bad)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for f in fails:
-        print("FAIL: " + f)
-    print("ok" if not fails else "%d failure(s)" % len(fails))
-    return 1 if fails else 0
+    return st.verdict(fails)
 
 
 if __name__ == "__main__":

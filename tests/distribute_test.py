@@ -115,8 +115,17 @@ def main():
             mpi = st.run_metrics(os.path.join(out, "mpi"))
             if mpi != ref:
                 fails.append("the MPI job's numbers differ from one process's:\n  %s\n  %s" % (mpi, ref))
-            if not os.path.exists(os.path.join(out, "mpi", "fidelity_consistency.png")):
-                fails.append("the MPI job wrote no plot")
+            for f in ("fidelity_consistency.png", "report.md"):
+                if not os.path.exists(os.path.join(out, "mpi", f)):
+                    fails.append("the MPI job wrote no %s" % f)
+            try:
+                with open(os.path.join(out, "mpi", "report.md")) as f:
+                    md = f.read()
+            except OSError:
+                md = ""
+            for cell in ("NF λ = 0 | 2 |", "NF λ = 30 | 2 |"):
+                if cell not in md:
+                    fails.append("the MPI job's report.md has no row '%s'" % cell)
         else:
             print("skipped the mpirun part: fiberlab is built without MPI")
 
@@ -125,10 +134,7 @@ def main():
             fails.append("left behind: %s" % left)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for f in fails:
-        print("FAIL: " + f)
-    print("ok" if not fails else "%d failure(s)" % len(fails))
-    return 1 if fails else 0
+    return st.verdict(fails)
 
 
 if __name__ == "__main__":

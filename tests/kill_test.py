@@ -167,10 +167,7 @@ def main():
     print("%d kills in %d processes over %d rounds, %.0f s; kills by phase: %s" % (
         n_kills, n_runs, rounds, time.time() - t_start,
         ", ".join("%s %d" % kv for kv in landed.items())))
-    for f in fails:
-        print("FAIL: " + f)
-    print("ok" if not fails else "%d failure(s)" % len(fails))
-    return 1 if fails else 0
+    return st.verdict(fails)
 
 
 if __name__ == "__main__":

@@ -93,3 +93,11 @@ def have_npm(npm):
 
 def run(cmd, cache, cwd):
     return subprocess.run(cmd, env=env(cache), cwd=cwd, capture_output=True, text=True)
+
+
+def verdict(fails):
+    """Prints each failure and a closing line; the exit code (0: none failed)."""
+    for f in fails:
+        print("FAIL: " + f)
+    print("ok" if not fails else "%d failure(s)" % len(fails))
+    return 1 if fails else 0

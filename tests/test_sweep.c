@@ -14,6 +14,7 @@
 #include "core/h5.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/stats.h"
 #include "store_fixture.h"
 
 TestSuite(sweep, .init = make_tmp, .fini = remove_tmp);
@@ -155,7 +156,9 @@ Test(sweep, fiber_loss_term_lowers_the_fiber_loss_and_reruns_train_only_what_is_
         cr_expect(strstr(json, "\"fiber_median\":"), "index.json has no fiber_median:\n%s", json);
     }
     const char *report[] = {"results/t/index.json", "results/t/timing.md", "results/t/references.h5",
+                            "results/t/report.md", "results/t/summary.md",
                             "results/t/fidelity_consistency.png", "results/t/fidelity_consistency.svg",
+                            "results/t/dfib_consistency.png", "results/t/dfib_consistency.svg",
                             "results/t/grids/nf_lam0_seed0.png", "results/t/grids/nf_lam30_seed0.png",
                             "results/t/models/nf_lam0_seed0.h5", "results/t/models/nf_lam30_seed0.h5"};
     for (size_t i = 0; i < sizeof report / sizeof report[0]; i++)
@@ -247,4 +250,64 @@ Test(sweep, fiber_loss_term_lowers_the_fiber_loss_and_reruns_train_only_what_is_
         fl_h5r_close(h);
         cr_expect_eq(steps, 60, "nf trained %lld steps, not the override's 60", (long long)steps);
     }
+}
+
+/* The fiber loss of a run file (the report's number), formatted as the report does. */
+static void expect_report_row(const char *md, const char *label, const char *run)
+{
+    char p[600], row[200], fib[96];
+    snprintf(p, sizeof p, "%s/results/t/runs/%s.h5", tmp, run);
+    fl_h5r *h = fl_h5r_open(p);
+    cr_assert_not_null(h, "%s", fl_error());
+    fl_ci c;
+    cr_assert_eq(fl_h5r_attr_f64(h, "eval", "fiber_mean", &c.mean) ||
+                     fl_h5r_attr_f64(h, "eval", "fiber_lo", &c.lo) || fl_h5r_attr_f64(h, "eval", "fiber_hi", &c.hi),
+                 0, "%s", fl_error());
+    fl_h5r_close(h);
+    snprintf(row, sizeof row, "| %s | 1 | %s |", label, fl_ci_format(&c, 4, fib, sizeof fib));
+    cr_expect(strstr(md, row) != NULL, "report.md has no row '%s':\n%s", row, md);
+}
+
+Test(sweep, every_axis_in_one_sweep_families_and_ndtm_cells_in_one_report, .timeout = 900)
+{
+    if (access(NPM_DIR "/0.json", R_OK) != 0) cr_skip_test("the npm digits are not fetched (scripts/setup.sh)");
+    write_config("small.json", small);
+    char args[2048];
+    snprintf(args, sizeof args,
+             "sweep small.json data.path='%s' threads=1 sweep.families=nf,fm train.steps=60 "
+             "fm.hidden=16 fm.blocks=1 train.fiber_steps=2 eval.n_targets=20 "
+             "sweep.ndtm_gammas=1 sweep.ndtm_priors=correlated,ood "
+             "prior.steps=60 prior.batch_size=32 prior.hidden=32 prior.blocks=1 prior.ema_decay=0.9 "
+             "prior.report_samples=64 prior.report_steps=10 ndtm.steps=10 ndtm.inner=2 "
+             "ndtm.ramp_start=990 ndtm.ramp_end=500 ndtm.u_lr=0.3",
+             NPM_DIR);
+    cr_assert_eq(run(args), 0, "the sweep failed:\n%s", err);
+    cr_expect(strstr(out, "6 runs: 6 trained, 0 reused") != NULL, "stdout: %s", out);
+    static char md[1 << 16];
+    char p[600];
+    snprintf(p, sizeof p, "%s/results/t/report.md", tmp);
+    FILE *f = fopen(p, "r");
+    cr_assert_not_null(f, "no report.md");
+    md[fread(md, 1, sizeof md - 1, f)] = 0;
+    fclose(f);
+    expect_report_row(md, "NF λ = 0", "nf_lam0_seed0");
+    expect_report_row(md, "NF λ = 30", "nf_lam30_seed0");
+    expect_report_row(md, "FM λ = 0", "fm_lam0_seed0");
+    expect_report_row(md, "FM λ = 30", "fm_lam30_seed0");
+    expect_report_row(md, "NDTM correlated static γ = 1", "ndtm-correlated-static_g1_seed0");
+    expect_report_row(md, "NDTM ood static γ = 1", "ndtm-ood-static_g1_seed0");
+    /* the two priors are two cached models, one trained on each color law */
+    cr_expect(strstr(err, "prior-latent") != NULL, "%s", err);
+    cr_expect(strstr(md, "NDTM: ") && strstr(md, "| NF λ = 0 | "), "no timing table:\n%s", md);
+    cr_expect(strstr(md, "- **NDTM reaches") && !strstr(md, "not decided: the sweep needs unrefined NDTM"),
+              "the NDTM finding was not decided:\n%s", md);
+
+    /* a rerun reuses every cell, NDTM's too; another γ makes only its own cells */
+    cr_assert_eq(run(args), 0, "the rerun failed:\n%s", err);
+    cr_expect(strstr(out, "6 runs: 0 trained, 6 reused") != NULL, "stdout: %s", out);
+    char more[2100];
+    snprintf(more, sizeof more, "%s sweep.ndtm_gammas=1,3 sweep.ndtm_priors=correlated", args);
+    cr_assert_eq(run(more), 0, "%s", err);
+    cr_expect(strstr(out, "6 runs: 1 trained, 5 reused") != NULL, "stdout: %s", out);
+    cr_expect(exists("results/t/runs/ndtm-correlated-static_g3_seed0.h5"));
 }

@@ -33,6 +33,10 @@ const fl_key fl_keys_prior[] = {
     {"prior.report_steps", FL_KEY_INT, "100", 1, 100000, NULL,
      "DDIM steps of the report's samples (at most prior.T)."},
     {"prior.report_eta", FL_KEY_NUM, "0.25", 0, 1, NULL, "DDIM η of the report's samples."},
+    {"prior.variant", FL_KEY_STR, "\"correlated\"", FL_NO_BOUNDS, "correlated|ood",
+     "Color law of the images the prior trains on: correlated (the benchmark's; NDTM) or ood "
+     "(foreground and background independent; 'NDTM w/ OOD', colors out of distribution for "
+     "the subject). The evaluation targets keep data.variant."},
     FL_KEYS_END,
 };
 
@@ -147,11 +151,33 @@ static fl_cached cached_spec(fl_prior *p, int dim)
     };
 }
 
+/* A prior of another color law (prior.variant) than the targets' (data.variant) trains on
+ * the same digits colored by that law: the config it is cached and trained under is c
+ * with data.variant = prior.variant. *own: that copy (the caller frees it), or NULL when
+ * c is it already. */
+static int prior_config(const fl_config *c, fl_config **own)
+{
+    *own = NULL;
+    const char *variant = fl_cfg_str(c, "prior.variant");
+    if (strcmp(variant, fl_cfg_str(c, "data.variant")) == 0) return 0;
+    *own = fl_config_copy(c);
+    if (!*own || fl_cfg_set_str(*own, "data.variant", variant)) {
+        fl_config_free(*own);
+        *own = NULL;
+        return fl_fail("prior.variant=%s: out of memory", variant);
+    }
+    return 0;
+}
+
 int fl_prior_cache_path(const fl_config *c, char *buf, size_t n)
 {
     fl_prior p = {0};
     fl_cached m = cached_spec(&p, (int)fl_cfg_int(c, "vae.latent"));
-    return fl_cached_path(c, &m, false, buf, n, NULL);
+    fl_config *own;
+    if (prior_config(c, &own)) return -1;
+    int rc = fl_cached_path(own ? own : c, &m, false, buf, n, NULL);
+    fl_config_free(own);
+    return rc;
 }
 
 /* The prior's settings that the schema's bounds cannot check. */
@@ -203,7 +229,14 @@ int fl_prior_open(const fl_config *c, const fl_dataset *ds, fl_vae *vae, fl_prio
     fl_cached m = cached_spec(p, dim);
     m.ema_decay = fl_cfg_num(c, "prior.ema_decay");
     fl_cached_info info = {0};
-    if (!rc) rc = fl_cached_open(c, ds, &m, p->path, sizeof p->path, &info);
+    fl_config *own = NULL;
+    fl_dataset *own_ds = NULL;
+    if (!rc) rc = prior_config(c, &own);
+    if (!rc && own && fl_dataset_open(own, &own_ds))
+        rc = fl_fail_ctx("prior.variant=%s", fl_cfg_str(c, "prior.variant"));
+    if (!rc) rc = fl_cached_open(own ? own : c, own_ds ? own_ds : ds, &m, p->path, sizeof p->path, &info);
+    fl_dataset_free(own_ds);
+    fl_config_free(own);
     if (rc) {
         fl_prior_free(p);
         return -1;

@@ -77,30 +77,3 @@ long long bench_peak_rss_kb(void)
     return getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss : 0;
 }
 
-const char *bench_cpu_name(void)
-{
-    static char name[256];
-    if (name[0]) return name;
-    char model[160] = "unknown CPU", line[512];
-    int family = -1, mdl = -1;
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof line, f)) {
-        char *colon = strchr(line, ':');
-        if (!colon) {
-            if (family >= 0) break; /* the end of the first processor's block */
-            continue;
-        }
-        const char *v = colon + 2;
-        if (strncmp(line, "model name", 10) == 0) {
-            snprintf(model, sizeof model, "%s", v);
-            model[strcspn(model, "\n")] = 0;
-        } else if (strncmp(line, "cpu family", 10) == 0) {
-            family = atoi(v);
-        } else if (strncmp(line, "model\t", 6) == 0) {
-            mdl = atoi(v);
-        }
-    }
-    if (f) fclose(f);
-    snprintf(name, sizeof name, "%s (family %d, model %d)", model, family, mdl);
-    return name;
-}

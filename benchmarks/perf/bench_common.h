@@ -30,7 +30,5 @@ double bench_median(double *v, int n);
 long long bench_rss_kb(void);
 /* Its high-water mark of resident memory, in KiB (getrusage ru_maxrss). */
 long long bench_peak_rss_kb(void);
-/* "AMD EPYC (family 26, model 2)": /proc/cpuinfo's model name, family and model (static). */
-const char *bench_cpu_name(void);
 
 #endif

@@ -239,7 +239,7 @@ int main(int argc, char **argv)
            "runs per side, each a process of its own, %d warm-up steps untimed; peak memory: each "
            "process's RSS high-water mark (getrusage ru_maxrss) and its rise over the RSS before "
            "the first training step\n",
-           DIM, COND, bench_cpu_name(), threads, fl_blas_corename() ? fl_blas_corename() : "?",
+           DIM, COND, fl_cpu_name(), threads, fl_blas_corename() ? fl_blas_corename() : "?",
            fl_blas_kernel_is_best() ? "the best for this CPU" : "NOT the best for this CPU",
            env_core ? env_core : "unset", fl_dense_threads(threads, 64), fl_dense_threads(threads, 256),
            reps, WARMUP);

@@ -3,7 +3,7 @@
  * (the table: reference lines, then each family and λ), timing.md, report.md (the
  * plots, every cell with per-channel KL and W1, the machines, the paper's findings
  * decided on these numbers), the fidelity-versus-consistency plots (fiber loss and
- * d_fib on y) and the sample grids.
+ * d_fib on y; per channel), the loss curves and the sample grids.
  *
  * Intervals (DESIGN.md §5): a cell with one seed shows its run's bootstrap interval
  * over the targets; a cell with several seeds shows the Student-t interval of the
@@ -417,44 +417,147 @@ static void put_timing(FILE *f, const report_in *in)
                 in->rows[i].train_seconds, 1e3 * in->rows[i].seconds_per_sample);
 }
 
-/* One series per family, one point per λ, the error bars the cells' intervals; y is the
- * metric y (the fiber loss or d_fib), the reference lines at their value of it. */
+/* The plot series of the cells: one per family (and NDTM setting), one point per λ (γ),
+ * y the metric y (the fiber loss or d_fib) with the cells' intervals; the buffers hold
+ * the arrays (16 series of 64 points at most). */
+typedef struct {
+    fl_plot_series series[16];
+    double buf[16][13][64];
+    char labels[16][64];
+    int n;
+} plot_series_set;
+
+static void series_of(const cell *cells, int nc, int y, plot_series_set *ps)
+{
+    ps->n = 0;
+    for (int i = 0; i < nc && ps->n < 16;) {
+        int j = i;
+        while (j < nc && strcmp(cells[j].first->family, cells[i].first->family) == 0) j++;
+        double(*b)[64] = ps->buf[ps->n];
+        int m = 0;
+        for (int a = i; a < j && m < 64; a++, m++) {
+            const cell *c = &cells[a];
+            b[0][m] = c->first->lambda;
+            b[1][m] = c->m[M_KL].mean, b[2][m] = c->m[M_KL].lo, b[3][m] = c->m[M_KL].hi;
+            b[4][m] = c->m[y].mean, b[5][m] = c->m[y].lo, b[6][m] = c->m[y].hi;
+            for (int k = 0; k < 3; k++) b[7 + k][m] = c->kl[k], b[10 + k][m] = c->w1[k];
+        }
+        series_name(cells[i].first->family, ps->labels[ps->n], sizeof ps->labels[ps->n]);
+        ps->series[ps->n] = (fl_plot_series){.label = ps->labels[ps->n], .n = m, .lambda = b[0],
+                                             .kl = b[1], .kl_lo = b[2], .kl_hi = b[3],
+                                             .fib = b[4], .fib_lo = b[5], .fib_hi = b[6],
+                                             .kl_rgb = {b[7], b[8], b[9]}, .w1_rgb = {b[10], b[11], b[12]}};
+        ps->n++;
+        i = j;
+    }
+}
+
+/* The reference lines at their value of metric y. */
+static int hlines_of(const ref_line *refs, int n_refs, int y, fl_plot_hline lines[8])
+{
+    int n = 0;
+    for (int i = 0; i < n_refs && n < 8; i++)
+        if (isfinite(refs[i].m[y].mean)) lines[n++] = (fl_plot_hline){refs[i].label, refs[i].m[y].mean};
+    return n;
+}
+
+static const char *const plot_title = "Fidelity vs consistency on color MNIST";
+
+/* dir/base.png and .svg: the cells' fidelity against consistency, y the metric y. */
 static int write_plot(const char *dir, const char *base, const char *ylabel, int y,
                       const cell *cells, int nc, const ref_line *refs, int n_refs)
 {
-    fl_plot_series series[16];
-    double buf[16][7][64];
-    char labels[16][64];
-    int n_series = 0;
-    for (int i = 0; i < nc && n_series < 16;) {
-        int j = i;
-        while (j < nc && strcmp(cells[j].first->family, cells[i].first->family) == 0) j++;
-        double *lam = buf[n_series][0], *kl = buf[n_series][1], *kllo = buf[n_series][2],
-               *klhi = buf[n_series][3], *fib = buf[n_series][4], *fiblo = buf[n_series][5],
-               *fibhi = buf[n_series][6];
-        int m = 0;
-        for (int a = i; a < j && m < 64; a++, m++) {
-            lam[m] = cells[a].first->lambda;
-            kl[m] = cells[a].m[M_KL].mean, kllo[m] = cells[a].m[M_KL].lo, klhi[m] = cells[a].m[M_KL].hi;
-            fib[m] = cells[a].m[y].mean, fiblo[m] = cells[a].m[y].lo, fibhi[m] = cells[a].m[y].hi;
-        }
-        series_name(cells[i].first->family, labels[n_series], sizeof labels[n_series]);
-        series[n_series] = (fl_plot_series){labels[n_series], m, lam, kl, kllo, klhi, fib, fiblo, fibhi};
-        n_series++;
-        i = j;
-    }
+    static plot_series_set ps;
+    series_of(cells, nc, y, &ps);
     fl_plot_hline lines[8];
-    int n_lines = 0;
-    for (int i = 0; i < n_refs && n_lines < 8; i++)
-        if (isfinite(refs[i].m[y].mean)) lines[n_lines++] = (fl_plot_hline){refs[i].label, refs[i].m[y].mean};
+    int n_lines = hlines_of(refs, n_refs, y, lines);
     char png[4200], svg[4200];
     snprintf(png, sizeof png, "%s/%s.png", dir, base);
     snprintf(svg, sizeof svg, "%s/%s.svg", dir, base);
-    const char *title = "Fidelity vs consistency on color MNIST";
-    return fl_plot_fidelity_consistency(png, title, ylabel, series, n_series, lines, n_lines) ||
-                   fl_plot_fidelity_consistency(svg, title, ylabel, series, n_series, lines, n_lines)
+    return fl_plot_fidelity_consistency(png, plot_title, ylabel, ps.series, ps.n, lines, n_lines) ||
+                   fl_plot_fidelity_consistency(svg, plot_title, ylabel, ps.series, ps.n, lines, n_lines)
                ? -1
                : 0;
+}
+
+/* dir/colors.png and .svg: the fiber loss against each channel's KL and W1. */
+static int write_channels(const char *dir, const cell *cells, int nc, const ref_line *refs, int n_refs)
+{
+    static plot_series_set ps;
+    series_of(cells, nc, M_FIBER, &ps);
+    fl_plot_hline lines[8];
+    int n_lines = hlines_of(refs, n_refs, M_FIBER, lines);
+    char png[4200], svg[4200];
+    snprintf(png, sizeof png, "%s/colors.png", dir);
+    snprintf(svg, sizeof svg, "%s/colors.svg", dir);
+    const char *title = "Colors per channel";
+    return fl_plot_channels(png, title, ps.series, ps.n, lines, n_lines) ||
+                   fl_plot_channels(svg, title, ps.series, ps.n, lines, n_lines)
+               ? -1
+               : 0;
+}
+
+/* dir/curves.png and .svg: each trained family's training loss (the term "loss", the
+ * total, or the first term) against the step, a line per run. */
+static int write_loss_curves(const char *dir, const run_row *rows, int n)
+{
+    static fl_plot_curve lines[16][16];
+    static char labels[16][16][48], names[16][64];
+    fl_plot_curves_set sets[16];
+    const char *set_family[16];
+    double *bufs[2 * 16 * 16] = {NULL};
+    int n_sets = 0, n_bufs = 0, rc = 0;
+    for (int i = 0; i < n && !rc; i++) {   /* rows are sorted by family */
+        if (is_ndtm(rows[i].family)) continue;
+        if (n_sets == 0 || strcmp(set_family[n_sets - 1], rows[i].family) != 0) {
+            if (n_sets == 16) break;
+            series_name(rows[i].family, names[n_sets], sizeof names[n_sets]);
+            set_family[n_sets] = rows[i].family;
+            sets[n_sets] = (fl_plot_curves_set){names[n_sets], "training loss", 0, lines[n_sets]};
+            n_sets++;
+        }
+        fl_plot_curves_set *cs = &sets[n_sets - 1];
+        if (cs->n_lines >= 16) continue;
+        char path[4600], terms[33 * 16] = "";
+        snprintf(path, sizeof path, "%s/%s", dir, rows[i].file);
+        fl_h5r *h = fl_h5r_open(path);
+        int64_t nv = 0, ns = 0;
+        double *curve = h ? fl_h5r_read_alloc(h, "train/curve", FL_F64, &nv) : NULL;
+        int64_t *steps = h ? fl_h5r_read_alloc(h, "train/curve_steps", FL_I64, &ns) : NULL;
+        if (h && fl_h5r_attr_str(h, "train", "term_names", terms, sizeof terms)) terms[0] = 0;
+        fl_h5r_close(h);
+        ct_clear_error();
+        int n_terms = 1, which = 0;
+        for (const char *p = terms; *p; p++) n_terms += *p == ',';
+        for (int t = 0, pos = 0; t < n_terms; t++) {   /* the "loss" term when there is one */
+            size_t len = strcspn(terms + pos, ",");
+            if (len == 4 && strncmp(terms + pos, "loss", 4) == 0) which = t;
+            pos += (int)len + 1;
+        }
+        double *y = ns > 0 && curve && steps && nv == ns * n_terms ? malloc((size_t)ns * sizeof *y) : NULL;
+        double *x = y ? malloc((size_t)ns * sizeof *x) : NULL;
+        if (x && y) {
+            for (int64_t k = 0; k < ns; k++) x[k] = (double)steps[k], y[k] = curve[k * n_terms + which];
+            char *lab = labels[cs - sets][cs->n_lines];
+            snprintf(lab, 48, "λ=%g seed %lld", rows[i].lambda, (long long)rows[i].seed);
+            lines[cs - sets][cs->n_lines++] = (fl_plot_curve){lab, (int)ns, x, y};
+            bufs[n_bufs++] = x;
+            bufs[n_bufs++] = y;
+        } else {
+            free(x);
+            free(y);
+        }
+        free(curve);
+        free(steps);
+    }
+    if (n_sets > 0) {
+        char png[4200], svg[4200];
+        snprintf(png, sizeof png, "%s/curves.png", dir);
+        snprintf(svg, sizeof svg, "%s/curves.svg", dir);
+        rc = fl_plot_curves(png, "Training loss", sets, n_sets) || fl_plot_curves(svg, "Training loss", sets, n_sets);
+    }
+    for (int k = 0; k < n_bufs; k++) free(bufs[k]);
+    return rc ? -1 : 0;
 }
 
 /* True when some cell has a d_fib (the subject's fiber is the set of recolorings). */
@@ -465,12 +568,14 @@ static bool have_dfib(const cell *cells, int nc)
     return false;
 }
 
-static int write_plots(const char *dir, const cell *cells, int nc, const ref_line *refs, int n_refs)
+static int write_plots(const char *dir, const run_row *rows, int n, const cell *cells, int nc,
+                       const ref_line *refs, int n_refs)
 {
     return write_plot(dir, "fidelity_consistency", NULL, M_FIBER, cells, nc, refs, n_refs) ||
                    (have_dfib(cells, nc) &&
                     write_plot(dir, "dfib_consistency", "d#dfib#u: RMS pixel distance to the true fiber",
-                               M_DFIB, cells, nc, refs, n_refs))
+                               M_DFIB, cells, nc, refs, n_refs)) ||
+                   write_channels(dir, cells, nc, refs, n_refs) || write_loss_curves(dir, rows, n)
                ? -1
                : 0;
 }
@@ -713,6 +818,8 @@ static void put_timing_table(FILE *f, const cell *cells, int nc)
 
 static void put_report(FILE *f, const report_in *in)
 {
+    bool have_curves = false;
+    for (int i = 0; i < in->n; i++) have_curves |= !is_ndtm(in->rows[i].family);
     const run_row *rows = in->rows;
     const cell *cells = in->cells;
     const ref_line *lines = in->lines;
@@ -728,6 +835,10 @@ static void put_report(FILE *f, const report_in *in)
     fprintf(f, "![fiber loss against mean KL](fidelity_consistency.png)\n\n");
     if (have_dfib(cells, nc))
         fprintf(f, "![d_fib against mean KL](dfib_consistency.png)\n\n");
+    fprintf(f, "Per channel, the fiber loss against the KL (top) and W1 (bottom) of R, G and B:\n\n"
+               "![colors per channel](colors.png)\n\n");
+    if (have_curves)
+        fprintf(f, "The training loss of each trained family, a line per run:\n\n![loss curves](curves.png)\n\n");
 
     fprintf(f, "## Every cell\n\nRelative: fiber loss ÷ the nearest-neighbour line on the same "
                "targets. d_fib: RMS pixel distance to the true fiber (n/a where the subject's fiber "
@@ -834,7 +945,7 @@ static int report(const char *dir)
         rc = write_index(dir, rows, n, cells, nc, lines, n_lines) ||
              write_text(dir, "timing.md", put_timing, &in) ||
              write_text(dir, "summary.md", put_summary, &in) ||
-             write_plots(dir, cells, nc, lines, n_lines) ||
+             write_plots(dir, rows, n, cells, nc, lines, n_lines) ||
              write_text(dir, "report.md", put_report, &in);
         for (int i = 0; !rc && i < n; i++) {
             char run_path[4600], png[4600];
@@ -859,7 +970,8 @@ int fl_sweep_report(const char *dir)
     if (fl_lock_take(target, true, &lk)) return -1;
     const char *outs[] = {"index.json", "timing.md", "summary.md", "report.md",
                           "fidelity_consistency.png", "fidelity_consistency.svg",
-                          "dfib_consistency.png", "dfib_consistency.svg"};
+                          "dfib_consistency.png", "dfib_consistency.svg", "colors.png",
+                          "colors.svg", "curves.png", "curves.svg"};
     for (size_t i = 0; i < sizeof outs / sizeof *outs; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, outs[i]);
         fl_remove_temps_of(path);

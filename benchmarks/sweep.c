@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "architectures/conv.h"
 #include "datasets/batch.h"
+#include "datasets/digits.h"
 #include "fl_version.h"
 #include "ndtm/ndtm.h"
 #include "trainers/fiber.h"
@@ -521,9 +522,16 @@ static int run_cell(const fl_config *run, const char *name, const ndtm_cell *nd,
     snprintf(f.path, sizeof f.path, "%s/runs/%s.h5", sum->dir, name);
     snprintf(f.ckpt, sizeof f.ckpt, "%s/checkpoints/%s.ckpt", sum->dir, name);
     snprintf(f.model_path, sizeof f.model_path, "%s/models/%s.h5", sum->dir, name);
-    if (nd) {   /* what an NDTM cell's samples depend on: no fiber model is trained */
+    if (nd) {   /* what an NDTM cell's samples depend on: no fiber model is trained, and its
+                 * prior is the cached one whose name carries the prior's own key */
         const char *secs[] = {"data", "subject", "vae", "prior", "ndtm", "seed"};
-        fl_config_hash(run, secs, 6, f.mk);
+        char prior[4200];
+        if (fl_prior_cache_path(run, prior, sizeof prior)) return -1;
+        char *json = fl_config_json(run, secs, 6);
+        if (!json) return fl_fail("out of memory");
+        uint64_t h = fl_fnv1a64(fl_fnv1a64(FL_FNV_OFFSET, json, strlen(json)), prior, strlen(prior));
+        free(json);
+        snprintf(f.mk, sizeof f.mk, "%016llx", (unsigned long long)h);
     } else {
         fl_config_hash_role(run, FL_ROLE_MODEL, f.mk);
     }

@@ -193,10 +193,11 @@ int cmd_report(int argc, char **argv)
                "Remakes the report of a sweep folder (e.g. results/demo) from its run files and\n"
                "reference lines alone: report.md (the plots, every cell with its intervals and\n"
                "per-channel KL and W1, the reference lines, the paper's findings decided on\n"
-               "these numbers, the machines the runs ran on), summary.md, index.json, timing.md,\n"
-               "fidelity_consistency.png/.svg (fiber loss against mean KL), dfib_consistency.png\n"
-               "/.svg (d_fib against mean KL) and grids/. It merges the shards of a sweep: run it\n"
-               "once every shard's runs/ are in the folder.\n");
+               "these numbers, the timing table with NDTM's break-even, the machines the runs ran\n"
+               "on), summary.md, index.json, timing.md, and as PNG and SVG: fidelity_consistency\n"
+               "(fiber loss against mean KL), dfib_consistency (d_fib against mean KL), colors\n"
+               "(against each channel's KL and W1), curves (training losses); and grids/. It\n"
+               "merges the shards of a sweep: run it once every shard's runs/ are in the folder.\n");
         return argc == 2 ? 0 : 2;
     }
     if (fl_sweep_report(argv[1])) return cli_fail("report", "%s", fl_error());

@@ -104,7 +104,7 @@ static int write_text(const char *path)
 static int write_plot(const char *path)
 {
     double lam[3] = {0, 1, 10}, kl[3] = {0.1, 0.2, 0.4}, fib[3] = {3, 2, 1};
-    fl_plot_series s = {"NF", 3, lam, kl, NULL, NULL, fib, NULL, NULL};
+    fl_plot_series s = {.label = "NF", .n = 3, .lambda = lam, .kl = kl, .fib = fib};
     fl_plot_hline l = {"nearest neighbour", 2.5};
     return fl_plot_fidelity_consistency(path, "a plot", NULL, &s, 1, &l, 1);
 }

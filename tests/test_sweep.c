@@ -159,6 +159,8 @@ Test(sweep, fiber_loss_term_lowers_the_fiber_loss_and_reruns_train_only_what_is_
                             "results/t/report.md", "results/t/summary.md",
                             "results/t/fidelity_consistency.png", "results/t/fidelity_consistency.svg",
                             "results/t/dfib_consistency.png", "results/t/dfib_consistency.svg",
+                            "results/t/colors.png", "results/t/colors.svg",
+                            "results/t/curves.png", "results/t/curves.svg",
                             "results/t/grids/nf_lam0_seed0.png", "results/t/grids/nf_lam30_seed0.png",
                             "results/t/models/nf_lam0_seed0.h5", "results/t/models/nf_lam30_seed0.h5"};
     for (size_t i = 0; i < sizeof report / sizeof report[0]; i++)

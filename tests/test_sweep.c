@@ -99,6 +99,12 @@ Test(sweep, config_errors_fail_before_training_naming_the_key)
     expect_config_error("{}", "sweep.overrides=fm:seed=3", "sweep.overrides");
     expect_config_error("{}", "sweep.overrides=nf:train.steps=5abc", "train.steps");
     expect_config_error("{}", "sweep.overrides=nf:nf.blocks=0", "nf.blocks");
+    /* NDTM cells: their axes and the sampler's settings */
+    expect_config_error("{}", "sweep.ndtm_gammas=1 sweep.ndtm_priors=pixel", "sweep.ndtm_priors");
+    expect_config_error("{}", "sweep.ndtm_gammas=1 sweep.ndtm_targets=tweedie", "sweep.ndtm_targets");
+    expect_config_error("{}", "sweep.ndtm_gammas=-1", "sweep.ndtm_gammas");
+    expect_config_error("{}", "sweep.ndtm_gammas=1 ndtm.ramp_end=600", "ndtm.ramp_end");
+    expect_config_error("{}", "sweep.ndtm_gammas=1 ndtm.steps=2000", "ndtm.steps");
 }
 
 /* A setting small enough to train subject, VAE and two fiber models in seconds. */

@@ -52,6 +52,11 @@ const fl_key fl_keys_sweep[] = {
     {"sweep.ndtm_refine", FL_KEY_STR_LIST, "[\"off\"]", FL_NO_BOUNDS, "off|on",
      "Latent refinement of the NDTM cells' samples (ndtm.refine_steps Adam steps at "
      "ndtm.refine_lr, as fiberlab ndtm --refine): off, on, or both."},
+    {"sweep.ndtm_leakage", FL_KEY_BOOL, "false", FL_NO_BOUNDS, NULL,
+     "The leakage test (the paper's appendix C): NDTM cells of the correlated prior, without "
+     "refinement, on targets of the fixed variant (data.fixed_color), one per γ × "
+     "sweep.ndtm_targets × seed; the report compares their samples' colors with those of the "
+     "same cells on the benchmark's targets."},
     {"sweep.val_fraction", FL_KEY_NUM, "0.1", 0, 0.5, NULL,
      "Share of the training pairs held out for the validation loss (early stopping)."},
     {"sweep.grid_targets", FL_KEY_INT, "8", 0, 64, NULL,
@@ -174,14 +179,31 @@ typedef struct {
     double gamma;
     const char *prior, *target;
     bool refine;
-    char family[64];     /* "ndtm-<prior>-<target>[-refined]": the report's series */
+    bool fixed;          /* the leakage test: targets of the fixed variant */
+    char family[64];     /* "ndtm-<prior>-<target>[-refined|-fixed]": the report's series */
     const fl_prior *p;   /* when written: the prior it guided */
 } ndtm_cell;
 
-static int write_ndtm_attrs(fl_h5w *w, const ndtm_cell *nd)
+/* The mean over the samples of the distance of their estimated colors to c (3). */
+static double mean_distance_to(const fl_eval_result *er, const double c[3])
+{
+    double sum = 0;
+    for (int64_t i = 0; i < er->n_samples; i++) {
+        double d2 = 0;
+        for (int k = 0; k < 3; k++) d2 += (er->colors[3 * i + k] - c[k]) * (er->colors[3 * i + k] - c[k]);
+        sum += sqrt(d2);
+    }
+    return er->n_samples ? sum / (double)er->n_samples : NAN;
+}
+
+static int write_ndtm_attrs(fl_h5w *w, const ndtm_cell *nd, const fl_config *run, const fl_eval_result *er)
 {
     const fl_prior_report *pr = fl_prior_report_of(nd->p);
-    return fl_h5w_attr_f64(w, "/", "gamma", nd->gamma) ||
+    double fixed[3];
+    for (int k = 0; k < 3; k++) fixed[k] = fl_cfg_list_num(run, "data.fixed_color", k);
+    return fl_h5w_attr_f64(w, "/", "fixed_distance", mean_distance_to(er, fixed)) ||
+           fl_h5w_attr_str(w, "/", "targets_variant", fl_cfg_str(run, "data.variant")) ||
+           fl_h5w_attr_f64(w, "/", "gamma", nd->gamma) ||
            fl_h5w_attr_str(w, "/", "prior_variant", nd->prior) ||
            fl_h5w_attr_str(w, "/", "ndtm_target", nd->target) ||
            fl_h5w_attr_i64(w, "/", "ndtm_refine", nd->refine) ||
@@ -225,7 +247,7 @@ static int write_run(const char *path, const fl_config *run, const char *model_k
              fl_h5w_attr_f64(w, "/", "tail_share", er->tail_share) ||
              fl_h5w_attr_f64(w, "/", "train_seconds", tr->seconds) ||
              fl_h5w_attr_f64(w, "/", "seconds_per_sample", per_sample) ||
-             (nd && write_ndtm_attrs(w, nd));
+             (nd && write_ndtm_attrs(w, nd, run, er));
     free(json);
     if (rc) {
         fl_h5w_abort(w);
@@ -406,6 +428,7 @@ typedef struct {
     const fl_eval_result *nn;
     space_pairs pairs[FL_SPACE_COUNT];
     fl_prior *priors[2];   /* correlated, ood */
+    fl_dataset *ds_fixed;  /* the leakage test's targets, opened when first needed */
     fl_sweep_summary *sum;
 } sweep_ctx;
 
@@ -492,15 +515,19 @@ static int make_ndtm_cell(const fl_config *run, const char *name, const cell_fil
     if (fl_ndtm_opts_from_config(run, (int)fl_cfg_int(run, "prior.T"), &no)) return fl_fail_ctx("%s", name);
     no.refine_steps = cell->refine ? (int)fl_cfg_int(run, "ndtm.refine_steps") : 0;
     fl_ndtm_prior np = fl_ndtm_prior_latent(nd.p);
+    /* the leakage test's targets: the same digits, every one in data.fixed_color */
+    if (cell->fixed && !x->ds_fixed && fl_dataset_open(run, &x->ds_fixed)) return fl_fail_ctx("%s", name);
+    const fl_dataset *ds = cell->fixed ? x->ds_fixed : x->ds;
     fl_sampler smp = {0};
     fl_eval_result er = {0};
     fl_train_result tr = {0};
     double te = fl_now();
     int rc = 0;
-    if (fl_ndtm_sampler(&np, x->subj, &no, &smp) || fl_evaluate(run, x->ds, x->subj, &smp, &er) ||
-        fl_eval_relate(run, &er, x->nn) ||
+    /* the nearest-neighbour line is of the benchmark's targets: no relative loss for others */
+    if (fl_ndtm_sampler(&np, x->subj, &no, &smp) || fl_evaluate(run, ds, x->subj, &smp, &er) ||
+        (!cell->fixed && fl_eval_relate(run, &er, x->nn)) ||
         write_run(f->path, run, f->mk, f->ek, nd.family, 0, fl_cfg_int(run, "seed"), &tr,
-                  &er, x->ds, (int)fl_cfg_int(run, "sweep.grid_targets"), &nd))
+                  &er, ds, (int)fl_cfg_int(run, "sweep.grid_targets"), &nd))
         rc = fl_fail_ctx("%s", name);
     else
         log_result(name, &er, "");
@@ -566,10 +593,11 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
 }
 
 /* The grid: the families' cells (family-major, then λ, then seed), then the NDTM cells
- * (γ-major, then prior, terminal cost, refinement, seed). */
+ * (γ-major, then prior, terminal cost, refinement, seed), then the leakage cells (γ-major,
+ * then terminal cost, seed). */
 typedef struct {
     int nf, nl, ns, ng, np, nt, nr;
-    int n_fam, n_ndtm;
+    int n_fam, n_ndtm, n_leak;
 } grid_dims;
 
 static void grid_of(const fl_config *c, grid_dims *g)
@@ -583,13 +611,14 @@ static void grid_of(const fl_config *c, grid_dims *g)
     g->nr = fl_cfg_len(c, "sweep.ndtm_refine");
     g->n_fam = g->nf * g->nl * g->ns;
     g->n_ndtm = g->ng * g->np * g->nt * g->nr * g->ns;
+    g->n_leak = fl_cfg_bool(c, "sweep.ndtm_leakage") ? g->ng * g->nt * g->ns : 0;
 }
 
 int fl_sweep_grid_size(const fl_config *c)
 {
     grid_dims g;
     grid_of(c, &g);
-    return g.n_fam + g.n_ndtm;
+    return g.n_fam + g.n_ndtm + g.n_leak;
 }
 
 /* NDTM cell j (0-based among the NDTM cells) and its seed. */
@@ -605,12 +634,25 @@ static void ndtm_cell_of(const fl_config *c, const grid_dims *g, int j, ndtm_cel
     snprintf(o->family, sizeof o->family, "ndtm-%s-%s%s", o->prior, o->target, o->refine ? "-refined" : "");
 }
 
+/* Leakage cell j (0-based among them): γ-major, then terminal cost, then seed. */
+static void leak_cell_of(const fl_config *c, const grid_dims *g, int j, ndtm_cell *o, int64_t *seed)
+{
+    memset(o, 0, sizeof *o);
+    o->gamma = fl_cfg_list_num(c, "sweep.ndtm_gammas", j / (g->nt * g->ns));
+    o->prior = "correlated";
+    o->target = fl_cfg_list_str(c, "sweep.ndtm_targets", j / g->ns % g->nt);
+    o->fixed = true;
+    *seed = (int64_t)fl_cfg_list_num(c, "sweep.seeds", j % g->ns);
+    snprintf(o->family, sizeof o->family, "ndtm-%s-%s-fixed", o->prior, o->target);
+}
+
 /* The config of an NDTM cell: c with its γ, terminal cost, prior and seed. */
 static fl_config *ndtm_config(const fl_config *c, const ndtm_cell *o, int64_t seed)
 {
     fl_config *run = fl_config_copy(c);
     if (!run || fl_cfg_set_num(run, "ndtm.gamma", o->gamma) || fl_cfg_set_str(run, "ndtm.target", o->target) ||
-        fl_cfg_set_str(run, "prior.variant", o->prior) || fl_cfg_set_num(run, "seed", (double)seed)) {
+        fl_cfg_set_str(run, "prior.variant", o->prior) || fl_cfg_set_num(run, "seed", (double)seed) ||
+        (o->fixed && fl_cfg_set_str(run, "data.variant", "fixed"))) {
         fl_config_free(run);
         return NULL;
     }
@@ -626,7 +668,7 @@ int fl_sweep_run_share(const fl_config *c, const fl_sweep_share *share, fl_sweep
     fl_sweep_dir(c, sum->dir, sizeof sum->dir);
     grid_dims gd;
     grid_of(c, &gd);
-    int grid = sum->runs_grid = gd.n_fam + gd.n_ndtm;
+    int grid = sum->runs_grid = gd.n_fam + gd.n_ndtm + gd.n_leak;
     if (grid == 0)
         return fl_fail("sweep: the grid is empty (sweep.families, sweep.lambdas, sweep.seeds; "
                        "sweep.ndtm_gammas, sweep.ndtm_priors, sweep.ndtm_targets, sweep.ndtm_refine)");
@@ -681,7 +723,8 @@ int fl_sweep_run_share(const fl_config *c, const fl_sweep_share *share, fl_sweep
                 run = cell_config(c, family, lambda, seed);
             } else {
                 int64_t seed;
-                ndtm_cell_of(c, &gd, i - gd.n_fam, &nd, &seed);
+                if (i < gd.n_fam + gd.n_ndtm) ndtm_cell_of(c, &gd, i - gd.n_fam, &nd, &seed);
+                else leak_cell_of(c, &gd, i - gd.n_fam - gd.n_ndtm, &nd, &seed);
                 snprintf(name, sizeof name, "%s_g%g_seed%lld", nd.family, nd.gamma, (long long)seed);
                 run = ndtm_config(c, &nd, seed);
                 ndp = &nd;
@@ -704,6 +747,7 @@ done:
         fl_latents_free(&x.pairs[i].val);
     }
     for (int i = 0; i < 2; i++) fl_prior_free(x.priors[i]);
+    fl_dataset_free(x.ds_fixed);
     fl_vae_free(vae);
     fl_subject_free(subj);
     fl_dataset_free(ds);

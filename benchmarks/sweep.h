@@ -50,7 +50,8 @@ typedef struct {
 
 /* The cells of c's grid: the families' (sweep.families × sweep.lambdas × sweep.seeds),
  * then NDTM's (sweep.ndtm_gammas × sweep.ndtm_priors × sweep.ndtm_targets ×
- * sweep.ndtm_refine × sweep.seeds). */
+ * sweep.ndtm_refine × sweep.seeds), then the leakage test's (sweep.ndtm_leakage:
+ * sweep.ndtm_gammas × sweep.ndtm_targets × sweep.seeds). */
 int fl_sweep_grid_size(const fl_config *c);
 
 /* fl_sweep_run for the share s of the grid (NULL: every cell, and the report). */

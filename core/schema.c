@@ -49,6 +49,7 @@ static const struct {
     {"sweep.ndtm_priors", FL_ROLE_NONE},
     {"sweep.ndtm_targets", FL_ROLE_NONE},
     {"sweep.ndtm_refine", FL_ROLE_NONE},
+    {"sweep.ndtm_leakage", FL_ROLE_NONE},
     {"data", FL_ROLE_MODEL},
     {"train", FL_ROLE_MODEL},
     {"model", FL_ROLE_MODEL},

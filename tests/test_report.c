@@ -35,6 +35,7 @@ typedef struct {
     const char *family;
     double lambda, fiber, fiber_half, kl, kl_half;
     const char *machine;
+    double fixed_distance;   /* NDTM cells: written when > 0 */
 } fake_run;
 
 /* A run file as the sweep writes it, with the means and intervals given (the other
@@ -42,7 +43,8 @@ typedef struct {
 static void write_run(const fake_run *f)
 {
     char path[400];
-    snprintf(path, sizeof path, "%s/runs/%s_lam%g_seed0.h5", dir, f->family, f->lambda);
+    snprintf(path, sizeof path, "%s/runs/%s_%s%g_seed0.h5", dir, f->family,
+             strncmp(f->family, "ndtm-", 5) == 0 ? "g" : "lam", f->lambda);
     fl_h5w *w = fl_h5w_create(path);
     cr_assert_not_null(w, "%s", fl_error());
     static float img[3 * 28 * 28];
@@ -61,6 +63,8 @@ static void write_run(const fake_run *f)
              fl_h5w_attr_f64(w, "/", "train_seconds", 100 + f->lambda) ||
              fl_h5w_attr_f64(w, "/", "seconds_per_sample", 2e-4) ||
              (f->machine && fl_h5w_attr_str(w, "/", "machine", f->machine)) ||
+             (f->fixed_distance > 0 && fl_h5w_attr_f64(w, "/", "fixed_distance", f->fixed_distance)) ||
+             (strncmp(f->family, "ndtm-", 5) == 0 && fl_h5w_attr_f64(w, "/", "gamma", f->lambda)) ||
              fl_h5w_attr_i64(w, "train", "steps", 1500) || fl_h5w_attr_i64(w, "eval", "n_targets", 1000) ||
              fl_h5w_attr_i64(w, "eval", "k", 1) || fl_h5w_attr_i64(w, "eval", "bootstrap", 1000) ||
              fl_h5w_attr_f64(w, "eval", "ci_level", 0.95) || fl_h5w_attr_f64(w, "eval", "tail_loss", 5);
@@ -115,11 +119,11 @@ static void expect_in_line(const char *text, const char *start, const char *what
 }
 
 static const fake_run base[] = {
-    {"nf", 0, 1.20, 0.02, 0.60, 0.02, "machine A"},
-    {"nf", 10, 0.94, 0.01, 0.40, 0.01, "machine A"},
-    {"fif", 0, 1.50, 0.02, 1.00, 0.03, "machine B"},
-    {"fif", 10, 1.09, 0.02, 1.00, 0.03, "machine A"},
-    {"fm", 0, 1.50, 0.02, 0.90, 0.05, NULL},
+    {"nf", 0, 1.20, 0.02, 0.60, 0.02, "machine A", 0},
+    {"nf", 10, 0.94, 0.01, 0.40, 0.01, "machine A", 0},
+    {"fif", 0, 1.50, 0.02, 1.00, 0.03, "machine B", 0},
+    {"fif", 10, 1.09, 0.02, 1.00, 0.03, "machine A", 0},
+    {"fm", 0, 1.50, 0.02, 0.90, 0.05, NULL, 0},
 };
 
 Test(report, names_every_cell_with_its_numbers_and_the_machines, .init = setup, .fini = teardown)
@@ -162,9 +166,9 @@ Test(report, decides_the_findings_by_its_rules, .init = setup, .fini = teardown)
 
     /* the other way: NF's λ = 10 above its λ = 0, FM's KL the best, FIF's KL falling most */
     const fake_run other[] = {
-        {"nf", 10, 1.40, 0.01, 0.40, 0.01, "machine A"},
-        {"fm", 0, 1.50, 0.02, 0.30, 0.02, NULL},
-        {"fif", 10, 1.09, 0.02, 0.50, 0.03, "machine A"},
+        {"nf", 10, 1.40, 0.01, 0.40, 0.01, "machine A", 0},
+        {"fm", 0, 1.50, 0.02, 0.30, 0.02, NULL, 0},
+        {"fif", 10, 1.09, 0.02, 0.50, 0.03, "machine A", 0},
     };
     for (size_t i = 0; i < sizeof other / sizeof *other; i++) write_run(&other[i]);
     t = report_md();
@@ -173,8 +177,8 @@ Test(report, decides_the_findings_by_its_rules, .init = setup, .fini = teardown)
     expect_in_line(t, "- **Injective models", "**holds** at λ = 10: injective × 0.50, others × 0.67");
 
     /* overlapping intervals decide nothing */
-    const fake_run close[] = {{"nf", 10, 1.19, 0.05, 0.40, 0.01, "machine A"},
-                              {"fm", 0, 1.50, 0.02, 0.59, 0.05, NULL}};
+    const fake_run close[] = {{"nf", 10, 1.19, 0.05, 0.40, 0.01, "machine A", 0},
+                              {"fm", 0, 1.50, 0.02, 0.59, 0.05, NULL, 0}};
     for (size_t i = 0; i < sizeof close / sizeof *close; i++) write_run(&close[i]);
     t = report_md();
     expect_in_line(t, "- **λ > 0 lowers", "not decided (1 of 2 lowered");
@@ -189,4 +193,31 @@ Test(report, a_folder_without_runs_is_refused_naming_it, .init = setup, .fini = 
     snprintf(p, sizeof p, "%s/report.md", dir);
     struct stat st;
     cr_expect_neq(stat(p, &st), 0, "a report.md was written");
+}
+
+Test(report, decides_the_ndtm_and_leakage_findings, .init = setup, .fini = teardown)
+{
+    for (size_t i = 0; i < sizeof base / sizeof *base; i++) write_run(&base[i]);
+    /* NDTM below every trained cell (NF λ = 10: 0.94 [0.93, 0.95]) with a KL of 0.8 ≤ 1.5 × 0.6 */
+    const fake_run nd[] = {
+        {"ndtm-correlated-static", 1, 0.50, 0.02, 0.80, 0.05, "machine A", 0.40},
+        {"ndtm-ood-static", 1, 0.55, 0.02, 1.50, 0.05, "machine A", 0.45},
+        {"ndtm-correlated-static-fixed", 1, 0.52, 0.02, 0.85, 0.05, "machine A", 0.38},
+    };
+    for (size_t i = 0; i < sizeof nd / sizeof *nd; i++) write_run(&nd[i]);
+    const char *t = report_md();
+    expect_in_line(t, "| NDTM correlated static γ = 1 | 1 | ", "0.5000 [0.4800, 0.5200]");
+    expect_in_line(t, "- **NDTM reaches", "**holds**");
+    expect_in_line(t, "- **The `fixed` test", "**holds**");   /* 0.38 ≥ 0.9 × 0.40 */
+    expect_in_line(t, "NDTM: ", "ms per sample");             /* the timing table's NDTM line */
+
+    /* the samples drawn to the fixed color; NDTM's KL over 1.5 × the families' best */
+    const fake_run worse[] = {
+        {"ndtm-correlated-static-fixed", 1, 0.52, 0.02, 0.85, 0.05, "machine A", 0.20},
+        {"ndtm-correlated-static", 1, 0.50, 0.02, 0.95, 0.05, "machine A", 0.40},
+    };
+    for (size_t i = 0; i < sizeof worse / sizeof *worse; i++) write_run(&worse[i]);
+    t = report_md();
+    expect_in_line(t, "- **The `fixed` test", "**does not hold**");
+    expect_in_line(t, "- **NDTM reaches", "**does not hold**");
 }

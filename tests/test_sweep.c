@@ -284,13 +284,13 @@ Test(sweep, every_axis_in_one_sweep_families_and_ndtm_cells_in_one_report, .time
     snprintf(args, sizeof args,
              "sweep small.json data.path='%s' threads=1 sweep.families=nf,fm train.steps=60 "
              "fm.hidden=16 fm.blocks=1 train.fiber_steps=2 eval.n_targets=20 "
-             "sweep.ndtm_gammas=1 sweep.ndtm_priors=correlated,ood "
+             "sweep.ndtm_gammas=1 sweep.ndtm_priors=correlated,ood sweep.ndtm_leakage=true "
              "prior.steps=60 prior.batch_size=32 prior.hidden=32 prior.blocks=1 prior.ema_decay=0.9 "
              "prior.report_samples=64 prior.report_steps=10 ndtm.steps=10 ndtm.inner=2 "
              "ndtm.ramp_start=990 ndtm.ramp_end=500 ndtm.u_lr=0.3",
              NPM_DIR);
     cr_assert_eq(run(args), 0, "the sweep failed:\n%s", err);
-    cr_expect(strstr(out, "6 runs: 6 trained, 0 reused") != NULL, "stdout: %s", out);
+    cr_expect(strstr(out, "7 runs: 7 trained, 0 reused") != NULL, "stdout: %s", out);
     static char md[1 << 16];
     char p[600];
     snprintf(p, sizeof p, "%s/results/t/report.md", tmp);
@@ -304,6 +304,27 @@ Test(sweep, every_axis_in_one_sweep_families_and_ndtm_cells_in_one_report, .time
     expect_report_row(md, "FM λ = 30", "fm_lam30_seed0");
     expect_report_row(md, "NDTM correlated static γ = 1", "ndtm-correlated-static_g1_seed0");
     expect_report_row(md, "NDTM ood static γ = 1", "ndtm-ood-static_g1_seed0");
+    expect_report_row(md, "NDTM correlated static fixed γ = 1", "ndtm-correlated-static-fixed_g1_seed0");
+    cr_expect(strstr(md, "- **The `fixed` test") && !strstr(md, "not decided: no leakage cells"),
+              "the leakage finding was not decided:\n%s", md);
+    {   /* the leakage cell's targets are all of the fixed color */
+        char p2[600];
+        snprintf(p2, sizeof p2, "%s/results/t/runs/ndtm-correlated-static-fixed_g1_seed0.h5", tmp);
+        fl_h5r *h = fl_h5r_open(p2);
+        cr_assert_not_null(h, "%s", fl_error());
+        int64_t n = 0;
+        float *t = fl_h5r_read_alloc(h, "grid/targets", FL_F32, &n);
+        char variant[32] = "";
+        cr_expect_eq(fl_h5r_attr_str(h, "/", "targets_variant", variant, sizeof variant), 0);
+        fl_h5r_close(h);
+        cr_expect_str_eq(variant, "fixed");
+        cr_assert(t && n >= 3 * 28 * 28);
+        /* the top-left pixel of each channel is background: data.fixed_color's default */
+        const float want[3] = {0.7f, 0.5f, 0.1f};
+        for (int k = 0; k < 3; k++)
+            cr_expect_float_eq(t[k * 28 * 28], want[k], 1e-5, "channel %d: %g", k, t[k * 28 * 28]);
+        free(t);
+    }
     /* the two priors are two cached models, one trained on each color law */
     cr_expect(strstr(err, "prior-latent") != NULL, "%s", err);
     cr_expect(strstr(md, "NDTM: ") && strstr(md, "| NF λ = 0 | "), "no timing table:\n%s", md);
@@ -312,9 +333,9 @@ Test(sweep, every_axis_in_one_sweep_families_and_ndtm_cells_in_one_report, .time
 
     /* a rerun reuses every cell, NDTM's too; another γ makes only its own cells */
     cr_assert_eq(run(args), 0, "the rerun failed:\n%s", err);
-    cr_expect(strstr(out, "6 runs: 0 trained, 6 reused") != NULL, "stdout: %s", out);
-    char more[2100];
-    snprintf(more, sizeof more, "%s sweep.ndtm_gammas=1,3 sweep.ndtm_priors=correlated", args);
+    cr_expect(strstr(out, "7 runs: 0 trained, 7 reused") != NULL, "stdout: %s", out);
+    char more[2200];
+    snprintf(more, sizeof more, "%s sweep.ndtm_gammas=1,3 sweep.ndtm_priors=correlated sweep.ndtm_leakage=false", args);
     cr_assert_eq(run(more), 0, "%s", err);
     cr_expect(strstr(out, "6 runs: 1 trained, 5 reused") != NULL, "stdout: %s", out);
     cr_expect(exists("results/t/runs/ndtm-correlated-static_g3_seed0.h5"));

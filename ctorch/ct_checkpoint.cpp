@@ -78,7 +78,7 @@ struct Checkpoint : public torch::autograd::Function<Checkpoint> {
         }
         at::Tensor y;
         {
-            at::AutoGradMode on(true);
+            c10::AutoGradMode on(true);
             y = run_step(fn, ctx_bytes(ctx), in);
         }
         recomputes++;

@@ -2,6 +2,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
+#include <torch/cuda.h>  // the device count through libtorch, the same across versions
 
 #include <cmath>
 #include <cstdarg>
@@ -228,14 +229,14 @@ const char *ct_torch_version(void) {
 }
 bool ct_cuda_available(void) {
     try {
-        return at::hasCUDA() && at::detail::getCUDAHooks().getNumGPUs() > 0;
+        return at::hasCUDA() && torch::cuda::device_count() > 0;
     } catch (...) {
         return false;
     }
 }
 int ct_cuda_device_count(void) {
     try {
-        return at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0;
+        return at::hasCUDA() ? (int)torch::cuda::device_count() : 0;
     } catch (...) {
         return 0;
     }

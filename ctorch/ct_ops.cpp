@@ -206,7 +206,7 @@ ct_tensor *ct_roll(const ct_tensor *a, int64_t shift, int dim) {
 ct_status ct_copy_(ct_tensor *dst, const ct_tensor *src) {
     if (!dst || !src) return null_input("ct_copy_"), CT_ERR_ARG;
     return guard_status("ct_copy_", [&] {
-        at::NoGradGuard ng;
+        c10::NoGradGuard ng;
         dst->t.copy_(src->t);
         return CT_OK;
     });
@@ -214,7 +214,7 @@ ct_status ct_copy_(ct_tensor *dst, const ct_tensor *src) {
 ct_status ct_fill_(ct_tensor *dst, double v) {
     if (!dst) return null_input("ct_fill_"), CT_ERR_ARG;
     return guard_status("ct_fill_", [&] {
-        at::NoGradGuard ng;
+        c10::NoGradGuard ng;
         dst->t.fill_(v);
         return CT_OK;
     });
@@ -223,7 +223,7 @@ ct_status ct_zero_(ct_tensor *t) { return ct_fill_(t, 0.0); }
 ct_status ct_index_copy_(ct_tensor *dst, int dim, const ct_tensor *idx, const ct_tensor *src) {
     if (!dst || !idx || !src) return null_input("ct_index_copy_"), CT_ERR_ARG;
     return guard_status("ct_index_copy_", [&] {
-        at::NoGradGuard ng;
+        c10::NoGradGuard ng;
         dst->t.index_copy_(dim, idx->t, src->t);
         return CT_OK;
     });

@@ -135,7 +135,7 @@ void ct_params_zero_grad(ct_params *p) {
 double ct_params_clip_grad_norm(ct_params *p, double max_norm) {
     if (!p) return null_input("ct_params_clip_grad_norm"), NAN;
     try {
-        at::NoGradGuard ng;
+        c10::NoGradGuard ng;
         std::vector<at::Tensor> grads;
         for (auto &e : p->items)
             if (!e.buffer && e.t->t.grad().defined()) grads.push_back(e.t->t.grad());
@@ -184,7 +184,7 @@ ct_status ct_params_copy_values(ct_params *dst, const ct_params *src) {
         }
     }
     return guard_status("ct_params_copy_values", [&] {
-        at::NoGradGuard ng;
+        c10::NoGradGuard ng;
         for (auto &e : dst->items) e.t->t.copy_(ct_params_find(src, e.name.c_str())->t);
         return CT_OK;
     });
@@ -238,7 +238,7 @@ ct_status ct_params_ema_update(ct_params *ema, const ct_params *src, double deca
             return CT_ERR_ARG;
         }
     return guard_status("ct_params_ema_update", [&] {
-        at::NoGradGuard ng;
+        c10::NoGradGuard ng;
         for (auto &e : ema->items) {
             at::Tensor s = src->items[src->index.at(e.name)].t->t.to(e.t->t.device());
             if (e.buffer)
@@ -281,7 +281,7 @@ ct_status ct_params_get(ct_params *p, const ct_archive *a, const char *prefix) {
         }
     }
     return guard_status("ct_params_get", [&] {
-        at::NoGradGuard ng;
+        c10::NoGradGuard ng;
         for (auto &e : p->items) e.t->t.copy_(a->entries[a->index.at(pre + e.name)].second);
         return CT_OK;
     });
@@ -412,7 +412,7 @@ static bool fusable(const at::Tensor &p, const at::Tensor &g, const at::Tensor &
 
 // One Adam/AdamW step of every parameter with a gradient, gradients scaled by scale.
 static ct_status optim_update(ct_optim *o, double scale) {
-    at::NoGradGuard ng;
+    c10::NoGradGuard ng;
     for (auto &g : o->groups) {
         const ct_adam_opts &h = g.o;
         for (size_t i = 0; i < g.params.size(); i++) {

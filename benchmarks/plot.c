@@ -13,11 +13,15 @@
 
 #include "core/log.h"
 
-/* A colour-blind-safe palette (Okabe & Ito), cmap0 indices 2.. */
-static const int palette[][3] = {{0, 114, 178},  {213, 94, 0},   {0, 158, 115}, {204, 121, 167},
-                                 {230, 159, 0},  {86, 180, 233}, {240, 228, 66}, {0, 0, 0}};
+/* A colour-blind-safe palette (Okabe & Ito), then darker and paler tones of it for
+ * series past the eighth; cmap0 indices 2.. */
+static const int palette[][3] = {{0, 114, 178},  {213, 94, 0},    {0, 158, 115},  {204, 121, 167},
+                                 {230, 159, 0},  {86, 180, 233},  {240, 228, 66}, {0, 0, 0},
+                                 {0, 60, 100},   {130, 55, 0},    {0, 90, 65},    {150, 150, 150}};
 #define N_COLORS ((int)(sizeof palette / sizeof palette[0]))
-#define GREY 10
+#define GREY 15
+/* the marker of series s: circles for the first N_COLORS, then squares */
+static const char *marker(int s) { return s < N_COLORS ? "#(840)" : "#(841)"; }
 
 /* An interval bound b[i], or v itself when there is none. */
 static double bound(const double *b, int i, double v) { return b && isfinite(b[i]) ? b[i] : v; }
@@ -89,6 +93,7 @@ static int draw_panel(const char *title, const char *xlabel, const char *ylabel,
 
     pladv(0);
     if (subpage) plvpor(0.17, 0.96, 0.19, 0.90);   /* room for the labels at a panel's size */
+    else if (legend) plvpor(0.09, 0.66, 0.12, 0.90);   /* the legend outside, on the right */
     else plvpor(0.11, 0.95, 0.12, 0.90);
     plwind(xmin, xmax, ymin, ymax);
     plschr(0, text_scale);
@@ -143,14 +148,14 @@ static int draw_panel(const char *title, const char *xlabel, const char *ylabel,
                 plerrx(1, &lo, &hi, &yy);
             }
             char lab[32];
-            snprintf(lab, sizeof lab, "λ=%g", se->lambda[i]);
+            snprintf(lab, sizeof lab, "%s=%g", se->param ? se->param : "λ", se->lambda[i]);
             plschr(0, 0.7 * text_scale);
             plptex(x[j] + 0.015 * (xmax - xmin), y[j] + 0.015 * (ymax - ymin), 1, 0, 0, lab);
             plschr(0, text_scale);
             j++;
         }
         plschr(0, 1.4 * text_scale);
-        plstring(m, x, y, "#(840)");
+        plstring(m, x, y, marker(s));
         plschr(0, text_scale);
         if (legend && s < n_leg) {
             opt[s] = PL_LEGEND_LINE | PL_LEGEND_SYMBOL;
@@ -160,7 +165,7 @@ static int draw_panel(const char *title, const char *xlabel, const char *ylabel,
             lwid[s] = 2.0;
             sscale[s] = 1.4;
             snum[s] = 1;
-            sym[s] = "#(840)";
+            sym[s] = marker(s);
         }
     }
     plwidth(1.0);
@@ -169,9 +174,10 @@ static int draw_panel(const char *title, const char *xlabel, const char *ylabel,
         PLINT tcol[16];
         for (int s = 0; s < n_leg; s++) tcol[s] = 1;
         pllegend(&lw, &lh, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
-                 PL_POSITION_TOP | PL_POSITION_RIGHT | PL_POSITION_INSIDE, 0.02, 0.02, 0.08, 0, 1,
-                 1, 0, 0, n_leg, opt, 1.0, 0.9, 2.0, 0.0, tcol, text, NULL, NULL, NULL, NULL,
-                 lcol, lsty, lwid, scol, sscale, snum, sym);
+                 subpage ? PL_POSITION_TOP | PL_POSITION_RIGHT | PL_POSITION_INSIDE
+                         : PL_POSITION_RIGHT | PL_POSITION_OUTSIDE,
+                 0.02, subpage ? 0.02 : 0.0, 0.06, 0, 1, 1, 0, 0, n_leg, opt, 1.0, subpage ? 0.9 : 0.75, 2.0, 0.0, tcol,
+                 text, NULL, NULL, NULL, NULL, lcol, lsty, lwid, scol, sscale, snum, sym);
     }
     return 0;
 }
@@ -194,9 +200,9 @@ static int plot_begin(plot_file *pf, const char *path, int nx, int ny)
     plmkstrm(&strm);
     plsdev(pf->dev);
     plsfnam(pf->tmp);
-    char geometry[32];   /* 1000 × 720 pixels (720 × 520 points) for one panel, 600 × 450 a panel else */
+    char geometry[32];   /* 1200 × 720 pixels (860 × 520 points) for one panel, 600 × 450 a panel else */
     bool png = strcmp(pf->dev, "pngcairo") == 0;
-    if (nx == 1 && ny == 1) snprintf(geometry, sizeof geometry, "%s", png ? "1000x720" : "720x520");
+    if (nx == 1 && ny == 1) snprintf(geometry, sizeof geometry, "%s", png ? "1200x720" : "860x520");
     else snprintf(geometry, sizeof geometry, "%dx%d", nx * (png ? 600 : 430), ny * (png ? 450 : 325));
     plsetopt("geometry", geometry);
     plscol0(0, 255, 255, 255); /* white background */

@@ -10,6 +10,7 @@ typedef struct {
     const char *label;       /* legend entry, e.g. "NF" */
     int n;                   /* points, in λ order */
     const double *lambda;    /* (n) the λ of each point, written next to it */
+    const char *param;       /* the name written before it: NULL "λ", or e.g. "γ" */
     const double *kl, *kl_lo, *kl_hi;     /* (n) mean KL over R,G,B and its interval (the
                                              bounds may be NULL or NaN: no bar) */
     const double *fib, *fib_lo, *fib_hi;  /* (n) the y value (the mean fiber loss, or

@@ -454,6 +454,7 @@ static void series_of(const cell *cells, int nc, int y, plot_series_set *ps)
         }
         series_name(cells[i].first->family, ps->labels[ps->n], sizeof ps->labels[ps->n]);
         ps->series[ps->n] = (fl_plot_series){.label = ps->labels[ps->n], .n = m, .lambda = b[0],
+                                             .param = is_ndtm(cells[i].first->family) ? "γ" : "λ",
                                              .kl = b[1], .kl_lo = b[2], .kl_hi = b[3],
                                              .fib = b[4], .fib_lo = b[5], .fib_hi = b[6],
                                              .kl_rgb = {b[7], b[8], b[9]}, .w1_rgb = {b[10], b[11], b[12]}};

@@ -118,12 +118,19 @@ static const char *small =
     " \"eval\": {\"n_targets\": 40, \"samples_per_target\": 4, \"n_aug\": 2, \"n_random\": 2,"
     "  \"nn_train\": 300, \"store_samples\": 2}}";
 
-static double run_attr(const char *run, const char *attr)
+/* The run file of run in the test's sweep folder, open (the caller closes it). */
+static fl_h5r *open_run(const char *run)
 {
     char p[600];
     snprintf(p, sizeof p, "%s/results/t/runs/%s.h5", tmp, run);
     fl_h5r *r = fl_h5r_open(p);
     cr_assert_not_null(r, "%s", fl_error());
+    return r;
+}
+
+static double run_attr(const char *run, const char *attr)
+{
+    fl_h5r *r = open_run(run);
     double v = NAN;
     cr_assert_eq(fl_h5r_attr_f64(r, "/", attr, &v), 0, "%s", fl_error());
     fl_h5r_close(r);
@@ -143,9 +150,7 @@ Test(sweep, fiber_loss_term_lowers_the_fiber_loss_and_reruns_train_only_what_is_
     cr_expect_lt(f30, f0, "fiber loss with λ=30: %.4f, with λ=0: %.4f", f30, f0);
     {   /* the median stored with the run is that of its per-sample losses; the index has it */
         char p[600];
-        snprintf(p, sizeof p, "%s/results/t/runs/nf_lam0_seed0.h5", tmp);
-        fl_h5r *h = fl_h5r_open(p);
-        cr_assert_not_null(h, "%s", fl_error());
+        fl_h5r *h = open_run("nf_lam0_seed0");
         int64_t n = 0;
         float *loss = fl_h5r_read_alloc(h, "eval/loss", FL_F32, &n);
         fl_h5r_close(h);
@@ -263,10 +268,8 @@ Test(sweep, fiber_loss_term_lowers_the_fiber_loss_and_reruns_train_only_what_is_
 /* The fiber loss of a run file (the report's number), formatted as the report does. */
 static void expect_report_row(const char *md, const char *label, const char *run)
 {
-    char p[600], row[200], fib[96];
-    snprintf(p, sizeof p, "%s/results/t/runs/%s.h5", tmp, run);
-    fl_h5r *h = fl_h5r_open(p);
-    cr_assert_not_null(h, "%s", fl_error());
+    char row[200], fib[96];
+    fl_h5r *h = open_run(run);
     fl_ci c;
     cr_assert_eq(fl_h5r_attr_f64(h, "eval", "fiber_mean", &c.mean) ||
                      fl_h5r_attr_f64(h, "eval", "fiber_lo", &c.lo) || fl_h5r_attr_f64(h, "eval", "fiber_hi", &c.hi),
@@ -308,10 +311,7 @@ Test(sweep, every_axis_in_one_sweep_families_and_ndtm_cells_in_one_report, .time
     cr_expect(strstr(md, "- **The `fixed` test") && !strstr(md, "not decided: no leakage cells"),
               "the leakage finding was not decided:\n%s", md);
     {   /* the leakage cell's targets are all of the fixed color */
-        char p2[600];
-        snprintf(p2, sizeof p2, "%s/results/t/runs/ndtm-correlated-static-fixed_g1_seed0.h5", tmp);
-        fl_h5r *h = fl_h5r_open(p2);
-        cr_assert_not_null(h, "%s", fl_error());
+        fl_h5r *h = open_run("ndtm-correlated-static-fixed_g1_seed0");
         int64_t n = 0;
         float *t = fl_h5r_read_alloc(h, "grid/targets", FL_F32, &n);
         char variant[32] = "";

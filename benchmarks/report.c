@@ -518,7 +518,7 @@ static int write_loss_curves(const char *dir, const run_row *rows, int n)
     const char *set_family[16];
     double *bufs[2 * 16 * 16] = {NULL};
     int n_sets = 0, n_bufs = 0, rc = 0;
-    for (int i = 0; i < n && !rc; i++) {   /* rows are sorted by family */
+    for (int i = 0; i < n; i++) {   /* rows are sorted by family */
         if (is_ndtm(rows[i].family)) continue;
         if (n_sets == 0 || strcmp(set_family[n_sets - 1], rows[i].family) != 0) {
             if (n_sets == 16) break;

@@ -94,6 +94,12 @@ const char *ct_dtype_name(ct_dtype d);
  * of invertibility and log-determinants switch to CT_F64). Returns the previous one. */
 ct_dtype ct_float_dtype(void);
 ct_dtype ct_set_float_dtype(ct_dtype dt);
+/* libtorch's (legacy, CPU) profiler between begin and end: every ATen op and autograd
+ * node run on this thread or the engine's, written at end as a Chrome trace to path
+ * (benchmarks/perf/profile_ops.py sums it per op). One at a time; CT_ERR_ARG when one
+ * is running (begin) or none is (end). */
+ct_status ct_profile_begin(const char *path);
+ct_status ct_profile_end(void);
 
 /* ---------------------------------------------------------------------------------
  * Generators.
@@ -253,6 +259,11 @@ ct_tensor *ct_gather(const ct_tensor *a, int dim, const ct_tensor *idx);
 ct_tensor *ct_masked_select(const ct_tensor *a, const ct_tensor *mask);
 ct_tensor *ct_cat(const ct_tensor *const *ts, int n, int dim);
 ct_tensor *ct_cat2(const ct_tensor *a, const ct_tensor *b, int dim);
+/* torch.split_with_sizes: x cut along dim into n views of sizes[i] (which must add up
+ * to x's size there), written to out[0..n); one autograd node takes all their gradients
+ * back (where n narrows would each scatter into a zero tensor of x's size). On failure
+ * every out[i] is NULL, with a message. */
+ct_status ct_split(const ct_tensor *x, int dim, const int64_t *sizes, int n, ct_tensor **out);
 ct_tensor *ct_stack(const ct_tensor *const *ts, int n, int dim);
 ct_tensor *ct_flip(const ct_tensor *a, int dim);
 ct_tensor *ct_roll(const ct_tensor *a, int64_t shift, int dim);
@@ -298,6 +309,15 @@ ct_tensor *ct_relu(const ct_tensor *x);
 ct_tensor *ct_leaky_relu(const ct_tensor *x, double slope);
 ct_tensor *ct_silu(const ct_tensor *x);
 ct_tensor *ct_gelu(const ct_tensor *x);
+/* The affine coupling of an invertible network as one fused op (one autograd node, one
+ * pass over the data on the CPU): h = [s, t] (B, 2d) from the coupling's subnetwork,
+ * σ(s) = clamp·(2/π)·atan(s/clamp) (the soft clamp; the identity for clamp <= 0);
+ * forward y = x ⊙ exp(σ(s)) + t with *logdet = Σⱼ σ(s)ⱼ (B,); inverse (x is then the
+ * output y) (y − t) ⊙ exp(−σ(s)) with *logdet = −Σⱼ σ(s)ⱼ. x (B, d). Differentiable
+ * twice and in forward mode (those run the same formulas as ATen ops); logdet may be
+ * NULL. tests/test_ctorch_autograd.c checks it against the composed chain. */
+ct_tensor *ct_affine_coupling(const ct_tensor *x, const ct_tensor *h, double clamp, bool inverse,
+                              ct_tensor **logdet);
 ct_tensor *ct_softplus(const ct_tensor *x);
 ct_tensor *ct_elu(const ct_tensor *x);
 ct_tensor *ct_softmax(const ct_tensor *x, int dim);

@@ -2,12 +2,14 @@
 #include <ATen/Parallel.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/cuda.h>  // the device count through libtorch, the same across versions
 
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <mutex>
 
 #include "ct_internal.hpp"
@@ -287,6 +289,28 @@ ct_dtype ct_set_float_dtype(ct_dtype dt) {
     if (dt == CT_F32 || dt == CT_F64) g_float_dtype = dt;
     return prev;
 }
+static std::unique_ptr<torch::autograd::profiler::RecordProfile> g_profile;
+static std::mutex g_profile_mutex;
+
+ct_status ct_profile_begin(const char *path) {
+    if (!path) return null_input("ct_profile_begin"), CT_ERR_ARG;
+    std::lock_guard<std::mutex> lock(g_profile_mutex);
+    if (g_profile) return set_error("ct_profile_begin", "a profile is running already"), CT_ERR_ARG;
+    return guard_status("ct_profile_begin", [&] {
+        g_profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(path));
+        return CT_OK;
+    });
+}
+
+ct_status ct_profile_end(void) {
+    std::lock_guard<std::mutex> lock(g_profile_mutex);
+    if (!g_profile) return set_error("ct_profile_end", "no profile is running"), CT_ERR_ARG;
+    return guard_status("ct_profile_end", [&] {
+        g_profile.reset();   // writes the trace
+        return CT_OK;
+    });
+}
+
 const char *ct_dtype_name(ct_dtype d) {
     static const char *names[] = {"f32", "f64", "i64", "i32", "u8", "bool"};
     return (d >= 0 && d < CT_DTYPE_COUNT) ? names[d] : "?";

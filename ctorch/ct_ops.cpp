@@ -183,6 +183,18 @@ ct_tensor *ct_masked_select(const ct_tensor *a, const ct_tensor *mask) {
     if (!a || !mask) return null_input("ct_masked_select"), nullptr;
     return guard("ct_masked_select", [&] { return a->t.masked_select(mask->t); });
 }
+ct_status ct_split(const ct_tensor *x, int dim, const int64_t *sizes, int n, ct_tensor **out) {
+    if (!out || n < 1) return set_error("ct_split", "no output slots"), CT_ERR_ARG;
+    for (int i = 0; i < n; i++) out[i] = nullptr;
+    if (!x || !sizes) return null_input("ct_split"), CT_ERR_ARG;
+    return guard_status("ct_split", [&] {
+        std::vector<at::Tensor> parts =
+            at::split_with_sizes(x->t, at::IntArrayRef(sizes, (size_t)n), dim);
+        for (int i = 0; i < n; i++) out[i] = wrap(parts[(size_t)i]);
+        return CT_OK;
+    });
+}
+
 ct_tensor *ct_cat(const ct_tensor *const *ts, int n, int dim) {
     if (has_null(ts, n)) return null_input("ct_cat"), nullptr;
     return guard("ct_cat", [&] { return at::cat(tensor_list(ts, n), dim); });

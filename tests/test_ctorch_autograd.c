@@ -563,6 +563,16 @@ static ct_tensor *fw_sum_mean(const ct_tensor *x, const void *c) { return ct_add
 static ct_tensor *fw_pool(const ct_tensor *x, const void *c) { return ct_avg_pool2d(ct_reshape(x, CT_SHAPE(2, 3, 4, 4)), 2, 2); }
 static ct_tensor *fw_upsample(const ct_tensor *x, const void *c) { return ct_upsample_bilinear2d(ct_reshape(x, CT_SHAPE(2, 3, 4, 4)), 5, 5); }
 
+/* the fused coupling, forward and inverse: x the first 16 columns, h the next 32 */
+static ct_tensor *fw_coupling_dir(const ct_tensor *x, bool inverse)
+{
+    ct_tensor *ld = NULL;
+    ct_tensor *y = ct_affine_coupling(ct_narrow(x, 1, 0, 16), ct_narrow(x, 1, 16, 32), 2.0, inverse, &ld);
+    return ct_cat2(y, ct_unsqueeze(ld, 1), 1);
+}
+static ct_tensor *fw_coupling(const ct_tensor *x, const void *c) { return fw_coupling_dir(x, false); }
+static ct_tensor *fw_coupling_inv(const ct_tensor *x, const void *c) { return fw_coupling_dir(x, true); }
+
 typedef ct_tensor *(*fw_fn)(const ct_tensor *x, const void *ctx);
 
 CT_TEST(jacobian, forward_mode_matches_double_vjp_for_each_supported_op)
@@ -576,6 +586,7 @@ CT_TEST(jacobian, forward_mode_matches_double_vjp_for_each_supported_op)
         {"silu", fw_silu}, {"tanh", fw_tanh}, {"softplus", fw_softplus}, {"gelu", fw_gelu},
         {"exp/log", fw_exp_log}, {"cat/narrow", fw_cat_narrow}, {"matmul", fw_matmul},
         {"sum/mean", fw_sum_mean}, {"avg_pool2d", fw_pool}, {"upsample_bilinear2d", fw_upsample},
+        {"affine_coupling", fw_coupling}, {"affine_coupling inverse", fw_coupling_inv},
     };
     ct_gen *g = ct_gen_new(27);
     ct_scope *s = ct_scope_begin();
@@ -746,6 +757,147 @@ CT_TEST(jvp_fwad, a_leaked_level_is_refused_with_a_message_until_exited)
     ct_tensor *jv = ct_jvp_fwad(jvp_mlp, &m, x, u, NULL);
     cr_assert_not_null(jv, "%s", ct_last_error());
     ct_expect_close("J u after the leak is exited", jv, mlp_ju(&m, x, u), 1e-12);
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+/* ---- the fused affine coupling against its composed chain ---------------------------- */
+
+/* σ(s) = clamp·(2/π)·atan(s/clamp), or s for clamp <= 0. */
+static ct_tensor *soft(const ct_tensor *s, double clamp)
+{
+    return clamp > 0 ? ct_muls(ct_atan(ct_muls(s, 1.0 / clamp)), clamp * 2.0 / M_PI) : ct_ref(s);
+}
+
+/* The chain ct_affine_coupling fuses, written with single ops: y and *ld. */
+static ct_tensor *coupling_ref(const ct_tensor *x, const ct_tensor *h, double clamp, bool inverse,
+                               ct_tensor **ld)
+{
+    int64_t d = ct_size(x, 1);
+    ct_tensor *s = soft(ct_narrow(h, 1, 0, d), clamp), *t = ct_narrow(h, 1, d, d);
+    *ld = ct_sum_dim(s, 1, false);
+    if (inverse) {
+        *ld = ct_neg(*ld);
+        return ct_mul(ct_sub(x, t), ct_exp(ct_neg(s)));
+    }
+    return ct_add(ct_mul(x, ct_exp(s)), t);
+}
+
+typedef struct {
+    double clamp;
+    bool inverse, reference;
+    const ct_tensor *wy, *wl;   /* weights of the scalar: Σ wy ⊙ y + Σ wl ⊙ ld */
+} coupling_case;
+
+/* in[0]: a (B, d + 1) tensor whose columns 1.. are x (a strided view, as the INN passes
+ * halves); in[1]: h (B, 2d). */
+static ct_tensor *coupling_scalar(ct_tensor *const *in, int n, const void *ctx)
+{
+    const coupling_case *k = ctx;
+    int64_t d = ct_size(in[1], 1) / 2;
+    ct_tensor *x = ct_narrow(in[0], 1, 1, d), *ld = NULL;
+    ct_tensor *y = k->reference ? coupling_ref(x, in[1], k->clamp, k->inverse, &ld)
+                                : ct_affine_coupling(x, in[1], k->clamp, k->inverse, &ld);
+    return ct_add(ct_sum(ct_mul(y, k->wy)), ct_sum(ct_mul(ld, k->wl)));
+}
+
+CT_TEST(fused, affine_coupling_equals_its_chain_and_finite_differences)
+{
+    ct_gen *g = ct_gen_new(41);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *xs = randn64(CT_SHAPE(5, 4), g), *h = ct_muls(randn64(CT_SHAPE(5, 6), g), 1.5);
+    ct_tensor *wy = randn64(CT_SHAPE(5, 3), g), *wl = randn64(CT_SHAPE(5), g);
+    const double clamps[2] = {2.0, 0.0};
+    for (int inv = 0; inv < 2; inv++)
+        for (int c = 0; c < 2; c++) {
+            coupling_case k = {clamps[c], inv == 1, false, wy, wl};
+            char what[64];
+            snprintf(what, sizeof what, "coupling %s clamp %g", inv ? "inverse" : "forward", clamps[c]);
+            ct_tensor *x = ct_narrow(xs, 1, 1, 3), *ld = NULL, *ld_ref = NULL;
+            ct_tensor *y = ct_affine_coupling(x, h, k.clamp, k.inverse, &ld);
+            ct_tensor *y_ref = coupling_ref(x, h, k.clamp, k.inverse, &ld_ref);
+            cr_assert_not_null(y, "%s: %s", what, ct_last_error());
+            ct_expect_close(what, y, y_ref, 1e-14);
+            ct_expect_close(what, ld, ld_ref, 1e-14);
+            double err = fd_check(coupling_scalar, (ct_tensor *const[]){xs, h}, 2, &k, 1e-6, what, false);
+            cr_expect(err < 1e-7, "%s: relative error %.3g against finite differences", what, err);
+            /* the gradient of a gradient: through the composed formulas of its backward */
+            ct_tensor *hl = ct_detach(h), *xl = ct_detach(xs);
+            ct_set_requires_grad(hl, true), ct_set_requires_grad(xl, true);
+            ct_tensor *gg[2];
+            for (int r = 0; r < 2; r++) {
+                k.reference = r == 1;
+                ct_tensor *gh;
+                cr_assert_eq(ct_grad((const ct_tensor *const[]){coupling_scalar((ct_tensor *const[]){xl, hl}, 2, &k)},
+                                     NULL, 1, (const ct_tensor *const[]){hl}, 1, &gh, false, true, false),
+                             CT_OK, "%s: %s", what, ct_last_error());
+                cr_assert_eq(ct_grad((const ct_tensor *const[]){ct_sum(ct_square(gh))}, NULL, 1,
+                                     (const ct_tensor *const[]){xl}, 1, &gg[r], false, false, false),
+                             CT_OK, "%s: %s", what, ct_last_error());
+            }
+            ct_expect_close("second derivative", gg[0], gg[1], 1e-12);
+        }
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+CT_TEST(fused, affine_coupling_in_float32_and_without_logdet)
+{
+    ct_gen *g = ct_gen_new(42);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = ct_randn(CT_SHAPE(64, 27), CT_F32, g), *h = ct_randn(CT_SHAPE(64, 54), CT_F32, g);
+    ct_set_requires_grad(x, true), ct_set_requires_grad(h, true);
+    for (int inv = 0; inv < 2; inv++) {
+        ct_tensor *ld = NULL, *ld_ref = NULL;
+        ct_tensor *y = ct_affine_coupling(x, h, 2.0, inv, &ld);
+        ct_tensor *y_ref = coupling_ref(x, h, 2.0, inv, &ld_ref);
+        ct_expect_close("float32 y", y, y_ref, 1e-5);
+        ct_expect_close("float32 logdet", ld, ld_ref, 1e-5);
+        /* only y used (logdet NULL): its gradient alone */
+        ct_tensor *gy[2], *gr[2];
+        ct_tensor *y2 = ct_affine_coupling(x, h, 2.0, inv, NULL);
+        cr_assert_eq(ct_grad((const ct_tensor *const[]){ct_sum(ct_square(y2))}, NULL, 1,
+                             (const ct_tensor *const[]){x, h}, 2, gy, false, false, false), CT_OK);
+        cr_assert_eq(ct_grad((const ct_tensor *const[]){ct_sum(ct_square(y_ref))}, NULL, 1,
+                             (const ct_tensor *const[]){x, h}, 2, gr, false, false, false), CT_OK);
+        ct_expect_close("float32 grad x", gy[0], gr[0], 1e-4);
+        ct_expect_close("float32 grad h", gy[1], gr[1], 1e-4);
+    }
+    cr_expect_null(ct_affine_coupling(x, ct_narrow(h, 1, 0, 50), 2.0, false, NULL));
+    ct_expect_error_mentions("ct_affine_coupling");
+    ct_clear_error();
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+/* ct_split: views of the given sizes whose gradients come back as those of narrows. */
+CT_TEST(fused, split_gives_views_and_their_gradients)
+{
+    ct_gen *g = ct_gen_new(43);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = randn64(CT_SHAPE(4, 7), g), *w = randn64(CT_SHAPE(4, 7), g);
+    ct_set_requires_grad(x, true);
+    ct_tensor *parts[3], *gs, *gn;
+    cr_assert_eq(ct_split(x, 1, (const int64_t[]){2, 4, 1}, 3, parts), CT_OK, "%s", ct_last_error());
+    ct_tensor *ws[3];
+    cr_assert_eq(ct_split(w, 1, (const int64_t[]){2, 4, 1}, 3, ws), CT_OK);
+    int64_t off = 0, sz[3] = {2, 4, 1};
+    ct_tensor *fs = NULL, *fn = NULL;
+    for (int i = 0; i < 3; i++) {
+        ct_expect_close("part", parts[i], ct_narrow(x, 1, off, sz[i]), 0);
+        ct_tensor *a = ct_sum(ct_mul(ct_exp(parts[i]), ws[i]));
+        ct_tensor *b = ct_sum(ct_mul(ct_exp(ct_narrow(x, 1, off, sz[i])), ct_narrow(w, 1, off, sz[i])));
+        fs = fs ? ct_add(fs, a) : a;
+        fn = fn ? ct_add(fn, b) : b;
+        off += sz[i];
+    }
+    cr_assert_eq(ct_grad((const ct_tensor *const[]){fs}, NULL, 1, (const ct_tensor *const[]){x}, 1, &gs, false, false, false), CT_OK);
+    cr_assert_eq(ct_grad((const ct_tensor *const[]){fn}, NULL, 1, (const ct_tensor *const[]){x}, 1, &gn, false, false, false), CT_OK);
+    ct_expect_close("split gradient", gs, gn, 1e-15);
+    cr_expect_eq(ct_split(x, 1, (const int64_t[]){2, 4}, 2, parts), CT_ERR_TORCH);
+    ct_expect_error_mentions("ct_split");
+    cr_expect_null(parts[0]);
+    ct_clear_error();
     ct_scope_end(s);
     ct_gen_free(g);
 }

@@ -6,12 +6,13 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/log.h"
 
 struct fl_block {
     fl_block_kind kind;
-    int dim, d1, d2;
+    int dim, d1, d2, cond_dim;
     /* ActNorm */
     ct_tensor *bias, *logs, *initialized;     /* borrowed; (D), (D), () */
     /* coupling: subnet1 maps [x1, c] to (s, t) for x2; subnet2 [y2, c] to those of x1 */
@@ -47,6 +48,7 @@ fl_block *fl_block_new(fl_block_kind kind, ct_params *ps, const char *name, int 
         }
         b->d1 = dim / 2;
         b->d2 = dim - b->d1;
+        b->cond_dim = cond_dim;
         b->clamp = cs->clamp;
         fl_mlp_spec s1 = {b->d1 + cond_dim, 2 * b->d2, cs->hidden, cs->n_blocks, cs->n_layers,
                           cs->act, true};
@@ -92,24 +94,62 @@ fail:
 
 void fl_block_free(fl_block *b) { free(b); }
 
-/* s ↦ clamp·(2/π)·atan(s/clamp): smooth, bounded log-scales (FrEIA's soft clamp). */
-static ct_tensor *soft_clamp(const ct_tensor *s, double clamp)
+/* A coupling's two subnets with their condition applied: the in-layer weights' views
+ * W_x (for the half each net sees) and the pre-activations c W_cᵀ + b (B, hidden), or
+ * NULL without a condition (W_x is then the whole in-layer weight). */
+typedef struct {
+    ct_tensor *wx[2], *pre[2];
+} coupling_cond;
+
+/* The condition's share of n couplings' 2n subnet in-layers in one product: c (B, C)
+ * against their W_c stacked (2n·hidden, C), then cut into 2n (B, hidden) slices. The
+ * tensors live in the caller's scope; -1 and a message on failure. */
+static int couplings_condition(fl_block *const *cs, int n, const ct_tensor *c, coupling_cond *out)
 {
-    return ct_muls(ct_atan(ct_muls(s, 1.0 / clamp)), clamp * 2.0 / M_PI);
+    memset(out, 0, (size_t)n * sizeof *out);
+    if (!c || n == 0) {
+        for (int i = 0; i < n; i++) {
+            out[i].wx[0] = cs[i]->net1.in_layer.w;
+            out[i].wx[1] = cs[i]->net2.in_layer.w;
+        }
+        return 0;
+    }
+    int m = 2 * n, rc = -1;
+    const ct_tensor **wc = malloc((size_t)m * sizeof *wc), **bias = malloc((size_t)m * sizeof *bias);
+    int64_t *sizes = malloc((size_t)m * sizeof *sizes);
+    ct_tensor **pre = malloc((size_t)m * sizeof *pre);
+    if (!wc || !bias || !sizes || !pre) {
+        fl_fail("out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        const fl_block *b = cs[i];
+        ct_tensor *w1c, *w2c;
+        if (fl_mlp_split_in(&b->net1, b->d1, &out[i].wx[0], &w1c) ||
+            fl_mlp_split_in(&b->net2, b->d2, &out[i].wx[1], &w2c))
+            goto done;
+        wc[2 * i] = w1c, wc[2 * i + 1] = w2c;
+        bias[2 * i] = b->net1.in_layer.b, bias[2 * i + 1] = b->net2.in_layer.b;
+        sizes[2 * i] = b->net1.hidden, sizes[2 * i + 1] = b->net2.hidden;
+    }
+    ct_tensor *all = ct_linear(c, ct_cat((const ct_tensor *const *)wc, m, 0),
+                               ct_cat((const ct_tensor *const *)bias, m, 0)); /* (B, 2n·hidden) */
+    if (!all || ct_split(all, 1, sizes, m, pre)) goto done;
+    for (int i = 0; i < n; i++) out[i].pre[0] = pre[2 * i], out[i].pre[1] = pre[2 * i + 1];
+    rc = 0;
+done:
+    free(wc), free(bias), free(sizes), free(pre);
+    return rc;
 }
 
-/* (s, t) for the half of size d from subnet(input). */
-static void scale_shift(const fl_mlp *net, const ct_tensor *in, int d, double clamp,
-                        ct_tensor **s, ct_tensor **t)
+/* The half x given the other half `in` through subnet k: the affine coupling (soft clamp
+ * of the log-scales, FrEIA's; one fused ctorch op) with h = net([in, c]). */
+static ct_tensor *couple(const fl_block *b, const coupling_cond *k, int net, const ct_tensor *in,
+                         const ct_tensor *x, bool inverse, ct_tensor **logdet)
 {
-    ct_tensor *h = fl_mlp_forward(net, in);                      /* (B, 2d) */
-    *s = soft_clamp(ct_narrow(h, 1, 0, d), clamp);
-    *t = ct_narrow(h, 1, d, d);
-}
-
-static ct_tensor *cond_cat(const ct_tensor *x, const ct_tensor *c)
-{
-    return c ? ct_cat2(x, c, 1) : ct_ref(x);
+    const fl_mlp *m = net == 0 ? &b->net1 : &b->net2;
+    ct_tensor *h = fl_mlp_forward_pre(m, in, k->wx[net], k->pre[net]);
+    return ct_affine_coupling(x, h, b->clamp, inverse, logdet);
 }
 
 /* The first forward pass in grad mode sets bias and scale from the batch, so that the
@@ -128,8 +168,9 @@ static void actnorm_init(fl_block *b, const ct_tensor *x)
     ct_set_grad_enabled(prev);
 }
 
-ct_tensor *fl_block_forward(fl_block *b, const ct_tensor *x, const ct_tensor *c,
-                            ct_tensor **logdet)
+/* One block given its prepared condition k (couplings only; NULL for the others). */
+static ct_tensor *block_forward(fl_block *b, const ct_tensor *x, const coupling_cond *k,
+                                ct_tensor **logdet)
 {
     ct_scope *s = ct_scope_begin();
     ct_tensor *y = NULL, *ld = NULL;
@@ -142,13 +183,11 @@ ct_tensor *fl_block_forward(fl_block *b, const ct_tensor *x, const ct_tensor *c,
         break;
     case FL_BLOCK_COUPLING: {
         ct_tensor *x1 = ct_narrow(x, 1, 0, b->d1), *x2 = ct_narrow(x, 1, b->d1, b->d2);
-        ct_tensor *s1, *t1, *s2, *t2;
-        scale_shift(&b->net1, cond_cat(x1, c), b->d2, b->clamp, &s1, &t1);
-        ct_tensor *y2 = ct_add(ct_mul(x2, ct_exp(s1)), t1);       /* (B, d2) */
-        scale_shift(&b->net2, cond_cat(y2, c), b->d1, b->clamp, &s2, &t2);
-        ct_tensor *y1 = ct_add(ct_mul(x1, ct_exp(s2)), t2);       /* (B, d1) */
+        ct_tensor *ld1, *ld2;
+        ct_tensor *y2 = couple(b, k, 0, x1, x2, false, &ld1);                /* (B, d2) */
+        ct_tensor *y1 = couple(b, k, 1, y2, x1, false, &ld2);                /* (B, d1) */
         y = ct_cat2(y1, y2, 1);
-        ld = ct_add(ct_sum_dim(s1, 1, false), ct_sum_dim(s2, 1, false));
+        ld = ct_add(ld1, ld2);
         break;
     }
     case FL_BLOCK_PERMUTE:
@@ -165,7 +204,7 @@ ct_tensor *fl_block_forward(fl_block *b, const ct_tensor *x, const ct_tensor *c,
     return y;
 }
 
-ct_tensor *fl_block_inverse(fl_block *b, const ct_tensor *y, const ct_tensor *c)
+static ct_tensor *block_inverse(fl_block *b, const ct_tensor *y, const coupling_cond *k)
 {
     ct_scope *s = ct_scope_begin();
     ct_tensor *x = NULL;
@@ -175,11 +214,8 @@ ct_tensor *fl_block_inverse(fl_block *b, const ct_tensor *y, const ct_tensor *c)
         break;
     case FL_BLOCK_COUPLING: {
         ct_tensor *y1 = ct_narrow(y, 1, 0, b->d1), *y2 = ct_narrow(y, 1, b->d1, b->d2);
-        ct_tensor *s1, *t1, *s2, *t2;
-        scale_shift(&b->net2, cond_cat(y2, c), b->d1, b->clamp, &s2, &t2);
-        ct_tensor *x1 = ct_mul(ct_sub(y1, t2), ct_exp(ct_neg(s2)));
-        scale_shift(&b->net1, cond_cat(x1, c), b->d2, b->clamp, &s1, &t1);
-        ct_tensor *x2 = ct_mul(ct_sub(y2, t1), ct_exp(ct_neg(s1)));
+        ct_tensor *x1 = couple(b, k, 1, y2, y1, true, NULL);
+        ct_tensor *x2 = couple(b, k, 0, x1, y2, true, NULL);
         x = ct_cat2(x1, x2, 1);
         break;
     }
@@ -196,9 +232,44 @@ ct_tensor *fl_block_inverse(fl_block *b, const ct_tensor *y, const ct_tensor *c)
     return x;
 }
 
+/* A coupling's condition of its own (a block used alone), in the open scope. */
+static int block_condition(fl_block *b, const ct_tensor *c, coupling_cond *k)
+{
+    memset(k, 0, sizeof *k);
+    return b->kind == FL_BLOCK_COUPLING ? couplings_condition(&b, 1, b->cond_dim ? c : NULL, k) : 0;
+}
+
+ct_tensor *fl_block_forward(fl_block *b, const ct_tensor *x, const ct_tensor *c,
+                            ct_tensor **logdet)
+{
+    ct_scope *s = ct_scope_begin();
+    coupling_cond k;
+    ct_tensor *ld = NULL, *y = block_condition(b, c, &k) ? NULL : block_forward(b, x, &k, &ld);
+    if (logdet) *logdet = ct_scope_keep(s, ld);
+    y = ct_scope_keep(s, y);
+    ct_scope_end(s);
+    return y;
+}
+
+ct_tensor *fl_block_inverse(fl_block *b, const ct_tensor *y, const ct_tensor *c)
+{
+    ct_scope *s = ct_scope_begin();
+    coupling_cond k;
+    ct_tensor *x = block_condition(b, c, &k) ? NULL : block_inverse(b, y, &k);
+    x = ct_scope_keep(s, x);
+    ct_scope_end(s);
+    return x;
+}
+
 struct fl_inn {
-    int n;
+    int n, n_couplings;
     fl_block **blocks;
+    fl_block **couplings;   /* the coupling blocks among them, in order */
+};
+
+struct fl_inn_cond {
+    int n;                  /* couplings */
+    coupling_cond *k;       /* one per coupling; tensors in the scope open at preparation */
 };
 
 fl_inn *fl_inn_new(ct_params *ps, const char *name, const fl_inn_spec *sp, ct_gen *g)
@@ -209,7 +280,10 @@ fl_inn *fl_inn_new(ct_params *ps, const char *name, const fl_inn_spec *sp, ct_ge
     fl_inn *n = calloc(1, sizeof *n);
     if (!n) return fl_fail("out of memory"), NULL;
     n->blocks = calloc((size_t)sp->n_steps * (size_t)per_step, sizeof *n->blocks);
-    if (!n->blocks) {
+    n->couplings = calloc((size_t)sp->n_steps, sizeof *n->couplings);
+    if (!n->blocks || !n->couplings) {
+        free(n->blocks);
+        free(n->couplings);
         free(n);
         return fl_fail("out of memory"), NULL;
     }
@@ -224,6 +298,7 @@ fl_inn *fl_inn_new(ct_params *ps, const char *name, const fl_inn_spec *sp, ct_ge
         if (!(n->blocks[n->n++] = fl_block_new(FL_BLOCK_COUPLING, ps, key, sp->dim,
                                                sp->cond_dim, &sp->coupling, g)))
             goto fail;
+        n->couplings[n->n_couplings++] = n->blocks[n->n - 1];
         snprintf(key, sizeof key, "%s.%d.mix", name, i);
         fl_block_kind mk = sp->mixing == FL_MIX_ORTHOGONAL ? FL_BLOCK_ORTHOGONAL : FL_BLOCK_PERMUTE;
         if (!(n->blocks[n->n++] = fl_block_new(mk, ps, key, sp->dim, 0, NULL, g))) goto fail;
@@ -240,19 +315,46 @@ void fl_inn_free(fl_inn *n)
     if (!n) return;
     for (int i = 0; i < n->n; i++) fl_block_free(n->blocks[i]);
     free(n->blocks);
+    free(n->couplings);
     free(n);
 }
 
 int fl_inn_n_blocks(const fl_inn *n) { return n->n; }
 fl_block *fl_inn_block(fl_inn *n, int i) { return i >= 0 && i < n->n ? n->blocks[i] : NULL; }
 
-ct_tensor *fl_inn_forward(fl_inn *n, const ct_tensor *x, const ct_tensor *c, ct_tensor **logdet)
+fl_inn_cond *fl_inn_condition(fl_inn *n, const ct_tensor *c)
+{
+    fl_inn_cond *k = calloc(1, sizeof *k);
+    if (k) k->k = calloc((size_t)n->n_couplings + 1, sizeof *k->k);
+    if (!k || !k->k) {
+        if (k) free(k);
+        return fl_fail("out of memory"), NULL;
+    }
+    k->n = n->n_couplings;
+    bool conditional = n->n_couplings > 0 && n->couplings[0]->cond_dim > 0;
+    if (couplings_condition(n->couplings, n->n_couplings, conditional ? c : NULL, k->k)) {
+        fl_inn_cond_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+void fl_inn_cond_free(fl_inn_cond *k)
+{
+    if (!k) return;
+    free(k->k);
+    free(k);
+}
+
+ct_tensor *fl_inn_forward_cond(fl_inn *n, const ct_tensor *x, const fl_inn_cond *k,
+                               ct_tensor **logdet)
 {
     ct_scope *s = ct_scope_begin();
     ct_tensor *h = (ct_tensor *)x, *total = NULL;
-    for (int i = 0; i < n->n; i++) {
+    for (int i = 0, j = 0; i < n->n; i++) {
         ct_tensor *ld = NULL;
-        h = fl_block_forward(n->blocks[i], h, c, &ld);
+        const coupling_cond *kc = n->blocks[i]->kind == FL_BLOCK_COUPLING ? &k->k[j++] : NULL;
+        h = block_forward(n->blocks[i], h, kc, &ld);
         total = total ? ct_add(total, ld) : ld;
     }
     if (logdet) *logdet = ct_scope_keep(s, total ? total : ct_zeros(CT_SHAPE(ct_size(x, 0)), ct_dtype_of(x)));
@@ -261,12 +363,38 @@ ct_tensor *fl_inn_forward(fl_inn *n, const ct_tensor *x, const ct_tensor *c, ct_
     return h;
 }
 
-ct_tensor *fl_inn_inverse(fl_inn *n, const ct_tensor *y, const ct_tensor *c)
+ct_tensor *fl_inn_inverse_cond(fl_inn *n, const ct_tensor *y, const fl_inn_cond *k)
 {
     ct_scope *s = ct_scope_begin();
     ct_tensor *h = (ct_tensor *)y;
-    for (int i = n->n - 1; i >= 0; i--) h = fl_block_inverse(n->blocks[i], h, c);
+    for (int i = n->n - 1, j = k->n - 1; i >= 0; i--) {
+        const coupling_cond *kc = n->blocks[i]->kind == FL_BLOCK_COUPLING ? &k->k[j--] : NULL;
+        h = block_inverse(n->blocks[i], h, kc);
+    }
     h = ct_scope_keep(s, h == y ? ct_ref(y) : h);
     ct_scope_end(s);
     return h;
+}
+
+ct_tensor *fl_inn_forward(fl_inn *n, const ct_tensor *x, const ct_tensor *c, ct_tensor **logdet)
+{
+    ct_scope *s = ct_scope_begin();
+    fl_inn_cond *k = fl_inn_condition(n, c);
+    ct_tensor *ld = NULL, *y = k ? fl_inn_forward_cond(n, x, k, &ld) : NULL;
+    fl_inn_cond_free(k);
+    if (logdet) *logdet = ct_scope_keep(s, ld);
+    y = ct_scope_keep(s, y);
+    ct_scope_end(s);
+    return y;
+}
+
+ct_tensor *fl_inn_inverse(fl_inn *n, const ct_tensor *y, const ct_tensor *c)
+{
+    ct_scope *s = ct_scope_begin();
+    fl_inn_cond *k = fl_inn_condition(n, c);
+    ct_tensor *x = k ? fl_inn_inverse_cond(n, y, k) : NULL;
+    fl_inn_cond_free(k);
+    x = ct_scope_keep(s, x);
+    ct_scope_end(s);
+    return x;
 }

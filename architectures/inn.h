@@ -2,7 +2,8 @@
  * RealNVP/Glow family, like FrEIA's): ActNorm, affine coupling with soft clamping,
  * fixed permutations and fixed orthogonal mixing. Every block maps x (B, D) to y with
  * log|det ∂y/∂x| (B,), and back; the condition c (B, C) enters every coupling subnet
- * as an extra input. */
+ * as an extra input (its share of the subnets' first layers computed in one product for
+ * the whole network: fl_inn_condition). */
 #ifndef FL_INN_H
 #define FL_INN_H
 
@@ -51,5 +52,19 @@ int fl_inn_n_blocks(const fl_inn *n);
 fl_block *fl_inn_block(fl_inn *n, int i);  /* borrowed */
 ct_tensor *fl_inn_forward(fl_inn *n, const ct_tensor *x, const ct_tensor *c, ct_tensor **logdet);
 ct_tensor *fl_inn_inverse(fl_inn *n, const ct_tensor *y, const ct_tensor *c);
+
+/* The condition applied once for several passes of one network (a forward and an
+ * inverse pass of a training step, with the same c): every coupling subnet's in-layer
+ * sees [half, c], and c's share of all of them, c W_cᵀ + b, is one product (B, C) ×
+ * (C, 2·couplings·hidden) instead of a product per subnet and pass. fl_inn_forward(n, x,
+ * c, ld) = fl_inn_forward_cond(n, x, fl_inn_condition(n, c), ld). The prepared tensors
+ * belong to the ctorch scope open at fl_inn_condition: use them inside it, then free
+ * the struct (which does not free them). c may be NULL for an unconditional network. */
+typedef struct fl_inn_cond fl_inn_cond;
+fl_inn_cond *fl_inn_condition(fl_inn *n, const ct_tensor *c);  /* NULL + message on failure */
+void fl_inn_cond_free(fl_inn_cond *k);
+ct_tensor *fl_inn_forward_cond(fl_inn *n, const ct_tensor *x, const fl_inn_cond *k,
+                               ct_tensor **logdet);
+ct_tensor *fl_inn_inverse_cond(fl_inn *n, const ct_tensor *y, const fl_inn_cond *k);
 
 #endif

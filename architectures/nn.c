@@ -112,12 +112,44 @@ int fl_mlp_init(fl_mlp *m, ct_params *ps, const char *name, const fl_mlp_spec *s
     return fl_linear_init(&m->out_layer, ps, key, s->hidden, s->out, s->zero_last, g);
 }
 
+/* The network after its in-layer's pre-activation h (B, hidden). */
+static ct_tensor *mlp_rest(const fl_mlp *m, const ct_tensor *h)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *a = fl_res_stack_forward(&m->body, fl_act_apply(m->act, h)); /* (B, hidden) */
+    ct_tensor *y = ct_scope_keep(s, fl_linear_forward(&m->out_layer, a));  /* (B, out) */
+    ct_scope_end(s);
+    return y;
+}
+
 ct_tensor *fl_mlp_forward(const fl_mlp *m, const ct_tensor *x)
 {
     ct_scope *s = ct_scope_begin();
-    ct_tensor *h = fl_act_apply(m->act, fl_linear_forward(&m->in_layer, x));   /* (B, hidden) */
-    h = fl_res_stack_forward(&m->body, h);                                     /* (B, hidden) */
-    ct_tensor *y = ct_scope_keep(s, fl_linear_forward(&m->out_layer, h));    /* (B, out) */
+    ct_tensor *y = ct_scope_keep(s, mlp_rest(m, fl_linear_forward(&m->in_layer, x)));
+    ct_scope_end(s);
+    return y;
+}
+
+int fl_mlp_split_in(const fl_mlp *m, int k, ct_tensor **wx, ct_tensor **wc)
+{
+    *wx = *wc = NULL;
+    if (k < 1 || k >= m->in_layer.in)
+        return fl_fail("fl_mlp_split_in: column %d of an in-layer of %d inputs", k, m->in_layer.in);
+    ct_tensor *parts[2];
+    int64_t sizes[2] = {k, m->in_layer.in - k};
+    if (ct_split(m->in_layer.w, 1, sizes, 2, parts)) return -1;   /* ctorch's message */
+    *wx = parts[0];
+    *wc = parts[1];
+    return 0;
+}
+
+ct_tensor *fl_mlp_forward_pre(const fl_mlp *m, const ct_tensor *x, const ct_tensor *wx,
+                              const ct_tensor *pre)
+{
+    ct_scope *s = ct_scope_begin();
+    /* x W_xᵀ + pre: one addmm, pre in the bias's place */
+    ct_tensor *h = ct_linear(x, wx, pre ? pre : m->in_layer.b);                /* (B, hidden) */
+    ct_tensor *y = ct_scope_keep(s, mlp_rest(m, h));
     ct_scope_end(s);
     return y;
 }

@@ -1,7 +1,8 @@
 /* Dense building blocks: linear layers, MLPs and residual MLPs, written on ctorch.
  * A layer struct holds borrowed pointers into the ct_params set it was created in
  * (the set owns the tensors); names follow "prefix.layer.weight". Conditioning, where
- * a network has one, is concatenated to its input by the caller. */
+ * a network has one, is concatenated to its input by the caller (or its share of the
+ * in-layer computed by the caller: fl_mlp_forward_pre). */
 #ifndef FL_NN_H
 #define FL_NN_H
 
@@ -61,5 +62,15 @@ typedef struct {
 } fl_mlp_spec;
 int fl_mlp_init(fl_mlp *m, ct_params *ps, const char *name, const fl_mlp_spec *spec, ct_gen *g);
 ct_tensor *fl_mlp_forward(const fl_mlp *m, const ct_tensor *x);  /* (B, in) -> (B, out) */
+
+/* The same network on [x, c] with the condition's share of its in-layer computed by the
+ * caller — for many networks that see one c in one product (architectures/inn.c):
+ * fl_mlp_split_in cuts the in-layer's weight (hidden, in) at column k into views
+ * *wx (hidden, k) and *wc (hidden, in − k); then with pre = c W_cᵀ + b (B, hidden),
+ * fl_mlp_forward_pre(m, x, wx, pre) = fl_mlp_forward(m, [x, c]) for x (B, k).
+ * pre NULL: the in-layer is x W_xᵀ + b (k = in, an unconditional network). */
+int fl_mlp_split_in(const fl_mlp *m, int k, ct_tensor **wx, ct_tensor **wc);
+ct_tensor *fl_mlp_forward_pre(const fl_mlp *m, const ct_tensor *x, const ct_tensor *wx,
+                              const ct_tensor *pre);
 
 #endif

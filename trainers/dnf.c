@@ -89,12 +89,23 @@ ct_tensor *fl_dnf_inverse(void *dnf, const ct_tensor *h, const ct_tensor *z)
     return fl_inn_inverse(m->flow, h, z);                                         /* (B, D) */
 }
 
+/* F⁻¹([h_m, 0]) given the flow's prepared condition. */
+static ct_tensor *decode(dnf_model *m, const ct_tensor *h_m, const fl_inn_cond *k)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *h_p = ct_zeros(CT_SHAPE(ct_size(h_m, 0), m->dim - m->latent), ct_dtype_of(h_m));
+    ct_tensor *u = ct_scope_keep(s, fl_inn_inverse_cond(m->flow, ct_cat2(h_m, h_p, 1), k)); /* (B, D) */
+    ct_scope_end(s);
+    return u;
+}
+
 ct_tensor *fl_dnf_decode(void *dnf, const ct_tensor *h_m, const ct_tensor *z)
 {
     dnf_model *m = dnf;
     ct_scope *s = ct_scope_begin();
-    ct_tensor *h_p = ct_zeros(CT_SHAPE(ct_size(h_m, 0), m->dim - m->latent), ct_dtype_of(h_m));
-    ct_tensor *u = ct_scope_keep(s, fl_inn_inverse(m->flow, ct_cat2(h_m, h_p, 1), z)); /* (B, D) */
+    fl_inn_cond *k = fl_inn_condition(m->flow, z);
+    ct_tensor *u = ct_scope_keep(s, k ? decode(m, h_m, k) : NULL);              /* (B, D) */
+    fl_inn_cond_free(k);
     ct_scope_end(s);
     return u;
 }
@@ -107,7 +118,8 @@ static ct_tensor *dnf_loss(void *model, const ct_tensor *u, const ct_tensor *z, 
     ct_scope *s = ct_scope_begin();
     ct_tensor *u_t = ct_axpy(u, m->sigma, ct_randn_like(u, g));                   /* (B, D) */
     ct_tensor *logdet = NULL;
-    ct_tensor *h = fl_inn_forward(m->flow, u_t, z, &logdet);                      /* (B, D) */
+    fl_inn_cond *k = fl_inn_condition(m->flow, z);   /* for the forward pass and the decoding */
+    ct_tensor *h = k ? fl_inn_forward_cond(m->flow, u_t, k, &logdet) : NULL;     /* (B, D) */
     ct_tensor *h_m = ct_narrow(h, 1, 0, d);                                       /* (B, d) */
     ct_tensor *h_p = ct_narrow(h, 1, d, D - d);                                   /* (B, D − d) */
     ct_tensor *sq = ct_axpy(ct_sum_dim(ct_square(h_m), 1, false), 1.0 / (m->sigma * m->sigma),
@@ -115,7 +127,8 @@ static ct_tensor *dnf_loss(void *model, const ct_tensor *u, const ct_tensor *z, 
     ct_tensor *nll = ct_mean(ct_sub(
         ct_adds(ct_muls(sq, 0.5), 0.5 * D * log(2 * M_PI) + (D - d) * log(m->sigma)),
         logdet));                                                                 /* () */
-    ct_tensor *u_hat = fl_dnf_decode(m, h_m, z);                                  /* (B, D) */
+    ct_tensor *u_hat = k ? decode(m, h_m, k) : NULL;                              /* (B, D) */
+    fl_inn_cond_free(k);
     ct_tensor *rec = ct_mean(ct_sum_dim(ct_square(ct_sub(u_hat, u)), 1, false));  /* () */
     ct_tensor *loss = ct_scope_keep(s, ct_axpy(nll, m->rec_weight, rec));
     double v_nll = nll ? ct_item(nll) : NAN, v_rec = rec ? ct_item(rec) : NAN;

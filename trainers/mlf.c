@@ -96,17 +96,63 @@ static void *mlf_create(const fl_config *c, int u_dim, int z_dim, ct_params *ps,
     return m;
 }
 
+/* The two flows' prepared conditions: the flow's from z, the details' from [h_c, z]. */
+typedef struct {
+    fl_inn_cond *flow, *details;
+} mlf_cond;
+
+static void mlf_cond_free(mlf_cond *k)
+{
+    fl_inn_cond_free(k->flow);
+    fl_inn_cond_free(k->details);
+}
+
+/* The details' condition once h_c is known (in the open scope); -1 on failure. */
+static int details_condition(mlf_model *m, const ct_tensor *h_c, const ct_tensor *z, mlf_cond *k)
+{
+    k->details = fl_inn_condition(m->details, ct_cat2(h_c, z, 1));
+    return k->details ? 0 : -1;
+}
+
+/* The forward pass; k->flow given, k->details set here (both in the caller's scope). */
+static ct_tensor *forward(mlf_model *m, const ct_tensor *u, const ct_tensor *z, mlf_cond *k,
+                          ct_tensor **logdet)
+{
+    ct_tensor *ld1 = NULL, *ld2 = NULL;
+    ct_tensor *h = fl_inn_forward_cond(m->flow, u, k->flow, &ld1);               /* (B, D) */
+    ct_tensor *h_c = ct_narrow(h, 1, 0, m->latent);                               /* (B, d) */
+    ct_tensor *h_d = ct_narrow(h, 1, m->latent, m->dim - m->latent);              /* (B, D − d) */
+    if (!h || details_condition(m, h_c, z, k)) return NULL;
+    ct_tensor *e_d = fl_inn_forward_cond(m->details, h_d, k->details, &ld2);      /* (B, D − d) */
+    if (logdet) *logdet = ct_add(ld1, ld2);                                       /* (B,) */
+    return ct_cat2(h_c, e_d, 1);                                                  /* (B, D) */
+}
+
+/* The inverse pass of base = [h_c, e_d] given both prepared conditions. */
+static ct_tensor *inverse(mlf_model *m, const ct_tensor *base, const mlf_cond *k)
+{
+    ct_tensor *h_c = ct_narrow(base, 1, 0, m->latent);                            /* (B, d) */
+    ct_tensor *e_d = ct_narrow(base, 1, m->latent, m->dim - m->latent);           /* (B, D − d) */
+    ct_tensor *h_d = fl_inn_inverse_cond(m->details, e_d, k->details);            /* (B, D − d) */
+    return fl_inn_inverse_cond(m->flow, ct_cat2(h_c, h_d, 1), k->flow);           /* (B, D) */
+}
+
+/* F⁻¹([h_c, 0]) given both prepared conditions. */
+static ct_tensor *decode(mlf_model *m, const ct_tensor *h_c, const mlf_cond *k)
+{
+    ct_tensor *e_d = ct_zeros(CT_SHAPE(ct_size(h_c, 0), m->dim - m->latent), ct_dtype_of(h_c));
+    return inverse(m, ct_cat2(h_c, e_d, 1), k);                                   /* (B, D) */
+}
+
 ct_tensor *fl_mlf_forward(void *mlf, const ct_tensor *u, const ct_tensor *z, ct_tensor **logdet)
 {
     mlf_model *m = mlf;
     ct_scope *s = ct_scope_begin();
-    ct_tensor *ld1 = NULL, *ld2 = NULL;
-    ct_tensor *h = fl_inn_forward(m->flow, u, z, &ld1);                           /* (B, D) */
-    ct_tensor *h_c = ct_narrow(h, 1, 0, m->latent);                               /* (B, d) */
-    ct_tensor *h_d = ct_narrow(h, 1, m->latent, m->dim - m->latent);              /* (B, D − d) */
-    ct_tensor *e_d = fl_inn_forward(m->details, h_d, ct_cat2(h_c, z, 1), &ld2);   /* (B, D − d) */
-    ct_tensor *base = ct_scope_keep(s, ct_cat2(h_c, e_d, 1));                     /* (B, D) */
-    if (logdet) *logdet = ct_scope_keep(s, ct_add(ld1, ld2));                     /* (B,) */
+    mlf_cond k = {fl_inn_condition(m->flow, z), NULL};
+    ct_tensor *ld = NULL, *base = k.flow ? forward(m, u, z, &k, &ld) : NULL;
+    if (logdet) *logdet = ct_scope_keep(s, ld);
+    base = ct_scope_keep(s, base);
+    mlf_cond_free(&k);
     ct_scope_end(s);
     return base;
 }
@@ -115,10 +161,11 @@ ct_tensor *fl_mlf_inverse(void *mlf, const ct_tensor *base, const ct_tensor *z)
 {
     mlf_model *m = mlf;
     ct_scope *s = ct_scope_begin();
-    ct_tensor *h_c = ct_narrow(base, 1, 0, m->latent);                            /* (B, d) */
-    ct_tensor *e_d = ct_narrow(base, 1, m->latent, m->dim - m->latent);           /* (B, D − d) */
-    ct_tensor *h_d = fl_inn_inverse(m->details, e_d, ct_cat2(h_c, z, 1));         /* (B, D − d) */
-    ct_tensor *u = ct_scope_keep(s, fl_inn_inverse(m->flow, ct_cat2(h_c, h_d, 1), z)); /* (B, D) */
+    mlf_cond k = {fl_inn_condition(m->flow, z), NULL};
+    ct_tensor *u = k.flow && !details_condition(m, ct_narrow(base, 1, 0, m->latent), z, &k)
+                       ? inverse(m, base, &k) : NULL;
+    u = ct_scope_keep(s, u);
+    mlf_cond_free(&k);
     ct_scope_end(s);
     return u;
 }
@@ -127,8 +174,10 @@ ct_tensor *fl_mlf_decode(void *mlf, const ct_tensor *h_c, const ct_tensor *z)
 {
     mlf_model *m = mlf;
     ct_scope *s = ct_scope_begin();
-    ct_tensor *e_d = ct_zeros(CT_SHAPE(ct_size(h_c, 0), m->dim - m->latent), ct_dtype_of(h_c));
-    ct_tensor *u = ct_scope_keep(s, fl_mlf_inverse(m, ct_cat2(h_c, e_d, 1), z));   /* (B, D) */
+    mlf_cond k = {fl_inn_condition(m->flow, z), NULL};
+    ct_tensor *u = k.flow && !details_condition(m, h_c, z, &k) ? decode(m, h_c, &k) : NULL;
+    u = ct_scope_keep(s, u);
+    mlf_cond_free(&k);
     ct_scope_end(s);
     return u;
 }
@@ -140,15 +189,18 @@ static ct_tensor *mlf_loss(void *model, const ct_tensor *u, const ct_tensor *z, 
     mlf_model *m = model;
     ct_scope *s = ct_scope_begin();
     ct_tensor *logdet = NULL;
-    ct_tensor *base = fl_mlf_forward(m, u, z, &logdet);                           /* (B, D) */
+    /* both flows' conditions prepared once, for the forward pass and the decoding */
+    mlf_cond k = {fl_inn_condition(m->flow, z), NULL};
+    ct_tensor *base = k.flow ? forward(m, u, z, &k, &logdet) : NULL;              /* (B, D) */
     ct_tensor *h_c = ct_narrow(base, 1, 0, m->latent);                            /* (B, d) */
     ct_tensor *e_d = ct_narrow(base, 1, m->latent, m->dim - m->latent);           /* (B, D − d) */
     ct_tensor *sq = ct_add(ct_sum_dim(ct_square(h_c), 1, false),
                            ct_sum_dim(ct_square(e_d), 1, false));                 /* (B,) */
     ct_tensor *nll = ct_mean(ct_sub(ct_adds(ct_muls(sq, 0.5), 0.5 * m->dim * log(2 * M_PI)),
                                     logdet));                                     /* () */
-    ct_tensor *coarse = ct_mean(ct_sum_dim(ct_square(ct_sub(fl_mlf_decode(m, h_c, z), u)), 1,
-                                           false));                               /* () */
+    ct_tensor *u_hat = base ? decode(m, h_c, &k) : NULL;                          /* (B, D) */
+    mlf_cond_free(&k);
+    ct_tensor *coarse = ct_mean(ct_sum_dim(ct_square(ct_sub(u_hat, u)), 1, false)); /* () */
     ct_tensor *loss = ct_scope_keep(s, ct_axpy(nll, m->coarse_weight, coarse));
     double v_nll = nll ? ct_item(nll) : NAN, v_coarse = coarse ? ct_item(coarse) : NAN;
     ct_scope_end(s);

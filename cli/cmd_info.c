@@ -16,7 +16,9 @@ int cmd_info(int argc, char **argv)
                "Prints the fiberlab version, the libtorch version, the BLAS library and the\n"
                "kernel it runs, the number of threads and the devices. fiberlab runs the best\n"
                "OpenBLAS kernel for this CPU, replacing OpenBLAS's own fallback or a weaker\n"
-               "OPENBLAS_CORETYPE from the environment; FIBERLAB_CORETYPE=NAME forces a kernel.\n");
+               "OPENBLAS_CORETYPE from the environment; FIBERLAB_CORETYPE=NAME forces a kernel.\n"
+               "On CPUs with AVX-512 it runs libtorch's AVX-512 kernels (ATEN_CPU_CAPABILITY=avx512)\n"
+               "unless ATEN_CPU_CAPABILITY in the environment names others.\n");
         return 0;
     }
     if (argc > 1) return cli_fail("info", "unexpected argument '%s'", argv[1]);
@@ -36,6 +38,11 @@ int cmd_info(int argc, char **argv)
         printf(" (best for this CPU)");
     if (core && replaced) printf("; OPENBLAS_CORETYPE=%s from the environment replaced", replaced);
     printf("\n");
+    const char *aten = fl_aten_kernels();
+    printf("aten       %s\n", !aten ? "libtorch's choice of kernels (AVX2 on x86-64 CPUs that have it)"
+                              : fl_aten_kernels_set_by_us() ? "avx512 kernels (set by fiberlab: the CPU has AVX-512)"
+                                                             : "kernels named by ATEN_CPU_CAPABILITY from the environment");
+    if (aten && !fl_aten_kernels_set_by_us()) printf("           ATEN_CPU_CAPABILITY=%s\n", aten);
     printf("threads    %d\n", ct_get_num_threads());
     const char *mpi = cli_job_mpi_library();
     printf("mpi        %s\n", mpi ? mpi : "not built in (fiberlab sweep --shard i/n instead of mpirun)");

@@ -8,6 +8,7 @@
 #include <malloc.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -102,9 +103,35 @@ int fl_blas_kernel_is_best(void)
     return core && (!best || kernel_rank(core) >= kernel_rank(best));
 }
 
+/* "set": fiberlab chose avx512; "env": the environment named one; "" libtorch's choice. */
+static const char *aten_source = "";
+
+void fl_aten_ensure_kernels(void)
+{
+    const char *env = getenv("ATEN_CPU_CAPABILITY");
+    if (env && *env) {
+        aten_source = "env";
+        return;
+    }
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        setenv("ATEN_CPU_CAPABILITY", "avx512", 1) == 0)
+        aten_source = "set";
+}
+
+const char *fl_aten_kernels(void)
+{
+    const char *env = getenv("ATEN_CPU_CAPABILITY");
+    return aten_source[0] && env && *env ? env : NULL;
+}
+
+bool fl_aten_kernels_set_by_us(void) { return strcmp(aten_source, "set") == 0; }
+
 void fl_runtime_init(char **argv)
 {
     fl_blas_ensure_best_kernel(argv);
+    fl_aten_ensure_kernels();
     mallopt(M_MMAP_THRESHOLD, FL_MALLOC_MMAP_THRESHOLD);
     mallopt(M_TRIM_THRESHOLD, FL_MALLOC_TRIM_THRESHOLD);
 }
@@ -181,7 +208,8 @@ void fl_machine_describe(char *buf, size_t n)
     char host[128] = "";
     if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "unknown host");
     const char *core = fl_blas_corename();
-    snprintf(buf, n, "%s; %d cores; %s kernel %s; libtorch %s; host %s", fl_cpu_name(),
-             fl_cores_available(), core ? "OpenBLAS" : "BLAS", core ? core : "n/a",
-             ct_torch_version(), host);
+    const char *aten = fl_aten_kernels();
+    snprintf(buf, n, "%s; %d cores; %s kernel %s; libtorch %s (ATen kernels %s); host %s",
+             fl_cpu_name(), fl_cores_available(), core ? "OpenBLAS" : "BLAS", core ? core : "n/a",
+             ct_torch_version(), aten ? aten : "libtorch's choice", host);
 }

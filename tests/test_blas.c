@@ -3,34 +3,38 @@
  * forces one; and the thread policy gives the cores to exactly one pool. */
 #include <criterion/criterion.h>
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/blas.h"
 #include "ctorch/ct.h"
 
-/* The "kernel" line of `ENV fiberlab info`, without its label, in out. */
-static void kernel_line(const char *env, char *out, size_t n)
+/* The first line labelled `label` of `ENV fiberlab info`, without its label, in out. */
+static void info_line(const char *env, const char *label, char *out, size_t n)
 {
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              "env -u OPENBLAS_CORETYPE -u FIBERLAB_CORETYPE -u FIBERLAB_BLAS_REEXEC "
-             "-u FIBERLAB_BLAS_REPLACED %s '%s' info",
+             "-u FIBERLAB_BLAS_REPLACED -u ATEN_CPU_CAPABILITY %s '%s' info",
              env, FL_BIN);
     FILE *p = popen(cmd, "r");
     cr_assert(p, "popen %s", cmd);
     char line[512];
+    size_t len = strlen(label);
     out[0] = 0;
     while (fgets(line, sizeof line, p))
-        if (strncmp(line, "kernel", 6) == 0) {
-            const char *v = line + 6;
+        if (!out[0] && strncmp(line, label, len) == 0 && line[len] == ' ') {
+            const char *v = line + len;
             while (*v == ' ') v++;
             snprintf(out, n, "%s", v);
             out[strcspn(out, "\n")] = 0;
         }
     cr_assert_eq(pclose(p), 0, "%s failed", cmd);
-    cr_assert(out[0], "no kernel line from %s", cmd);
+    cr_assert(out[0], "no %s line from %s", label, cmd);
 }
+
+static void kernel_line(const char *env, char *out, size_t n) { info_line(env, "kernel", out, n); }
 
 static void need_openblas_and_avx2(void)
 {
@@ -105,4 +109,21 @@ Test(blas, unknown_forced_kernel_is_reported)
     kernel_line("FIBERLAB_CORETYPE=NoSuchCore", k, sizeof k);
     cr_expect(strstr(k, "(FIBERLAB_CORETYPE=NoSuchCore: not a kernel this OpenBLAS can run here)"),
               "%s", k);
+}
+
+/* libtorch's AVX-512 kernels where the CPU has AVX-512, unless the environment names
+ * other ones. */
+Test(blas, aten_runs_avx512_kernels_where_the_cpu_has_them)
+{
+    char a[512];
+    info_line("", "aten", a, sizeof a);
+    __builtin_cpu_init();
+    bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    if (avx512)
+        cr_expect(strstr(a, "avx512 kernels (set by fiberlab"), "%s", a);
+    else
+        cr_expect(strstr(a, "libtorch's choice"), "%s", a);
+    info_line("ATEN_CPU_CAPABILITY=avx2", "aten", a, sizeof a);
+    cr_expect(strstr(a, "named by ATEN_CPU_CAPABILITY from the environment"), "%s", a);
 }

@@ -7,6 +7,8 @@
 #include <sys/resource.h>
 
 #include "core/blas.h"
+#include "core/log.h"
+#include "ctorch/ct.h"
 
 static double field(const char *line, const char *name)
 {
@@ -33,6 +35,7 @@ int bench_run_line(const char *cmd, bench_line *out)
     out->params = (long long)field(line, "params");
     out->peak_rss_kb = (long long)field(line, "peak_rss_kb");
     out->rss0_kb = (long long)field(line, "rss0_kb");
+    out->gemm_flop = field(line, "gemm_flop");
     if (rc != 0 || !(out->steps_per_s > 0)) {
         fprintf(stderr, "bench: the run failed (exit status %d): %s\n", rc, cmd);
         return -1;
@@ -77,3 +80,28 @@ long long bench_peak_rss_kb(void)
     return getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss : 0;
 }
 
+
+double bench_gemm_peak_gflops(int threads)
+{
+    int n0;
+    fl_workload w0;
+    fl_threads_get(&n0, &w0);
+    fl_threads_set(threads, FL_WORK_DENSE);
+    ct_scope *s = ct_scope_begin();
+    ct_gen *g = ct_gen_new(5);
+    ct_tensor *a = ct_randn(CT_SHAPE(1024, 1024), CT_F32, g), *b = ct_randn(CT_SHAPE(1024, 1024), CT_F32, g);
+    double t[7];
+    for (int r = -1; r < 7; r++) {
+        double t0 = fl_now();
+        for (int i = 0; i < 10; i++) {
+            ct_scope *e = ct_scope_begin();
+            ct_mm(a, b);
+            ct_scope_end(e);
+        }
+        if (r >= 0) t[r] = (fl_now() - t0) / 10;
+    }
+    ct_gen_free(g);
+    ct_scope_end(s);
+    fl_threads_set(n0, w0);
+    return 2.0 * 1024 * 1024 * 1024 / bench_median(t, 7) / 1e9;
+}

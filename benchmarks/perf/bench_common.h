@@ -14,6 +14,7 @@ typedef struct {
     long long params;
     long long peak_rss_kb;   /* the child's high-water mark of resident memory */
     long long rss0_kb;       /* its resident memory when the timed steps began */
+    double gemm_flop;        /* BLAS matrix-product work per timed step (0: not counted) */
 } bench_line;
 
 /* Runs cmd (through popen) and parses the first line it prints. 0 when it exited 0
@@ -30,5 +31,9 @@ double bench_median(double *v, int n);
 long long bench_rss_kb(void);
 /* Its high-water mark of resident memory, in KiB (getrusage ru_maxrss). */
 long long bench_peak_rss_kb(void);
+/* The GEMM peak of this machine for the benchmarks' ratios: GFLOP/s of a 1024² float32
+ * matrix product (ct_matmul, the BLAS libtorch calls) on `threads` OpenBLAS threads, the
+ * median of 7 timings of 10 products after a warm-up; restores the thread setting. */
+double bench_gemm_peak_gflops(int threads);
 
 #endif

@@ -21,6 +21,7 @@
  * networks of their architectures at their default sizes with frozen random weights —
  * the VAE's conv decoder with its sigmoid (vae.*) and the subject's conv encoder on the
  * colored image (subject.*, as with subject.input = color) behind fl_subject_custom. */
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,31 @@
 #define WARMUP 10
 #define LAMBDA 1.0
 
+/* ---- GEMM work, counted at the BLAS interface ------------------------------------------ */
+
+/* libtorch's matrix products (linear layers, mm, the columns of its transposed
+ * convolutions) call the Fortran BLAS sgemm_ of libblas.so.3. This program defines it
+ * (exported: ENABLE_EXPORTS), so the dynamic linker binds libtorch's calls here: it
+ * adds 2·M·N·K and calls the library's. oneDNN's convolutions (the subject's) do not
+ * go through it and are not counted. */
+typedef void (*sgemm_fn)(const char *, const char *, const int *, const int *, const int *,
+                         const float *, const float *, const int *, const float *, const int *,
+                         const float *, float *, const int *);
+static double gemm_flop;
+
+void sgemm_(const char *ta, const char *tb, const int *m, const int *n, const int *k,
+            const float *alpha, const float *a, const int *lda, const float *b, const int *ldb,
+            const float *beta, float *c, const int *ldc);
+void sgemm_(const char *ta, const char *tb, const int *m, const int *n, const int *k,
+            const float *alpha, const float *a, const int *lda, const float *b, const int *ldb,
+            const float *beta, float *c, const int *ldc)
+{
+    static sgemm_fn real;
+    if (!real) real = (sgemm_fn)dlsym(RTLD_NEXT, "sgemm_");
+    gemm_flop += 2.0 * *m * *n * *k;
+    real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 /* ---- one training run (the --worker side) --------------------------------------------- */
 
 typedef struct {
@@ -62,6 +88,13 @@ typedef struct {
     ct_gen *noise;
 } worker;
 
+static void die(const char *what)
+{
+    fprintf(stderr, "bench_families: %s: %s%s%s\n", what, fl_error(),
+            ct_last_error()[0] ? " / " : "", ct_last_error());
+    exit(1);
+}
+
 static ct_tensor *subject_fn(void *ctx, const ct_tensor *x)
 {
     return fl_conv_encoder_forward(ctx, x);                              /* (B, COND) */
@@ -71,7 +104,13 @@ static ct_tensor *subject_fn(void *ctx, const ct_tensor *x)
 static ct_tensor *worker_loss(void *ctx, fl_terms *terms)
 {
     worker *w = ctx;
-    if (++w->calls == WARMUP + 1) w->t_start = fl_now();
+    if (++w->calls == WARMUP + 1) {
+        w->t_start = fl_now();
+        gemm_flop = 0;
+        /* FIBERLAB_TORCH_PROFILE=PATH: libtorch's op profile of the timed steps */
+        const char *prof = getenv("FIBERLAB_TORCH_PROFILE");
+        if (prof && *prof && ct_profile_begin(prof)) die("FIBERLAB_TORCH_PROFILE");
+    }
     if (w->pos + w->batch > POOL) w->pos = 0;
     ct_tensor *u = ct_narrow(w->u, 0, w->pos, w->batch);                 /* (B, DIM) */
     ct_tensor *z = ct_narrow(w->z, 0, w->pos, w->batch);                 /* (B, COND) */
@@ -86,13 +125,6 @@ static ct_tensor *worker_loss(void *ctx, fl_terms *terms)
     }
     if (loss) fl_terms_add(terms, "loss", ct_item(loss));
     return loss;
-}
-
-static void die(const char *what)
-{
-    fprintf(stderr, "bench_families: %s: %s%s%s\n", what, fl_error(),
-            ct_last_error()[0] ? " / " : "", ct_last_error());
-    exit(1);
 }
 
 /* Trains family at batch for WARMUP + steps steps (its sampler checkpointed when ckpt)
@@ -143,11 +175,14 @@ static int worker_main(const char *family, int batch, int steps, double lambda, 
     long long rss0 = bench_rss_kb();
     if (fl_train_run(&task, &o, &r)) die("training");
     double dt = fl_now() - w.t_start;
+    const char *prof = getenv("FIBERLAB_TORCH_PROFILE");
+    if (prof && *prof && ct_profile_end()) die("FIBERLAB_TORCH_PROFILE");
     long long peak = bench_peak_rss_kb();
     printf("{\"family\": \"%s\", \"batch\": %d, \"steps\": %d, \"seconds\": %.4f, "
-           "\"steps_per_s\": %.4f, \"params\": %lld, \"peak_rss_kb\": %lld, \"rss0_kb\": %lld}\n",
+           "\"steps_per_s\": %.4f, \"params\": %lld, \"peak_rss_kb\": %lld, \"rss0_kb\": %lld, "
+           "\"gemm_flop\": %.6g}\n",
            family, batch, steps, dt, steps / dt, (long long)ct_params_numel(fl_fiber_params(w.m)),
-           peak, rss0);
+           peak, rss0, gemm_flop / steps);
     fflush(stdout);
     fl_train_result_free(&r);
     fl_subject_free(w.subj);
@@ -233,7 +268,8 @@ int main(int argc, char **argv)
 
     const char *env_core = getenv("OPENBLAS_CORETYPE");
     printf("fiber-model training steps/s, u %d-d given z %d-d, each family's default sizes; CPU %s, "
-           "%d cores, OpenBLAS kernel %s (%s; OPENBLAS_CORETYPE=%s, inherited by the Python side); "
+           "%d cores, OpenBLAS kernel %s (%s; OPENBLAS_CORETYPE=%s, inherited by the Python side), "
+           "ATen kernels %s (ATEN_CPU_CAPABILITY, inherited by the Python side); "
            "both sides: libtorch 1 thread, OpenBLAS threads as fiber-model training sets them "
            "(%d at batch 64, %d at batch 256), the same malloc settings; medians of %d interleaved "
            "runs per side, each a process of its own, %d warm-up steps untimed; peak memory: each "
@@ -241,8 +277,17 @@ int main(int argc, char **argv)
            "the first training step\n",
            DIM, COND, fl_cpu_name(), threads, fl_blas_corename() ? fl_blas_corename() : "?",
            fl_blas_kernel_is_best() ? "the best for this CPU" : "NOT the best for this CPU",
-           env_core ? env_core : "unset", fl_dense_threads(threads, 64), fl_dense_threads(threads, 256),
+           env_core ? env_core : "unset", fl_aten_kernels() ? fl_aten_kernels() : "libtorch's choice",
+           fl_dense_threads(threads, 64), fl_dense_threads(threads, 256),
            reps, WARMUP);
+    /* the GEMM peak at each thread count the rows use, measured in this run */
+    int th64 = fl_dense_threads(threads, 64), th256 = fl_dense_threads(threads, 256);
+    double peak64 = bench_gemm_peak_gflops(th64);
+    double peak256 = th256 == th64 ? peak64 : bench_gemm_peak_gflops(th256);
+    printf("GEMM peak (1024² float32 product, this run): %.1f GFLOP/s on %d thread%s, %.1f on %d; "
+           "gflop: BLAS matrix-product work per step (sgemm_ calls counted; oneDNN convolutions "
+           "not), %%peak: ours at that rate against the peak at the row's threads\n",
+           peak64, th64, th64 == 1 ? "" : "s", peak256, th256);
     fflush(stdout);
 
     double ours[MAX_CASES][MAX_REPS], py[MAX_CASES][MAX_REPS];
@@ -278,17 +323,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_families: repetition %d of %d done\n", r + 1, reps);
     }
 
-    printf("%-5s %5s %4s %6s %4s %10s %10s %7s %9s %9s %9s %9s %9s %9s\n", "fam", "batch", "λ",
-           "fsteps", "ckpt", "fiberlab", "pytorch", "ratio", "params", "params_py", "peakMiB",
-           "peakMiB_py", "riseMiB", "riseMiB_py");
+    printf("%-5s %5s %4s %6s %4s %10s %10s %7s %7s %6s %9s %9s %9s %9s %9s %9s\n", "fam", "batch", "λ",
+           "fsteps", "ckpt", "fiberlab", "pytorch", "ratio", "gflop", "%peak", "params", "params_py",
+           "peakMiB", "peakMiB_py", "riseMiB", "riseMiB_py");
     int met64 = 1, met256 = 1;
     for (int i = 0; i < n; i++) {
         const bench_case *k = &cases[i];
         double mo = bench_median(ours[i], reps), mp = bench_median(py[i], reps);
         double ratio = mo / mp;
-        printf("%-5s %5d %4g %6d %4s %10.1f %10.1f %6.2fx %9lld %9lld %9.0f %10.0f %9.0f %10.0f\n",
+        double gf = last_ours[i].gemm_flop / 1e9, pk = k->batch >= 256 ? peak256 : peak64;
+        printf("%-5s %5d %4g %6d %4s %10.1f %10.1f %6.2fx %7.3f %5.1f%% %9lld %9lld %9.0f %10.0f %9.0f %10.0f\n",
                k->family, k->batch, k->lambda, k->fsteps, k->ckpt ? "yes" : "no", mo, mp, ratio,
-               last_ours[i].params,
+               gf, 100.0 * gf * mo / pk, last_ours[i].params,
                last_py[i].params, peak_ours[i] / 1024.0, peak_py[i] / 1024.0,
                rise_ours[i] / 1024.0, rise_py[i] / 1024.0);
         if (last_ours[i].params != last_py[i].params) {

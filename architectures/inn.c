@@ -168,6 +168,12 @@ static void actnorm_init(fl_block *b, const ct_tensor *x)
     ct_set_grad_enabled(prev);
 }
 
+/* x's two halves (B, d1), (B, d2) as views whose gradients come back in one node. */
+static int halves(const fl_block *b, const ct_tensor *x, ct_tensor **h)
+{
+    return ct_split(x, 1, (const int64_t[]){b->d1, b->d2}, 2, h) ? -1 : 0;
+}
+
 /* One block given its prepared condition k (couplings only; NULL for the others). */
 static ct_tensor *block_forward(fl_block *b, const ct_tensor *x, const coupling_cond *k,
                                 ct_tensor **logdet)
@@ -178,12 +184,12 @@ static ct_tensor *block_forward(fl_block *b, const ct_tensor *x, const coupling_
     switch (b->kind) {
     case FL_BLOCK_ACTNORM:
         actnorm_init(b, x);
-        y = ct_mul(ct_add(x, b->bias), ct_exp(b->logs));
-        ld = ct_expand(ct_sum(b->logs), CT_SHAPE(batch));
+        y = ct_actnorm(x, b->bias, b->logs, false, &ld);
         break;
     case FL_BLOCK_COUPLING: {
-        ct_tensor *x1 = ct_narrow(x, 1, 0, b->d1), *x2 = ct_narrow(x, 1, b->d1, b->d2);
-        ct_tensor *ld1, *ld2;
+        ct_tensor *h[2];
+        if (halves(b, x, h)) break;
+        ct_tensor *x1 = h[0], *x2 = h[1], *ld1, *ld2;
         ct_tensor *y2 = couple(b, k, 0, x1, x2, false, &ld1);                /* (B, d2) */
         ct_tensor *y1 = couple(b, k, 1, y2, x1, false, &ld2);                /* (B, d1) */
         y = ct_cat2(y1, y2, 1);
@@ -210,10 +216,12 @@ static ct_tensor *block_inverse(fl_block *b, const ct_tensor *y, const coupling_
     ct_tensor *x = NULL;
     switch (b->kind) {
     case FL_BLOCK_ACTNORM:
-        x = ct_sub(ct_mul(y, ct_exp(ct_neg(b->logs))), b->bias);
+        x = ct_actnorm(y, b->bias, b->logs, true, NULL);
         break;
     case FL_BLOCK_COUPLING: {
-        ct_tensor *y1 = ct_narrow(y, 1, 0, b->d1), *y2 = ct_narrow(y, 1, b->d1, b->d2);
+        ct_tensor *h[2];
+        if (halves(b, y, h)) break;
+        ct_tensor *y1 = h[0], *y2 = h[1];
         ct_tensor *x1 = couple(b, k, 1, y2, y1, true, NULL);
         ct_tensor *x2 = couple(b, k, 0, x1, y2, true, NULL);
         x = ct_cat2(x1, x2, 1);

@@ -318,6 +318,12 @@ ct_tensor *ct_gelu(const ct_tensor *x);
  * NULL. tests/test_ctorch_autograd.c checks it against the composed chain. */
 ct_tensor *ct_affine_coupling(const ct_tensor *x, const ct_tensor *h, double clamp, bool inverse,
                               ct_tensor **logdet);
+/* ActNorm as one fused op: y = (x + bias) ⊙ exp(logs) per column with *logdet = Σ logs
+ * for every row (B,); inverse (x is then y) y ⊙ exp(−logs) − bias with *logdet = −Σ logs.
+ * x (B, D), bias and logs (D). Differentiable twice and in forward mode, like
+ * ct_affine_coupling; logdet may be NULL. */
+ct_tensor *ct_actnorm(const ct_tensor *x, const ct_tensor *bias, const ct_tensor *logs,
+                      bool inverse, ct_tensor **logdet);
 ct_tensor *ct_softplus(const ct_tensor *x);
 ct_tensor *ct_elu(const ct_tensor *x);
 ct_tensor *ct_softmax(const ct_tensor *x, int dim);

@@ -173,6 +173,130 @@ struct AffineCoupling : public torch::autograd::Function<AffineCoupling> {
     }
 };
 
+// ---- ActNorm: y = (x + b) ⊙ exp(s) per column, logdet Σ s ------------------------------
+
+std::vector<at::Tensor> actnorm_composed(const at::Tensor &in, const at::Tensor &b,
+                                         const at::Tensor &s, bool inverse) {
+    at::Tensor ld = s.sum().expand({in.size(0)});
+    if (inverse) return {in * at::exp(-s) - b, -ld};
+    return {(in + b) * at::exp(s), ld};
+}
+
+// {g_in, g_b, g_s} as ATen ops on the saved inputs (differentiable again).
+std::vector<at::Tensor> actnorm_backward_composed(const at::Tensor &in, const at::Tensor &b,
+                                                  const at::Tensor &s, bool inverse,
+                                                  const at::Tensor &gy, const at::Tensor &gld) {
+    at::Tensor gl = gld.sum();
+    if (inverse) {
+        at::Tensor e = at::exp(-s), g_in = gy * e;
+        return {g_in, -gy.sum(0), -(g_in * in).sum(0) - gl};
+    }
+    at::Tensor e = at::exp(s), g_in = gy * e;
+    return {g_in, g_in.sum(0), (g_in * (in + b)).sum(0) + gl};
+}
+
+bool actnorm_loop_ok(const at::Tensor &in, const at::Tensor &b, const at::Tensor &s) {
+    return in.device().is_cpu() && b.device().is_cpu() && s.device().is_cpu() &&
+           in.scalar_type() == b.scalar_type() && in.scalar_type() == s.scalar_type() &&
+           (in.scalar_type() == at::kFloat || in.scalar_type() == at::kDouble) &&
+           in.stride(1) == 1 && b.is_contiguous() && s.is_contiguous() && ct_fwad_active_level() < 0;
+}
+
+template <class T>
+void actnorm_forward_loop(const at::Tensor &in, const at::Tensor &bias, const at::Tensor &logs,
+                          bool inverse, at::Tensor &out, at::Tensor &ld) {
+    int64_t B = in.size(0), D = in.size(1), si = in.stride(0);
+    const T *px = in.data_ptr<T>(), *pb = bias.data_ptr<T>(), *ps = logs.data_ptr<T>();
+    T *py = out.data_ptr<T>(), *pl = ld.data_ptr<T>();
+    std::vector<T> e((size_t)D);
+    T sum = 0;
+    for (int64_t j = 0; j < D; j++) {
+        e[(size_t)j] = std::exp(inverse ? -ps[j] : ps[j]);
+        sum += ps[j];
+    }
+    for (int64_t r = 0; r < B; r++) {
+        const T *x = px + r * si;
+        T *y = py + r * D;
+        for (int64_t j = 0; j < D; j++)
+            y[j] = inverse ? x[j] * e[(size_t)j] - pb[j] : (x[j] + pb[j]) * e[(size_t)j];
+        pl[r] = inverse ? -sum : sum;
+    }
+}
+
+template <class T>
+void actnorm_backward_loop(const at::Tensor &in, const at::Tensor &bias, const at::Tensor &logs,
+                           bool inverse, const at::Tensor &gy, const at::Tensor &gld,
+                           at::Tensor &g_in, at::Tensor &g_b, at::Tensor &g_s) {
+    int64_t B = in.size(0), D = in.size(1), si = in.stride(0);
+    const T *px = in.data_ptr<T>(), *pb = bias.data_ptr<T>(), *ps = logs.data_ptr<T>();
+    const T *pg = gy.defined() ? gy.data_ptr<T>() : nullptr;
+    T *gi = g_in.data_ptr<T>(), *gb = g_b.data_ptr<T>(), *gs = g_s.data_ptr<T>();
+    T gl = 0;
+    if (gld.defined()) {
+        const T *pl = gld.data_ptr<T>();
+        for (int64_t r = 0; r < B; r++) gl += pl[r];
+    }
+    std::vector<T> e((size_t)D);
+    for (int64_t j = 0; j < D; j++) {
+        e[(size_t)j] = std::exp(inverse ? -ps[j] : ps[j]);
+        gb[j] = 0;
+        gs[j] = 0;
+    }
+    for (int64_t r = 0; r < B; r++) {
+        const T *x = px + r * si, *g = pg ? pg + r * D : nullptr;
+        T *o = gi + r * D;
+        for (int64_t j = 0; j < D; j++) {
+            T gj = g ? g[j] : (T)0, ge = gj * e[(size_t)j];
+            o[j] = ge;
+            if (inverse) {
+                gb[j] -= gj;
+                gs[j] -= ge * x[j];
+            } else {
+                gb[j] += ge;
+                gs[j] += ge * (x[j] + pb[j]);
+            }
+        }
+    }
+    for (int64_t j = 0; j < D; j++) gs[j] += inverse ? -gl : gl;
+}
+
+struct ActNorm : public torch::autograd::Function<ActNorm> {
+    static variable_list forward(AutogradContext *actx, const at::Tensor &in, const at::Tensor &b,
+                                 const at::Tensor &s, bool inverse) {
+        actx->save_for_backward({in, b, s});
+        actx->saved_data["inverse"] = inverse;
+        at::Tensor out = at::empty(in.sizes(), in.options());
+        at::Tensor ld = at::empty({in.size(0)}, in.options());
+        AT_DISPATCH_FLOATING_TYPES(in.scalar_type(), "ct_actnorm", [&] {
+            actnorm_forward_loop<scalar_t>(in, b, s, inverse, out, ld);
+        });
+        return {out, ld};
+    }
+
+    static variable_list backward(AutogradContext *actx, variable_list g) {
+        variable_list saved = actx->get_saved_variables();
+        const at::Tensor &in = saved[0], &b = saved[1], &s = saved[2];
+        bool inverse = actx->saved_data["inverse"].toBool();
+        at::Tensor gy = g[0], gld = g[1];
+        if (!gy.defined() && !gld.defined())
+            return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+        if (c10::GradMode::is_enabled()) {   // a backward pass that builds a graph
+            if (!gy.defined()) gy = at::zeros_like(in);
+            if (!gld.defined()) gld = at::zeros({in.size(0)}, in.options());
+            auto r = actnorm_backward_composed(in, b, s, inverse, gy, gld);
+            return {r[0], r[1], r[2], at::Tensor()};
+        }
+        if (gy.defined()) gy = gy.contiguous();
+        if (gld.defined()) gld = gld.contiguous();
+        at::Tensor g_in = at::empty(in.sizes(), in.options());
+        at::Tensor g_b = at::empty(b.sizes(), b.options()), g_s = at::empty(s.sizes(), s.options());
+        AT_DISPATCH_FLOATING_TYPES(in.scalar_type(), "ct_actnorm_backward", [&] {
+            actnorm_backward_loop<scalar_t>(in, b, s, inverse, gy, gld, g_in, g_b, g_s);
+        });
+        return {g_in, g_b, g_s, at::Tensor()};
+    }
+};
+
 }  // namespace
 
 extern "C" {
@@ -199,3 +323,23 @@ ct_tensor *ct_affine_coupling(const ct_tensor *x, const ct_tensor *h, double cla
 }
 
 }  // extern "C"
+
+extern "C" ct_tensor *ct_actnorm(const ct_tensor *x, const ct_tensor *bias, const ct_tensor *logs,
+                                 bool inverse, ct_tensor **logdet) {
+    if (logdet) *logdet = nullptr;
+    if (!x || !bias || !logs) return null_input("ct_actnorm"), nullptr;
+    at::Tensor ld;
+    ct_tensor *y = guard("ct_actnorm", [&] {
+        const at::Tensor &xt = x->t, &bt = bias->t, &st = logs->t;
+        TORCH_CHECK(xt.dim() == 2 && bt.dim() == 1 && st.dim() == 1 && bt.size(0) == xt.size(1) &&
+                        st.size(0) == xt.size(1),
+                    "x must be (B, D), bias and logs (D); got ", xt.sizes(), ", ", bt.sizes(),
+                    " and ", st.sizes());
+        auto r = actnorm_loop_ok(xt, bt, st) ? ActNorm::apply(xt, bt, st, inverse)
+                                             : actnorm_composed(xt, bt, st, inverse);
+        ld = r[1];
+        return r[0];
+    });
+    if (y && logdet) *logdet = wrap(ld);
+    return y;
+}

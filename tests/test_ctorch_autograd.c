@@ -573,6 +573,16 @@ static ct_tensor *fw_coupling_dir(const ct_tensor *x, bool inverse)
 static ct_tensor *fw_coupling(const ct_tensor *x, const void *c) { return fw_coupling_dir(x, false); }
 static ct_tensor *fw_coupling_inv(const ct_tensor *x, const void *c) { return fw_coupling_dir(x, true); }
 
+/* the fused ActNorm: x the first 16 columns, bias and logs the rows of the next 16 */
+static ct_tensor *fw_actnorm_dir(const ct_tensor *x, bool inverse)
+{
+    ct_tensor *ld = NULL, *p = ct_narrow(x, 1, 16, 16);
+    ct_tensor *y = ct_actnorm(ct_narrow(x, 1, 0, 16), ct_select(p, 0, 0), ct_select(p, 0, 1), inverse, &ld);
+    return ct_cat2(y, ct_unsqueeze(ld, 1), 1);
+}
+static ct_tensor *fw_actnorm(const ct_tensor *x, const void *c) { return fw_actnorm_dir(x, false); }
+static ct_tensor *fw_actnorm_inv(const ct_tensor *x, const void *c) { return fw_actnorm_dir(x, true); }
+
 typedef ct_tensor *(*fw_fn)(const ct_tensor *x, const void *ctx);
 
 CT_TEST(jacobian, forward_mode_matches_double_vjp_for_each_supported_op)
@@ -587,6 +597,7 @@ CT_TEST(jacobian, forward_mode_matches_double_vjp_for_each_supported_op)
         {"exp/log", fw_exp_log}, {"cat/narrow", fw_cat_narrow}, {"matmul", fw_matmul},
         {"sum/mean", fw_sum_mean}, {"avg_pool2d", fw_pool}, {"upsample_bilinear2d", fw_upsample},
         {"affine_coupling", fw_coupling}, {"affine_coupling inverse", fw_coupling_inv},
+        {"actnorm", fw_actnorm}, {"actnorm inverse", fw_actnorm_inv},
     };
     ct_gen *g = ct_gen_new(27);
     ct_scope *s = ct_scope_begin();
@@ -897,6 +908,69 @@ CT_TEST(fused, split_gives_views_and_their_gradients)
     cr_expect_eq(ct_split(x, 1, (const int64_t[]){2, 4}, 2, parts), CT_ERR_TORCH);
     ct_expect_error_mentions("ct_split");
     cr_expect_null(parts[0]);
+    ct_clear_error();
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+/* ---- the fused ActNorm against its composed chain ------------------------------------ */
+
+static ct_tensor *actnorm_ref(const ct_tensor *x, const ct_tensor *b, const ct_tensor *ls,
+                              bool inverse, ct_tensor **ld)
+{
+    *ld = ct_expand(ct_sum(ls), CT_SHAPE(ct_size(x, 0)));
+    if (inverse) {
+        *ld = ct_neg(*ld);
+        return ct_sub(ct_mul(x, ct_exp(ct_neg(ls))), b);
+    }
+    return ct_mul(ct_add(x, b), ct_exp(ls));
+}
+
+/* in[0]: (B, D + 1) whose columns 1.. are x; in[1], in[2]: bias, logs (D). */
+static ct_tensor *actnorm_scalar(ct_tensor *const *in, int n, const void *ctx)
+{
+    const coupling_case *k = ctx;
+    int64_t d = ct_size(in[1], 0);
+    ct_tensor *x = ct_narrow(in[0], 1, 1, d), *ld = NULL;
+    ct_tensor *y = k->reference ? actnorm_ref(x, in[1], in[2], k->inverse, &ld)
+                                : ct_actnorm(x, in[1], in[2], k->inverse, &ld);
+    return ct_add(ct_sum(ct_mul(y, k->wy)), ct_sum(ct_mul(ld, k->wl)));
+}
+
+CT_TEST(fused, actnorm_equals_its_chain_and_finite_differences)
+{
+    ct_gen *g = ct_gen_new(44);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *xs = randn64(CT_SHAPE(5, 4), g), *b = randn64(CT_SHAPE(3), g);
+    ct_tensor *ls = ct_muls(randn64(CT_SHAPE(3), g), 0.5);
+    ct_tensor *wy = randn64(CT_SHAPE(5, 3), g), *wl = randn64(CT_SHAPE(5), g);
+    for (int inv = 0; inv < 2; inv++) {
+        coupling_case k = {0, inv == 1, false, wy, wl};
+        const char *what = inv ? "actnorm inverse" : "actnorm";
+        ct_tensor *x = ct_narrow(xs, 1, 1, 3), *ld = NULL, *ld_ref = NULL;
+        ct_tensor *y = ct_actnorm(x, b, ls, k.inverse, &ld);
+        ct_tensor *y_ref = actnorm_ref(x, b, ls, k.inverse, &ld_ref);
+        cr_assert_not_null(y, "%s: %s", what, ct_last_error());
+        ct_expect_close(what, y, y_ref, 1e-14);
+        ct_expect_close(what, ld, ld_ref, 1e-14);
+        double err = fd_check(actnorm_scalar, (ct_tensor *const[]){xs, b, ls}, 3, &k, 1e-6, what, false);
+        cr_expect(err < 1e-7, "%s: relative error %.3g against finite differences", what, err);
+        ct_tensor *xl = ct_detach(xs), *bl = ct_detach(b), *sl = ct_detach(ls), *gg[2];
+        ct_set_requires_grad(xl, true), ct_set_requires_grad(bl, true), ct_set_requires_grad(sl, true);
+        for (int r = 0; r < 2; r++) {
+            k.reference = r == 1;
+            ct_tensor *gx;
+            cr_assert_eq(ct_grad((const ct_tensor *const[]){actnorm_scalar((ct_tensor *const[]){xl, bl, sl}, 3, &k)},
+                                 NULL, 1, (const ct_tensor *const[]){xl}, 1, &gx, false, true, false),
+                         CT_OK, "%s: %s", what, ct_last_error());
+            cr_assert_eq(ct_grad((const ct_tensor *const[]){ct_sum(ct_square(gx))}, NULL, 1,
+                                 (const ct_tensor *const[]){sl}, 1, &gg[r], false, false, false),
+                         CT_OK, "%s: %s", what, ct_last_error());
+        }
+        ct_expect_close("second derivative", gg[0], gg[1], 1e-12);
+    }
+    cr_expect_null(ct_actnorm(xs, b, ls, false, NULL));
+    ct_expect_error_mentions("ct_actnorm");
     ct_clear_error();
     ct_scope_end(s);
     ct_gen_free(g);

@@ -14,7 +14,8 @@ decoder and the subject) under `perf record` and sums perf's samples per class o
   memory+kernel      malloc/free, memset/memcpy; the OS kernel (page faults, interrupts)
   other              everything else
 
-The dynamic loader (start-up) is left out of the shares. Prints a Markdown table with
+Start-up and warm-up are not sampled (perf record -D, the delay measured by a short
+run first). Prints a Markdown table with
 the steps/s of the run and the BLAS work per step (bench_families counts it at sgemm_).
 
     python3 profile_step.py BUILD_DIR [SECONDS_PER_CASE [FAMILY ...]]
@@ -24,6 +25,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 
 CASES = [  # family, batch, λ, fsteps (differentiable sampler steps of DIFF/FM at λ > 0)
     ("nf", 64, 0, 0), ("nf", 256, 0, 0), ("nf", 64, 1, 0),
@@ -49,7 +51,7 @@ def klass(dso, sym):
         return "GEMM"
     if "dnnl" in dso or dso.startswith("[JIT]") or re.search(r"conv|im2col|col2im|mkldnn|dnnl", sym):
         return "convolution"
-    if re.search(r"fused_adam|sum_squares|optim", sym):
+    if re.search(r"fused_adam|sum_squares|adam_range|squares_f|optim", sym):
         return "optimizer"
     if "libtorch_cpu" in dso and re.fullmatch(r"0x[0-9a-f]+", sym):
         return "ATen kernels" if int(sym, 16) >= KERNEL_REGION else "autograd+dispatch"
@@ -70,12 +72,19 @@ STARTUP = re.compile(r"_dl_|do_lookup|check_match|strcmp|dl_main")
 def profile(build, fam, batch, lam, fsteps, seconds):
     worker = f"{build}/benchmarks/perf/bench_families"
     # steps for about `seconds`: a short run first
+    t0 = time.monotonic()
     probe = subprocess.run([worker, "--worker", fam, str(batch), "5", str(lam), str(fsteps), "2", "0"],
                            capture_output=True, text=True, check=True)
-    sps = json.loads(probe.stdout.splitlines()[0])["steps_per_s"]
+    wall = time.monotonic() - t0
+    first = json.loads(probe.stdout.splitlines()[0])
+    sps = first["steps_per_s"]
+    # start-up and warm-up (loading libtorch, building the model) are not sampled: perf
+    # waits that long (-D) plus a margin
+    delay_ms = int(1000 * (wall - first["seconds"]) + 300)
     steps = max(10, int(sps * seconds))
     with tempfile.NamedTemporaryFile(suffix=".perf") as data:
-        run = subprocess.run(["perf", "record", "-q", "-F", "999", "-o", data.name, worker, "--worker",
+        run = subprocess.run(["perf", "record", "-q", "-F", "999", "-D", str(delay_ms), "-o", data.name,
+                              worker, "--worker",
                               fam, str(batch), str(steps), str(lam), str(fsteps), "2", "0"],
                              capture_output=True, text=True, check=True)
         line = json.loads([l for l in run.stdout.splitlines() if l.startswith("{")][0])

@@ -1,13 +1,15 @@
-/* Training steps per second of the fiber-model families MLF, DNF, FFF, FIF, DIFF and FM,
- * ours against the same models in Python PyTorch (bench_families.py, same libtorch, the
+/* Training steps per second of the fiber-model families NF, MLF, DNF, FFF, FIF, DIFF and
+ * FM, ours against the same models in Python PyTorch (bench_families.py, same libtorch, the
  * default sizes of each family's keys, parameter counts checked equal), in one run with
- * interleaved repetitions (ours, Python, ours, Python, …; medians). DIFF and FM also with
- * the fiber-loss term (λ > 0) backpropagated through 2, 4 and 8 sampler steps, each
+ * interleaved repetitions (ours, Python, ours, Python, …; medians), with the BLAS work per
+ * step and its share of the GEMM peak measured in the same run. NF, MLF, DNF, FFF and FIF
+ * also with the fiber-loss term (λ = 1) at batch 64; DIFF and FM with it
+ * backpropagated through 2, 4 and 8 sampler steps, each
  * without and with activation checkpointing of those steps (diff.checkpoint /
  * fm.checkpoint; torch.utils.checkpoint on the Python side), with the peak resident
  * memory of each side. Goal: >= 1.5x at batch 64, never slower at 256.
- *   bench_families [--threads N] [--reps R] [--python PATH] [--only FAMILY] [--fiber]
- * --fiber: only the λ > 0 rows. 
+ *   bench_families [--threads N] [--reps R] [--python PATH] [--only FAMILY] [--fiber | --no-fiber]
+ * --fiber: only the λ > 0 rows; --no-fiber: only the λ = 0 rows.
  * Every run is a child process of its own (ours: this program with --worker), so that
  * each side's memory high-water mark is its own.
  *
@@ -212,9 +214,10 @@ typedef struct {
 /* The timed steps of a run: about two seconds of ours on the Zen 5 development machine. */
 static int steps_for(const char *family, int batch, double lambda, int fsteps)
 {
-    int base = !strcmp(family, "mlf") ? 25 : !strcmp(family, "dnf") ? 40
+    int base = !strcmp(family, "mlf") ? 25 : !strcmp(family, "dnf") ? 40 : !strcmp(family, "nf") ? 80
              : !strcmp(family, "fff") ? 300 : !strcmp(family, "fif") ? 400 : 800;
-    if (lambda > 0) base = 400 / (2 + (!strcmp(family, "fm") ? 2 : 1) * fsteps);
+    if (lambda > 0 && fsteps == 0) base = base / 2 > 10 ? base / 2 : 10;   /* one-pass samplers */
+    else if (lambda > 0) base = 400 / (2 + (!strcmp(family, "fm") ? 2 : 1) * fsteps);
     return batch >= 256 ? (base / 3 > 10 ? base / 3 : 10) : base;
 }
 
@@ -224,7 +227,7 @@ int main(int argc, char **argv)
     fl_log_set_quiet(true);
     int threads = 2, reps = 3;
     const char *python = "/usr/bin/python3", *only = NULL;
-    bool fiber_only = false;
+    bool fiber_only = false, no_fiber = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--worker") == 0 && i + 7 < argc)
             return worker_main(argv[i + 1], atoi(argv[i + 2]), atoi(argv[i + 3]), atof(argv[i + 4]),
@@ -239,24 +242,31 @@ int main(int argc, char **argv)
             only = argv[++i];
         else if (strcmp(argv[i], "--fiber") == 0)
             fiber_only = true;
+        else if (strcmp(argv[i], "--no-fiber") == 0)
+            no_fiber = true;
         else {
             fprintf(stderr, "usage: bench_families [--threads N] [--reps R] [--python PATH] "
-                            "[--only FAMILY] [--fiber]\n");
+                            "[--only FAMILY] [--fiber | --no-fiber]\n");
             return 2;
         }
     }
     if (reps < 1 || reps > MAX_REPS) reps = reps < 1 ? 1 : MAX_REPS;
 
-    static const char *const families[] = {"mlf", "dnf", "fff", "fif", "diff", "fm"};
+    static const char *const families[] = {"nf", "mlf", "dnf", "fff", "fif", "diff", "fm"};
     static const int batches[2] = {64, 256}, fsteps[3] = {2, 4, 8};
     bench_case cases[MAX_CASES];
     int n = 0;
-    for (int f = 0; f < 6 && !fiber_only; f++) {
+    for (int f = 0; f < 7 && !fiber_only; f++) {
         if (only && strcmp(only, families[f])) continue;
         for (int b = 0; b < 2; b++)
             cases[n++] = (bench_case){families[f], batches[b], steps_for(families[f], batches[b], 0, 0), 0, 0, false};
     }
-    for (int f = 4; f < 6; f++) {
+    /* λ > 0 at batch 64: the one-pass samplers (the flows' inverse, the free-form decoder) */
+    for (int f = 0; f < 5 && !no_fiber; f++) {
+        if (only && strcmp(only, families[f])) continue;
+        cases[n++] = (bench_case){families[f], 64, steps_for(families[f], 64, LAMBDA, 0), LAMBDA, 0, false};
+    }
+    for (int f = 5; f < 7 && !no_fiber; f++) {
         if (only && strcmp(only, families[f])) continue;
         for (int b = 0; b < 2; b++)
             for (int k = 0; k < 3; k++)

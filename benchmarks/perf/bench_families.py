@@ -1,4 +1,4 @@
-"""The six fiber-model families of fiberlab beyond NF (MLF, DNF, FFF, FIF, DIFF, FM) written
+"""The seven fiber-model families of fiberlab (NF, MLF, DNF, FFF, FIF, DIFF, FM) written
 in plain PyTorch, timed the way benchmarks/perf/bench_families.c times ours (same
 libtorch, the default sizes of each family's keys, the loop's Adam, one-cycle LR and
 clipping). One training run per call; prints one JSON line with steps/s, the trainable
@@ -10,7 +10,7 @@ subject that bench_families.c builds identically: the VAE's conv decoder and the
 subject's conv encoder at their default sizes (vae.*, subject.* keys; the subject sees the
 colored image), with frozen, untrained weights. The network architectures mirror
 architectures/inn.c, nn.c, freeform.c, timenet.c and conv.c; the losses mirror
-trainers/{mlf,dnf,fff,fif,diff,fm}.c and trainers/fiber.c's objective."""
+trainers/{nf,mlf,dnf,fff,fif,diff,fm}.c and trainers/fiber.c's objective."""
 import argparse
 import json
 import math
@@ -85,6 +85,21 @@ class INN(torch.nn.Module):
 
 
 LOG2PI = math.log(2 * math.pi)
+
+
+class NF(torch.nn.Module):
+    """trainers/nf.c: 8 steps on D given z; sampled by the inverse of base noise."""
+
+    def __init__(self, blocks=8):
+        super().__init__()
+        self.flow = INN(DIM, COND, blocks)
+
+    def loss(self, u, z):
+        e, logdet = self.flow(u, z)
+        return (e.square().sum(1) * 0.5 + 0.5 * DIM * LOG2PI - logdet).mean()
+
+    def sample(self, z, fsteps):
+        return self.flow.inverse(torch.randn(z.shape[0], DIM), z)
 
 
 class MLF(torch.nn.Module):
@@ -330,6 +345,7 @@ def fiber_loss_mean(z_hat, z):
 
 
 FAMILIES = {
+    "nf": NF,
     "mlf": MLF,
     "dnf": DNF,
     "fff": lambda: FreeForm(DIM),

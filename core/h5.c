@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/files.h"
@@ -17,6 +18,7 @@ struct fl_h5w {
 };
 struct fl_h5r {
     hid_t f;
+    double file_size;   /* bytes: what a dataset's declared size is checked against */
     char path[4096];
 };
 
@@ -187,6 +189,8 @@ fl_h5r *fl_h5r_open(const char *path)
     fl_h5r *r = calloc(1, sizeof *r);
     if (!r) return fl_fail("out of memory"), NULL;
     snprintf(r->path, sizeof r->path, "%s", path);
+    struct stat st;
+    r->file_size = stat(path, &st) == 0 ? (double)st.st_size : 0;
     r->f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (r->f < 0) {
         fl_fail("%s: cannot open HDF5 file", path);
@@ -253,17 +257,59 @@ int fl_h5r_dims(fl_h5r *r, const char *name, int *ndim, int64_t dims[8])
     return rc;
 }
 
+/* Whether the dataset can be read as numbers without trusting its header further: a
+ * stored element of at most 8 bytes (a corrupt file can declare a 1 GiB one, which
+ * HDF5 would allocate for the conversion), and no more elements than the file can
+ * hold compressed (deflate, the filter our writers use, shrinks at most 1032:1). */
+static int check_stored(fl_h5r *r, const char *name, hid_t ds, int nd, const int64_t *d)
+{
+    hid_t ft = H5Dget_type(ds);
+    H5T_class_t c = ft >= 0 ? H5Tget_class(ft) : H5T_NO_CLASS;
+    size_t sz = ft >= 0 ? H5Tget_size(ft) : 0;
+    if (ft >= 0) H5Tclose(ft);
+    if (c != H5T_INTEGER && c != H5T_FLOAT)
+        return fl_fail("%s: dataset '%s' is not stored as numbers", r->path, name);
+    if (sz == 0 || sz > 8)
+        return fl_fail("%s: dataset '%s' is stored as numbers of %zu bytes, expected at most 8",
+                       r->path, name, sz);
+    double bytes = (double)sz;
+    for (int i = 0; i < nd; i++) bytes *= d[i] < 0 ? 1e300 : (double)d[i];   /* over 2^63 */
+    if (bytes > 1032.0 * r->file_size + (1 << 20))
+        return fl_fail("%s: dataset '%s' declares %.0f bytes, more than the file's %.0f bytes "
+                       "can hold", r->path, name, bytes, r->file_size);
+    return 0;
+}
+
+int fl_h5r_check_numeric(fl_h5r *r, const char *name)
+{
+    int nd;
+    int64_t d[8];
+    if (fl_h5r_dims(r, name, &nd, d)) return -1;
+    hid_t ds = H5Dopen2(r->f, name, H5P_DEFAULT);
+    if (ds < 0) return fl_fail("%s: '%s' is not a dataset", r->path, name);
+    int rc = check_stored(r, name, ds, nd, d);
+    H5Dclose(ds);
+    return rc;
+}
+
 int fl_h5r_read(fl_h5r *r, const char *name, fl_type t, void *buf, size_t nbytes)
 {
     int nd;
     int64_t d[8];
     if (fl_h5r_dims(r, name, &nd, d)) return -1;
-    size_t numel = 1;
+    hid_t ds = H5Dopen2(r->f, name, H5P_DEFAULT);
+    if (ds < 0) return fl_fail("%s: '%s' is not a dataset", r->path, name);
+    if (check_stored(r, name, ds, nd, d)) {
+        H5Dclose(ds);
+        return -1;
+    }
+    size_t numel = 1;   /* no overflow: check_stored bounded it by the file's size */
     for (int i = 0; i < nd; i++) numel *= (size_t)d[i];
-    if (numel * fl_type_size(t) != nbytes)
+    if (numel * fl_type_size(t) != nbytes) {
+        H5Dclose(ds);
         return fl_fail("%s: dataset '%s' has %zu elements, expected %zu", r->path, name, numel,
                        nbytes / fl_type_size(t));
-    hid_t ds = H5Dopen2(r->f, name, H5P_DEFAULT);
+    }
     herr_t st = H5Dread(ds, mem_type(t), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
     H5Dclose(ds);
     if (st < 0) return fl_fail("%s: cannot read dataset '%s' as %s", r->path, name,
@@ -275,7 +321,7 @@ void *fl_h5r_read_alloc(fl_h5r *r, const char *name, fl_type t, int64_t *numel)
 {
     int nd;
     int64_t d[8];
-    if (fl_h5r_dims(r, name, &nd, d)) return NULL;
+    if (fl_h5r_dims(r, name, &nd, d) || fl_h5r_check_numeric(r, name)) return NULL;
     int64_t n = 1;
     for (int i = 0; i < nd; i++) n *= d[i];
     void *buf = malloc(n ? (size_t)n * fl_type_size(t) : 1);

@@ -34,6 +34,10 @@ bool fl_h5r_has(fl_h5r *r, const char *name);      /* dataset or group */
 int fl_h5r_dims(fl_h5r *r, const char *name, int *ndim, int64_t dims[8]);
 /* Whether the dataset is stored as integers (reads convert silently: 0.7 would be 0). */
 bool fl_h5r_is_integer(fl_h5r *r, const char *name);
+/* Whether a dataset can be read as numbers: stored as numbers of at most 8 bytes, and
+ * no larger than the file can hold; "PATH: dataset 'name' ..." otherwise. Call it
+ * before allocating from its dims (fl_h5r_read and _read_alloc check it themselves). */
+int fl_h5r_check_numeric(fl_h5r *r, const char *name);
 /* Reads a whole dataset converted to type t; nbytes must equal numel * size. */
 int fl_h5r_read(fl_h5r *r, const char *name, fl_type t, void *buf, size_t nbytes);
 /* Reads a whole dataset into a new malloc'd buffer (caller frees); *numel set. */

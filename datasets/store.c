@@ -457,6 +457,12 @@ int fl_dataset_load(const char *path, fl_dataset **out)
     int64_t dims[8];
     if (rc == 0 && (fl_h5r_dims(r, "gray", &nd, dims) || nd != 4 || dims[1] != 1))
         rc = fl_fail("%s: dataset 'gray' is not (n, 1, h, w)", path);
+    /* the arrays are allocated from gray's dims: they must fit the file first */
+    else if (rc == 0 && fl_h5r_check_numeric(r, "gray"))
+        rc = -1;
+    else if (rc == 0 && (dims[2] < 1 || dims[2] > 4096 || dims[3] < 1 || dims[3] > 4096))
+        rc = fl_fail("%s: dataset 'gray' has images of %lld x %lld pixels", path,
+                     (long long)dims[2], (long long)dims[3]);
     int64_t seed = 0, tr = 0, cl = 1;
     if (rc == 0) {
         snprintf(d->path, sizeof d->path, "%s", path);

@@ -35,6 +35,8 @@ packages=(
     dataset-fashion-mnist                 # a second, harder base set (IDX files)
 )
 command -v npm >/dev/null 2>&1 || packages+=(npm)
+# the fuzz targets' smoke run of test.sh --asan: clang and its libFuzzer/ASan runtimes
+[ "$asan" -eq 1 ] && packages+=(clang-14 libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do

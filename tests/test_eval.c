@@ -551,3 +551,22 @@ Test(eval, cli_help_states_the_target_choice_and_the_bins_with_their_defaults)
     cr_expect(strstr(flat, "first eval.n_targets") == NULL, "the help still says 'first': %s", out);
     cr_expect(strstr(flat, "100-bin") == NULL, "the help still fixes the bins at 100: %s", out);
 }
+
+/* tests/fuzz/crashes/samples/: a samples file whose stored element is 1 GiB (HDF5
+ * allocated that for the conversion) is refused, naming the file and the dataset */
+Test(eval, a_samples_file_of_1GiB_elements_is_refused_naming_the_dataset)
+{
+    const char *files[] = {FL_TEST_DIR "/fuzz/crashes/samples/samples_element_of_1GiB",
+                           FL_TEST_DIR "/fuzz/crashes/samples/target_index_element_of_1GiB"};
+    const char *names[] = {"dataset 'samples' is", "dataset 'target_index' is"};
+    for (int k = 0; k < 2; k++) {
+        int64_t *idx = NULL, m = 0;
+        float *smp = NULL;
+        cr_expect_eq(fl_eval_read_samples(files[k], 1000, &idx, &smp, &m), -1, "%s", files[k]);
+        cr_expect(strstr(fl_error(), files[k]), "message does not name the file: %s", fl_error());
+        cr_expect(strstr(fl_error(), names[k]) && strstr(fl_error(), "stored as"), "message: %s",
+                  fl_error());
+        cr_expect_null(idx);
+        cr_expect_null(smp);
+    }
+}

@@ -357,3 +357,14 @@ Test(store, a_cached_file_with_changed_contents_is_refused_and_rebuilt)
     }
     fl_config_free(c);
 }
+
+/* tests/fuzz/crashes/dataset/gray_declares_2.8GB: a 46 kB file whose 'gray' claims
+ * 2.8 GB, which the loader allocated before reading a byte */
+Test(store, a_file_declaring_more_than_it_holds_is_refused_before_allocating)
+{
+    const char *path = FL_TEST_DIR "/fuzz/crashes/dataset/gray_declares_2.8GB";
+    fl_dataset *d = NULL;
+    cr_assert_eq(fl_dataset_load(path, &d), -1);
+    cr_expect(strstr(fl_error(), path), "message does not name the file: %s", fl_error());
+    cr_expect(strstr(fl_error(), "dataset 'gray' declares"), "message: %s", fl_error());
+}

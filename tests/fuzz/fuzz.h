@@ -22,6 +22,8 @@ int fuzz_dataset(const uint8_t *data, size_t size);
 const char *fuzz_file(const char *name, const uint8_t *data, size_t size);
 /* The scratch folder itself. */
 const char *fuzz_dir(void);
+/* Once per process, before a target opens HDF5 files: room on HDF5's free lists. */
+void fuzz_h5_setup(void);
 
 #ifdef FL_FUZZ_TARGET
 /* libFuzzer's entry: FL_FUZZ_TARGET is the target's function. */

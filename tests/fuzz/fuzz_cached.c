@@ -43,6 +43,7 @@ int fuzz_cached(const uint8_t *data, size_t size)
 {
     static fl_config *c;
     static char path[4200];
+    fuzz_h5_setup();
     if (!c) c = small_config(path, sizeof path);
     uint8_t *file = malloc(HEADER + size);
     if (!file) return 0;

@@ -9,6 +9,7 @@
 
 int fuzz_samples(const uint8_t *data, size_t size)
 {
+    fuzz_h5_setup();
     const char *path = fuzz_file("samples.h5", data, size);
     int64_t *index = NULL, n = 0;
     float *samples = NULL;

@@ -57,7 +57,7 @@ void fl_machine_describe(char *buf, size_t n);
  * system, so a training step that allocates and frees the same large activations every
  * time page-faults them in again each step; fiberlab keeps them in the heap (mmap
  * threshold 32 MiB, trim threshold 256 MiB). GLIBC_TUNABLES says the same to another
- * process (bench_nf gives it to the Python reference): FL_MALLOC_TUNABLES. */
+ * process (bench_families gives it to the Python reference): FL_MALLOC_TUNABLES. */
 void fl_runtime_init(char **argv);
 #define FL_MALLOC_MMAP_THRESHOLD 33554432
 #define FL_MALLOC_TRIM_THRESHOLD 268435456
@@ -81,8 +81,9 @@ void fl_threads_set(int n, fl_workload w);
 /* The threads worth giving to dense work on mini-batches of `rows` rows, out of n (0:
  * every available core). OpenBLAS 0.3.21 splits even small matrix products across its
  * threads; below FL_DENSE_PARALLEL_ROWS rows the synchronisation costs more than the
- * second core gains (bench_nf, NF training at batch 64 on 2 cores: 63 steps/s on one
- * thread against 51 on two; at 128 even; at 256: 25 on two against 20 on one). */
+ * second core gains (NF training at batch 64 on 2 cores, measured by the former
+ * bench_nf: 63 steps/s on one thread against 51 on two; at 128 even; at 256: 25 on two
+ * against 20 on one). */
 #define FL_DENSE_PARALLEL_ROWS 128
 int fl_dense_threads(int n, long long rows);
 /* The current setting, to restore it after a phase of another kind. */

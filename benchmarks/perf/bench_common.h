@@ -1,5 +1,5 @@
 /* What the benchmarks that race fiberlab against a Python PyTorch twin share
- * (bench_nf, bench_families): running one side as a child process that prints one JSON
+ * (bench_families): running one side as a child process that prints one JSON
  * line, the command line that gives the Python side our thread and malloc settings,
  * medians, the resident-set figures and the CPU's name for every quoted figure. */
 #ifndef FL_BENCH_COMMON_H

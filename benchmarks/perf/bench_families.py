@@ -14,17 +14,12 @@ trainers/{nf,mlf,dnf,fff,fif,diff,fm}.c and trainers/fiber.c's objective."""
 import argparse
 import json
 import math
-import os
 import resource
-import sys
 import time
 
 import torch
 import torch.autograd.forward_ad as fwAD
 import torch.utils.checkpoint
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_nf import ActNorm, Coupling, Orthogonal  # noqa: E402  the NF twin's blocks
 
 DIM, COND = 54, 48
 
@@ -39,6 +34,64 @@ def rss_kb():
 
 
 # ---- the coupling INN (architectures/inn.c), with its inverse -------------------------
+
+class ActNorm(torch.nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(dim))
+        self.logs = torch.nn.Parameter(torch.zeros(dim))
+        self.register_buffer("initialized", torch.tensor(0.0))
+
+    def forward(self, x):
+        if self.initialized.item() == 0 and torch.is_grad_enabled():
+            with torch.no_grad():
+                self.bias.copy_(-x.mean(0))
+                self.logs.copy_(-torch.log(x.std(0, unbiased=False) + 1e-6))
+                self.initialized.fill_(1)
+        return (x + self.bias) * torch.exp(self.logs), self.logs.sum().expand(x.shape[0])
+
+
+def mlp(n_in, n_out, hidden, layers):
+    mods = [torch.nn.Linear(n_in, hidden), torch.nn.SiLU()]
+    for _ in range(layers):
+        mods += [torch.nn.Linear(hidden, hidden), torch.nn.SiLU()]
+    last = torch.nn.Linear(hidden, n_out)
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    return torch.nn.Sequential(*mods, last)
+
+
+class Coupling(torch.nn.Module):
+    def __init__(self, dim, cond, hidden, layers, clamp):
+        super().__init__()
+        self.d1, self.d2, self.clamp = dim // 2, dim - dim // 2, clamp
+        self.net1 = mlp(self.d1 + cond, 2 * self.d2, hidden, layers)
+        self.net2 = mlp(self.d2 + cond, 2 * self.d1, hidden, layers)
+
+    def soft(self, s):
+        return self.clamp * 2 / math.pi * torch.atan(s / self.clamp)
+
+    def forward(self, x, c):
+        x1, x2 = x[:, : self.d1], x[:, self.d1 :]
+        h = self.net1(torch.cat([x1, c], 1))
+        s1, t1 = self.soft(h[:, : self.d2]), h[:, self.d2 :]
+        y2 = x2 * torch.exp(s1) + t1
+        h = self.net2(torch.cat([y2, c], 1))
+        s2, t2 = self.soft(h[:, : self.d1]), h[:, self.d1 :]
+        y1 = x1 * torch.exp(s2) + t2
+        return torch.cat([y1, y2], 1), s1.sum(1) + s2.sum(1)
+
+
+class Orthogonal(torch.nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        q, _ = torch.linalg.qr(torch.randn(dim, dim, dtype=torch.float64))
+        self.register_buffer("q", q.float())
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x, self.q), torch.zeros(x.shape[0])
+
+
 
 def actnorm_inverse(b, y):
     return y * torch.exp(-b.logs) - b.bias

@@ -61,7 +61,7 @@ int cmd_train_prior(int argc, char **argv)
                       fl_cfg_str(c, "prior.script"));
         goto done;
     }
-    if (fl_prior_cache_path(c, path, sizeof path) ||
+    if (fl_prior_check(c) || fl_prior_cache_path(c, path, sizeof path) ||
         (!script && (fl_dataset_open(c, &ds) || (!pixel && fl_vae_open(c, ds, &v))))) {
         rc = cli_fail(CMD, "%s", fl_error());
         goto done;

@@ -106,10 +106,12 @@ Test(prior_pixel, trains_with_a_falling_loss_into_the_cache_and_is_reused)
     fl_config_free(c);
 }
 
-/* fl_prior_open refuses c in one line naming key. */
+/* fl_prior_check and fl_prior_open refuse c in one line naming key. */
 static void expect_refused(const char *override, const char *key)
 {
     fl_config *c = pixel_config(override);
+    cr_expect_neq(fl_prior_check(c), 0, "%s passed the check", override);
+    cr_expect(strstr(fl_error(), key) != NULL, "%s: '%s' should name %s", override, fl_error(), key);
     fl_prior *p = NULL;
     cr_expect_neq(fl_prior_open(c, NULL, NULL, &p), 0, "%s was accepted", override);
     cr_expect_null(p);
@@ -129,4 +131,9 @@ Test(prior_pixel, refuses_a_bad_space_or_unet_size_naming_the_key)
     expect_refused("prior.unet.widths=[8, 8, 8, 8]", "prior.unet.widths");  /* 28 → 3.5 */
     expect_refused("prior.unet.widths=[8, 6]", "prior.unet.groups");        /* 6 % 4 */
     expect_refused("prior.unet.time_embed=7", "prior.unet.time_embed");
+    /* the latent prior does not read them */
+    fl_config *ok = pixel_config("prior.unet.time_embed=7");
+    cr_assert_eq(fl_config_override(ok, "prior.space=latent"), 0);
+    cr_expect_eq(fl_prior_check(ok), 0, "%s", fl_error());
+    fl_config_free(ok);
 }

@@ -373,8 +373,7 @@ static int unet_spec_from_config(const fl_config *c, fl_unet_spec *s)
     return fl_unet_check(s, "prior.unet");
 }
 
-/* The prior's settings that the schema's bounds cannot check. */
-static int check(const fl_config *c)
+int fl_prior_check(const fl_config *c)
 {
     int T = (int)fl_cfg_int(c, "prior.T");
     int64_t blocks = fl_cfg_int(c, "prior.blocks"), layers = fl_cfg_int(c, "prior.layers");
@@ -460,7 +459,7 @@ static int build_pixel(fl_prior *p, const fl_config *c)
 int fl_prior_open(const fl_config *c, const fl_dataset *ds, fl_vae *vae, fl_prior **out)
 {
     *out = NULL;
-    if (check(c)) return -1;
+    if (fl_prior_check(c)) return -1;
     fl_prior *p = calloc(1, sizeof *p);
     if (!p) return fl_fail("out of memory");
     p->vae = vae;

@@ -57,6 +57,10 @@ typedef struct fl_prior fl_prior;
  * prior (it may be NULL with a script or a pixel prior). *out is new (fl_prior_free); -1
  * and a message (a bad prior.unet.* size names its key). */
 int fl_prior_open(const fl_config *c, const fl_dataset *ds, fl_vae *vae, fl_prior **out);
+/* The prior's settings that the schema's bounds cannot check (with prior.space=pixel the
+ * UNet's size), before anything is trained: -1 and a message naming the key.
+ * fl_prior_open checks them too. */
+int fl_prior_check(const fl_config *c);
 /* Where the prior of c is (or would be) cached; a script prior: its file. */
 int fl_prior_cache_path(const fl_config *c, char *buf, size_t n);
 void fl_prior_free(fl_prior *p);   /* NULL is a no-op */

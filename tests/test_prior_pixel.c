@@ -67,10 +67,10 @@ Test(prior_pixel, trains_with_a_falling_loss_into_the_cache_and_is_reused)
     cr_expect_str_eq(fl_prior_path(p), path);
     cr_expect(isfinite(r->color.kl_mean) && r->color.kl_mean > 0, "KL %g", r->color.kl_mean);
     cr_expect(isfinite(r->color.w1_mean) && r->color.w1_mean > 0, "W1 %g", r->color.w1_mean);
-    /* the loss fell: at 2 steps the zero-initialised UNet's ε ≈ 0 gives ≈ E ε² = 1 */
+    /* the loss fell: at 2 steps the zero-initialised UNet gives ε̂ ≈ √(1 − ᾱ) x_t (the
+     * v-parametrisation), whose loss is the mean of ᾱ_t v² (≈ 0.24 on these images) */
     double l1 = test_loss(p1, ds), l = test_loss(p, ds);
     cr_log_info("DDPM test loss after 2 steps %.4f, after 150 steps %.4f", l1, l);
-    cr_expect_gt(l1, 0.8, "after 2 steps: %g", l1);
     cr_expect_lt(l, 0.6 * l1, "after 150 steps %g, after 2 %g", l, l1);
     /* the interface: pixel space, flat states of 3·28·28, samples decode into [0, 1] */
     cr_expect_eq(fl_prior_space_of(p), FL_PRIOR_PIXEL);

@@ -148,6 +148,27 @@ static ct_tensor *script_eps(const fl_prior *p, const ct_tensor *x, int t)
     return r;
 }
 
+/* The pixel prior's ε from its UNet in the v-parametrisation (Salimans & Ho 2022):
+ * ε̂ = √(1 − ᾱ) x_t + √ᾱ · net(x_t, t/T), the network predicting v = √ᾱ ε − √(1 − ᾱ) x0.
+ * Why: at large t the ε of an image is almost x_t itself, and its spatial mean (the
+ * image's global color, which the sampler decides there) must come out exact — an error
+ * δ in it moves x̂0 by δ √(1 − ᾱ)/√ᾱ. A plain ε-network, whose every branch and output go
+ * through GroupNorm, cannot pass that mean through: trained so (format 1, 3000 steps) its
+ * ε's mean was off by the noise's own 0.036 at every t, and its samples collapsed to gray
+ * backgrounds (KL 2.7). Here the mean of x_t passes through exactly; the loss is still
+ * DDPM's on ε. x (B, 3, 28, 28), ab = ᾱ_t (B, 1, 1, 1) or a number when ab_t is NULL. */
+static ct_tensor *unet_eps_images(const fl_prior *p, const ct_tensor *x, const ct_tensor *tt,
+                                  const ct_tensor *ab_t, double ab)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *v = fl_unet_forward(p->unet, x, tt);                              /* (B, 3, 28, 28) */
+    ct_tensor *e = ab_t ? ct_add(ct_mul(ct_sqrt(ct_rsubs(ab_t, 1)), x), ct_mul(ct_sqrt(ab_t), v))
+                        : ct_axpy(ct_muls(x, sqrt(1 - ab)), sqrt(ab), v);
+    ct_tensor *r = ct_scope_keep(s, e);
+    ct_scope_end(s);
+    return r;
+}
+
 /* The UNet's ε on states (B, D): reshaped to images, t as t/T. */
 static ct_tensor *unet_eps(const fl_prior *p, const ct_tensor *x, int t)
 {
@@ -155,7 +176,8 @@ static ct_tensor *unet_eps(const fl_prior *p, const ct_tensor *x, int t)
     int64_t b = ct_size(x, 0);
     ct_tensor *img = ct_reshape(x, CT_SHAPE(b, 3, 28, 28));                      /* (B, 3, 28, 28) */
     ct_tensor *tt = ct_full(CT_SHAPE(b, 1), (double)t / p->T, ct_dtype_of(x));   /* (B, 1) */
-    ct_tensor *r = ct_scope_keep(s, ct_reshape(fl_unet_forward(p->unet, img, tt), CT_SHAPE(b, p->dim)));
+    ct_tensor *e = unet_eps_images(p, img, tt, NULL, p->abar[t]);
+    ct_tensor *r = ct_scope_keep(s, ct_reshape(e, CT_SHAPE(b, p->dim)));
     ct_scope_end(s);
     return r;
 }
@@ -201,7 +223,7 @@ static ct_tensor *unet_ddpm_loss(const fl_prior *p, const ct_tensor *x0, ct_gen 
     ct_tensor *x_t = ct_add(ct_mul(ct_sqrt(ab), x0), ct_mul(ct_sqrt(ct_rsubs(ab, 1)), eps));
     ct_tensor *tt = ct_muls(ct_adds(ct_unsqueeze(ct_to_dtype(t, ct_dtype_of(x0)), 1), 1),
                             1.0 / p->T);                                         /* (B, 1) */
-    ct_tensor *loss = ct_scope_keep(s, ct_mse(fl_unet_forward(p->unet, x_t, tt), eps));
+    ct_tensor *loss = ct_scope_keep(s, ct_mse(unet_eps_images(p, x_t, tt, ab, 0), eps));
     ct_scope_end(s);
     return loss;
 }
@@ -271,6 +293,7 @@ static int measure(void *ctx, const fl_dataset *ds)
 
 /* Bumped whenever the network or its training change what a setting produces. */
 #define FL_PRIOR_FORMAT 1
+#define FL_PRIOR_PIXEL_FORMAT 2   /* 2: the v-parametrisation (unet_eps_images) */
 
 static const char *const extra_keys[] = {"vae"};
 /* The pixel prior's section is prior.unet; of the rest of prior.* it reads these (not the
@@ -284,7 +307,7 @@ static fl_cached cached_spec(fl_prior *p, bool pixel, int dim)
     return (fl_cached){
         .name = pixel ? "prior-pixel" : "prior-latent",
         .section = pixel ? "prior.unet" : "prior",
-        .format = FL_PRIOR_FORMAT,
+        .format = pixel ? FL_PRIOR_PIXEL_FORMAT : FL_PRIOR_FORMAT,
         .extra_keys = pixel ? pixel_extra_keys : extra_keys,
         .n_extra_keys = pixel ? (int)(sizeof pixel_extra_keys / sizeof *pixel_extra_keys) : 1,
         .noise_salt = 0x9a1e7ull,

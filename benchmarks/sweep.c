@@ -514,7 +514,7 @@ static int make_ndtm_cell(const fl_config *run, const char *name, const cell_fil
     fl_ndtm_opts no;
     if (fl_ndtm_opts_from_config(run, (int)fl_cfg_int(run, "prior.T"), &no)) return fl_fail_ctx("%s", name);
     no.refine_steps = cell->refine ? (int)fl_cfg_int(run, "ndtm.refine_steps") : 0;
-    fl_ndtm_prior np = fl_ndtm_prior_latent(nd.p);
+    fl_ndtm_prior np = fl_ndtm_prior_of(nd.p);
     /* the leakage test's targets: the same digits, every one in data.fixed_color */
     if (cell->fixed && !x->ds_fixed && fl_dataset_open(run, &x->ds_fixed)) return fl_fail_ctx("%s", name);
     const fl_dataset *ds = cell->fixed ? x->ds_fixed : x->ds;

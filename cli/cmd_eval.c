@@ -117,12 +117,12 @@ static int own(void *ctx, int argc, char **argv, int i)
 static void print_line(const fl_eval_result *r)
 {
     char f[96], rel[96], d[96], kl[96], w1[96];
-    printf("%-18s %7lld  %-26s %8.4f  %-22s %-26s %-26s %-26s %5.1f%%\n", r->name,
+    printf("%-26s %7lld  %-26s %8.4f  %-22s %-26s %-26s %-26s %5.1f%%\n", r->name,
            (long long)r->n_samples, fl_ci_format(&r->ci.fiber, 4, f, sizeof f), r->fiber_median,
            fl_ci_format(&r->ci.rel, 3, rel, sizeof rel), fl_ci_format(&r->ci.dfib, 4, d, sizeof d),
            fl_ci_format(&r->ci.kl, 4, kl, sizeof kl), fl_ci_format(&r->ci.w1, 4, w1, sizeof w1),
            100 * r->tail_share);
-    printf("%-18s %7s  KL R/G/B %.4f/%.4f/%.4f  W1 R/G/B %.4f/%.4f/%.4f  fiber loss std %.4f\n", "", "",
+    printf("%-26s %7s  KL R/G/B %.4f/%.4f/%.4f  W1 R/G/B %.4f/%.4f/%.4f  fiber loss std %.4f\n", "", "",
            r->color.kl[0], r->color.kl[1], r->color.kl[2], r->color.w1[0], r->color.w1[1],
            r->color.w1[2], r->fiber_std);
 }
@@ -221,10 +221,14 @@ static int eval_main(const char *cmd, int argc, char **argv, int ndtm)
     if (ndtm) {
         if (fl_prior_open(c, ds, vae, &prior)) goto fail;
         const fl_prior_report *pr = fl_prior_report_of(prior);
-        printf("prior %s: %s, %lld steps in %.1f s; its own samples: KL %.4f, W1 %.4f\n",
-               fl_prior_path(prior), pr->trained ? "trained" : "reused", (long long)pr->steps,
-               pr->train_seconds, pr->color.kl_mean, pr->color.w1_mean);
-        fl_ndtm_prior np = fl_ndtm_prior_latent(prior);
+        if (!pr->measured)
+            printf("prior %s: the user's TorchScript prior; its own samples: not measured "
+                   "(fiberlab train-prior prior.script=… measures them)\n", fl_prior_path(prior));
+        else
+            printf("prior %s: %s, %lld steps in %.1f s; its own samples: KL %.4f, W1 %.4f\n",
+                   fl_prior_path(prior), pr->trained ? "trained" : "reused", (long long)pr->steps,
+                   pr->train_seconds, pr->color.kl_mean, pr->color.w1_mean);
+        fl_ndtm_prior np = fl_ndtm_prior_of(prior);
         if (fl_ndtm_sampler(&np, subj, &no, &smp) || fl_evaluate(c, ds, subj, &smp, &res)) goto fail;
     } else if (f.sampler) {
         if (fl_sampler_builtin(f.sampler, c, ds, vae, &smp) || fl_evaluate(c, ds, subj, &smp, &res))
@@ -251,7 +255,7 @@ static int eval_main(const char *cmd, int argc, char **argv, int ndtm)
            "nearest-neighbour line; d_fib: RMS pixel distance to the true fiber%s; tail: fiber loss > %g\n",
            100 * res.ci_level, res.n_boot, res.has_dfib ? "" : " (n/a: this subject's fiber is not known in closed form)",
            res.tail_loss);
-    printf("%-18s %7s  %-26s %8s  %-22s %-26s %-26s %-26s %6s\n", "line", "samples", "fiber loss",
+    printf("%-26s %7s  %-26s %8s  %-22s %-26s %-26s %-26s %6s\n", "line", "samples", "fiber loss",
            "median", "relative", "d_fib", "mean KL", "mean W1", "tail");
     print_line(&res);
     for (int i = 0; i < ref.n; i++) print_line(&ref.line[i]);

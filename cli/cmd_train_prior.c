@@ -1,6 +1,6 @@
 /* fiberlab train-prior: train NDTM's latent diffusion prior (prior.*) on the fiber VAE's
  * latents into the cache (or find it there), and report the colors of its own decoded
- * samples against the exact law. */
+ * samples against the exact law; with prior.script, measure a user's prior's colors. */
 #include <stdio.h>
 #include <string.h>
 
@@ -24,6 +24,8 @@ static void usage(void)
            "(prior-latent-<hash>.ckpt; the hash covers the data.*, vae.* and prior.* keys).\n"
            "Prints the color KL and W1 against the exact law of prior.report_samples of its\n"
            "samples, decoded by the VAE.\n"
+           "With prior.script=FILE (a user's TorchScript ε(x, t) in pixel space) nothing is\n"
+           "trained: its own samples are drawn and their colors reported the same way.\n"
            "\n"
            "  --retrain      train anew even when a cached prior exists\n"
            "\n"
@@ -48,20 +50,31 @@ int cmd_train_prior(int argc, char **argv)
     fl_prior *p = NULL;
     char path[4096];
     int rc = 0;
-    if (fl_prior_cache_path(c, path, sizeof path) || fl_dataset_open(c, &ds) || fl_vae_open(c, ds, &v)) {
+    bool script = *fl_cfg_str(c, "prior.script") != '\0';
+    if (script && retrain) {
+        rc = cli_fail(CMD, "--retrain: prior.script=%s is the user's prior; nothing is trained",
+                      fl_cfg_str(c, "prior.script"));
+        goto done;
+    }
+    if (fl_prior_cache_path(c, path, sizeof path) ||
+        (!script && (fl_dataset_open(c, &ds) || fl_vae_open(c, ds, &v)))) {
         rc = cli_fail(CMD, "%s", fl_error());
         goto done;
     }
     if (retrain && (rc = cli_remove_cached(CMD, path, "prior"))) goto done;
-    if (fl_prior_open(c, ds, v, &p)) {
+    if (fl_prior_open(c, ds, v, &p) || fl_prior_measure(p)) {
         rc = cli_fail(CMD, "%s", fl_error());
         goto done;
     }
     const fl_prior_report *r = fl_prior_report_of(p);
-    printf("prior      latent diffusion on the VAE's %d dimensions (%s)\n", fl_vae_dim(v), fl_vae_path(v));
+    if (script)
+        printf("prior      the user's TorchScript ε(x, t) on 3×28×28 pixels, T = %d\n", fl_prior_T(p));
+    else
+        printf("prior      latent diffusion on the VAE's %d dimensions (%s)\n", fl_vae_dim(v), fl_vae_path(v));
     printf("file       %s\n", fl_prior_path(p));
-    printf("%-10s %lld steps in %.1f s\n", r->trained ? "trained" : "reused", (long long)r->steps,
-           r->train_seconds);
+    if (!script)
+        printf("%-10s %lld steps in %.1f s\n", r->trained ? "trained" : "reused", (long long)r->steps,
+               r->train_seconds);
     printf("colors     of %lld decoded samples: KL R/G/B %.4f/%.4f/%.4f (mean %.4f), "
            "W1 R/G/B %.4f/%.4f/%.4f (mean %.4f)\n",
            (long long)fl_cfg_int(c, "prior.report_samples"), r->color.kl[0], r->color.kl[1],

@@ -1,5 +1,5 @@
 /* The NDTM sampler: settings, γ_t and learning-rate schedules, terminal targets, the
- * inner optimisation of the control, the guided DDIM loop, latent refinement and the
+ * inner optimisation of the control, the guided DDIM loop, refinement and the
  * evaluation's sampler. */
 #include "ndtm/ndtm.h"
 
@@ -48,10 +48,14 @@ const fl_key fl_keys_ndtm[] = {
      "VAE latent is noised)."},
     {"ndtm.batch", FL_KEY_INT, "500", 1, 1e6, NULL, "Samples guided at once (the authors: 500)."},
     {"ndtm.refine_steps", FL_KEY_INT, "100", 1, 100000, NULL,
-     "Adam steps of the latent refinement of fiberlab ndtm --refine (the paper's appendix A: "
-     "up to 100)."},
+     "Adam steps of the refinement of fiberlab ndtm --refine (the paper's appendix A: up to "
+     "100)."},
     {"ndtm.refine_lr", FL_KEY_NUM, "0.05", 0, 100, NULL,
-     "Adam's learning rate of the latent refinement (the paper: 0.05)."},
+     "Adam's learning rate of the refinement (the paper: 0.05)."},
+    {"ndtm.refine_space", FL_KEY_STR, "\"latent\"", FL_NO_BOUNDS, "latent|pixels",
+     "What the refinement moves: latent, each sample's fiber-VAE latent (the paper's "
+     "appendix A; a pixel prior's samples are encoded first), or pixels, the image itself "
+     "(kept in [0, 1]) — to compare: it lowers the fiber loss without staying near the data."},
     FL_KEYS_END,
 };
 
@@ -76,6 +80,7 @@ int fl_ndtm_opts_from_config(const fl_config *c, int T, fl_ndtm_opts *o)
         .batch = (int)fl_cfg_int(c, "ndtm.batch"),
         .refine_steps = 0,
         .refine_lr = fl_cfg_num(c, "ndtm.refine_lr"),
+        .refine_pixels = strcmp(fl_cfg_str(c, "ndtm.refine_space"), "pixels") == 0,
     };
     if (o->steps > T) return fl_fail("ndtm.steps: %d DDIM steps, more than the prior's T = %d", o->steps, T);
     if (o->gamma == FL_GAMMA_COSINE && o->ramp_end >= o->ramp_start)
@@ -117,11 +122,10 @@ ct_tensor *fl_ndtm_target(const fl_ndtm_prior *p, fl_subject *f, const ct_tensor
     if (o->target == FL_TARGET_STATIC) return ct_ref(z_target);
     bool prev = ct_set_grad_enabled(false);
     ct_scope *s = ct_scope_begin();
-    double a = fl_diff_alpha_bar(p->m, t + 1);
+    double a = p->abar[t + 1];
     ct_tensor *x = p->encode(p->ctx, x_target);                                   /* (B, D) */
     ct_tensor *xt = ct_axpy(ct_muls(x, sqrt(a)), sqrt(1 - a), ct_randn_like(x, g));
-    ct_tensor *eps = t >= 0 ? fl_diff_eps(p->m, xt, t + 1, fl_prior_no_cond(ct_size(x, 0)))
-                            : ct_zeros_like(x);                                   /* (B, D) */
+    ct_tensor *eps = t >= 0 ? p->eps(p->eps_ctx, xt, t + 1) : ct_zeros_like(x);  /* (B, D) */
     ct_tensor *z = ct_scope_keep(s, fl_subject_forward(f, p->decode(p->ctx, tweedie(p, xt, eps, a))));
     ct_scope_end(s);
     ct_set_grad_enabled(prev);
@@ -133,10 +137,10 @@ ct_tensor *fl_ndtm_cost(const fl_ndtm_prior *p, fl_subject *f, const ct_tensor *
                         const fl_ndtm_opts *o)
 {
     ct_scope *s = ct_scope_begin();
-    double a = fl_diff_alpha_bar(p->m, t + 1);
+    double a = p->abar[t + 1];
     ct_tensor *gu = ct_muls(u, gamma);                                            /* (B, D) */
     ct_tensor *x_c = ct_add(x_t, gu);
-    ct_tensor *eps_c = fl_diff_eps(p->m, x_c, t + 1, fl_prior_no_cond(ct_size(x_t, 0)));
+    ct_tensor *eps_c = p->eps(p->eps_ctx, x_c, t + 1);
     ct_tensor *zf = fl_subject_forward(f, p->decode(p->ctx, tweedie(p, x_c, eps_c, a)));  /* (B, d) */
     ct_tensor *term = ct_sum_dim(ct_square(ct_sub(z, zf)), 1, false);             /* (B,) */
     if (!o->squared) term = ct_sqrt(term);
@@ -170,7 +174,7 @@ static ct_tensor *optimise_control(const fl_ndtm_prior *p, fl_subject *f, const 
 {
     ct_scope *s = ct_scope_begin();
     ct_set_grad_enabled(false);
-    ct_tensor *eps_t = fl_diff_eps(p->m, x_t, t + 1, fl_prior_no_cond(ct_size(x_t, 0)));  /* (B, D) */
+    ct_tensor *eps_t = p->eps(p->eps_ctx, x_t, t + 1);                          /* (B, D) */
     ct_tensor *u = ct_zeros_like(x_t), *m = ct_zeros_like(x_t), *v = ct_zeros_like(x_t);
     int rc = eps_t && u && m && v ? 0 : -1;
     for (int k = 1; k <= o->inner && !rc; k++) {
@@ -201,18 +205,16 @@ ct_tensor *fl_ndtm_sample(const fl_ndtm_prior *p, fl_subject *f, const ct_tensor
                           const ct_tensor *x_target, const ct_tensor *z_target,
                           const fl_ndtm_opts *o, ct_gen *g)
 {
-    int T = fl_diff_T(p->m), S = o->steps;
+    int T = p->T, S = o->steps;
     if (S < 1 || S > T) return fl_fail("ndtm.steps: %d, not in [1, T = %d]", S, T), NULL;
     bool prev = ct_set_grad_enabled(false);
     ct_scope *s = ct_scope_begin();
-    int64_t b = ct_size(x_T, 0);
-    ct_tensor *none = fl_prior_no_cond(b);                                        /* (B, 0) */
     const ct_tensor *x = x_T;                                                     /* (B, D) */
     for (int i = 0; i < S && x; i++) {
         ct_scope *si = ct_scope_begin();
         int t = fl_ndtm_time(o, T, i), sn = fl_ndtm_time(o, T, i + 1);
-        double a = fl_diff_alpha_bar(p->m, t + 1), as = fl_diff_alpha_bar(p->m, sn + 1);
-        double sigma = o->large ? o->eta * sqrt(1 - a / as) : fl_diff_ddim_sigma(p->m, t + 1, sn + 1, o->eta);
+        double a = p->abar[t + 1], as = p->abar[sn + 1];
+        double sigma = o->large ? o->eta * sqrt(1 - a / as) : fl_ddim_sigma(p->abar, t + 1, sn + 1, o->eta);
         ct_tensor *noise = sigma > 0 ? ct_randn_like(x, g) : NULL;   /* drawn first, as DDIM does */
         double gamma = fl_ndtm_gamma(o, t);
         const ct_tensor *x_c = x;
@@ -221,8 +223,8 @@ ct_tensor *fl_ndtm_sample(const fl_ndtm_prior *p, fl_subject *f, const ct_tensor
             ct_tensor *u = optimise_control(p, f, x, t, z, gamma, fl_ndtm_lr(o, i), o);
             x_c = u ? ct_axpy(x, gamma, u) : NULL;
         }
-        ct_tensor *eps = x_c ? fl_diff_eps(p->m, x_c, t + 1, none) : NULL;        /* (B, D) */
-        ct_tensor *y = eps ? fl_diff_ddim_update(p->m, tweedie(p, x_c, eps, a), eps, sn + 1, sigma, noise) : NULL;
+        ct_tensor *eps = x_c ? p->eps(p->eps_ctx, x_c, t + 1) : NULL;             /* (B, D) */
+        ct_tensor *y = eps ? fl_ddim_update(p->abar, tweedie(p, x_c, eps, a), eps, sn + 1, sigma, noise) : NULL;
         y = ct_scope_keep(si, y);
         ct_scope_end(si);
         if (x != x_T) ct_free((ct_tensor *)x);
@@ -235,8 +237,10 @@ ct_tensor *fl_ndtm_sample(const fl_ndtm_prior *p, fl_subject *f, const ct_tensor
     return r;
 }
 
-ct_tensor *fl_ndtm_refine(const fl_ndtm_prior *p, fl_subject *f, const ct_tensor *x,
-                          const ct_tensor *z, const fl_ndtm_opts *o)
+/* o->refine_steps Adam steps on x lowering the fiber loss of decode(ctx, x) against z;
+ * clamp01: x is put back into [0, 1] after each step (pixels). */
+static ct_tensor *refine(ct_tensor *(*decode)(void *, const ct_tensor *), void *ctx, fl_subject *f,
+                         const ct_tensor *x, const ct_tensor *z, const fl_ndtm_opts *o, bool clamp01)
 {
     bool prev = ct_set_grad_enabled(false);
     ct_scope *s = ct_scope_begin();
@@ -248,12 +252,13 @@ ct_tensor *fl_ndtm_refine(const fl_ndtm_prior *p, fl_subject *f, const ct_tensor
         ct_tensor *leaf = ct_detach(u);
         ct_set_requires_grad(leaf, true);
         /* the sum of the per-sample fiber losses: each sample's gradient is its own */
-        ct_tensor *c = ct_sum(fl_fiber_loss(fl_subject_forward(f, p->decode(p->ctx, leaf)), z));
+        ct_tensor *c = ct_sum(fl_fiber_loss(fl_subject_forward(f, decode(ctx, leaf)), z));
         ct_tensor *grad = NULL;
         const ct_tensor *in[1] = {leaf};
         rc = !c || ct_grad((const ct_tensor *const *)&c, NULL, 1, in, 1, &grad, false, false, false) ? -1 : 0;
         ct_set_grad_enabled(false);
         if (!rc) rc = adam_step(u, m, v, grad, k, o->refine_lr);
+        if (!rc && clamp01) rc = ct_copy_(u, ct_clamp(u, 0, 1)) ? -1 : 0;
         ct_free(grad);
         ct_scope_end(si);
     }
@@ -264,14 +269,50 @@ ct_tensor *fl_ndtm_refine(const fl_ndtm_prior *p, fl_subject *f, const ct_tensor
     return r;
 }
 
-/* ---- the latent prior's maps ---------------------------------------------------------- */
-
-static ct_tensor *latent_decode(void *ctx, const ct_tensor *x) { return fl_vae_decode(ctx, x); }
-static ct_tensor *latent_encode(void *ctx, const ct_tensor *img) { return fl_vae_encode(ctx, img); }
-
-fl_ndtm_prior fl_ndtm_prior_latent(const fl_prior *p)
+ct_tensor *fl_ndtm_refine(const fl_ndtm_prior *p, fl_subject *f, const ct_tensor *x,
+                          const ct_tensor *z, const fl_ndtm_opts *o)
 {
-    return (fl_ndtm_prior){fl_prior_diff(p), latent_decode, latent_encode, fl_prior_vae(p), 0};
+    return refine(p->decode, p->ctx, f, x, z, o, false);
+}
+
+static ct_tensor *identity(void *ctx, const ct_tensor *x) { return (void)ctx, ct_ref(x); }
+static ct_tensor *vae_decode(void *ctx, const ct_tensor *x) { return fl_vae_decode(ctx, x); }
+
+ct_tensor *fl_ndtm_refine_images(fl_vae *vae, fl_subject *f, const ct_tensor *img,
+                                 const ct_tensor *z, const fl_ndtm_opts *o)
+{
+    if (o->refine_pixels) return refine(identity, NULL, f, img, z, o, true);
+    if (!vae) return fl_fail("ndtm.refine_space=latent: refining in the latent needs the fiber VAE"), NULL;
+    ct_scope *s = ct_scope_begin();
+    bool prev = ct_set_grad_enabled(false);
+    ct_tensor *lat = fl_vae_encode(vae, img);                                    /* (B, D) */
+    ct_set_grad_enabled(prev);
+    ct_tensor *r = lat ? refine(vae_decode, vae, f, lat, z, o, false) : NULL;
+    prev = ct_set_grad_enabled(false);
+    r = ct_scope_keep(s, r ? fl_vae_decode(vae, r) : NULL);                     /* (B, 3, 28, 28) */
+    ct_set_grad_enabled(prev);
+    ct_scope_end(s);
+    return r;
+}
+
+/* ---- the priors of trainers/prior.h ----------------------------------------------------- */
+
+static ct_tensor *prior_decode(void *ctx, const ct_tensor *x) { return fl_prior_decode(ctx, x); }
+static ct_tensor *prior_encode(void *ctx, const ct_tensor *img) { return fl_prior_encode(ctx, img); }
+
+fl_ndtm_prior fl_ndtm_prior_of(const fl_prior *p)
+{
+    return (fl_ndtm_prior){.eps = fl_prior_eps,
+                           .eps_ctx = (void *)p,
+                           .abar = fl_prior_abar(p),
+                           .T = fl_prior_T(p),
+                           .dim = fl_prior_dim(p),
+                           .decode = prior_decode,
+                           .encode = prior_encode,
+                           .ctx = (void *)p,
+                           .clamp = fl_prior_clamp(p),
+                           .latent = fl_prior_space_of(p) == FL_PRIOR_LATENT,
+                           .vae = fl_prior_vae(p)};
 }
 
 /* ---- the evaluation's sampler --------------------------------------------------------- */
@@ -296,11 +337,14 @@ static ct_tensor *sample_fn(void *ctx, const ct_tensor *x_targets, const ct_tens
     bool ok = parts != NULL;
     for (int64_t j = 0; j < nb && ok; j++) {
         int64_t at = j * sc->o.batch, len = at + sc->o.batch > n ? n - at : sc->o.batch;
-        ct_tensor *x_T = ct_randn(CT_SHAPE(len, fl_diff_dim(sc->p.m)), ct_float_dtype(), g); /* (len, D) */
+        ct_tensor *x_T = ct_randn(CT_SHAPE(len, sc->p.dim), ct_float_dtype(), g); /* (len, D) */
         ct_tensor *zj = ct_narrow(zt, 0, at, len);
         ct_tensor *x0 = fl_ndtm_sample(&sc->p, sc->f, x_T, ct_narrow(xt, 0, at, len), zj, &sc->o, g);
-        if (x0 && sc->o.refine_steps > 0) x0 = fl_ndtm_refine(&sc->p, sc->f, x0, zj, &sc->o);
-        parts[j] = x0 ? sc->p.decode(sc->p.ctx, x0) : NULL;                      /* (len, 3, 28, 28) */
+        bool in_latent = sc->o.refine_steps > 0 && !sc->o.refine_pixels && sc->p.latent;
+        if (x0 && in_latent) x0 = fl_ndtm_refine(&sc->p, sc->f, x0, zj, &sc->o);
+        ct_tensor *img = x0 ? sc->p.decode(sc->p.ctx, x0) : NULL;              /* (len, 3, 28, 28) */
+        if (img && sc->o.refine_steps > 0 && !in_latent) img = fl_ndtm_refine_images(sc->p.vae, sc->f, img, zj, &sc->o);
+        parts[j] = img;
         ok = parts[j] != NULL;
         fl_progress_update(bar, at + len, NULL);
     }
@@ -320,7 +364,7 @@ int fl_ndtm_sampler(const fl_ndtm_prior *p, fl_subject *f, const fl_ndtm_opts *o
     sc->f = f;
     sc->o = *o;
     snprintf(sc->name, sizeof sc->name, "ndtm-%s%s", o->target == FL_TARGET_RENOISED ? "renoised" : "static",
-             o->refine_steps > 0 ? "-refined" : "");
+             o->refine_steps <= 0 ? "" : o->refine_pixels ? "-refined-pixels" : "-refined");
     *out = (fl_sampler){sc->name, sc, sample_fn, free};
     return 0;
 }

@@ -21,20 +21,27 @@
 #include "trainers/sampler.h"
 #include "trainers/subject.h"
 
-/* A prior as the sampler sees it: its ε-network and schedule (unconditional), and the
- * maps between its space (B, D) and images (B, 3, 28, 28) in [0, 1]. */
+/* A prior as the sampler sees it: its unconditional ε-network on flattened states (B, D)
+ * and its schedule, and the maps between its space and images (B, 3, 28, 28) in [0, 1]. */
 typedef struct {
-    const fl_diff *m;
+    fl_eps_fn eps;       /* ε(x, t), t 1-based (trainers/diffusion.h) */
+    void *eps_ctx;
+    const double *abar;  /* ᾱ_0 … ᾱ_T */
+    int T;
+    int64_t dim;         /* D */
     /* x (B, D) -> images, differentiable w.r.t. x; ctorch's ownership rules */
     ct_tensor *(*decode)(void *ctx, const ct_tensor *x);
     /* images -> x (B, D) (the re-noised target's starting point) */
     ct_tensor *(*encode)(void *ctx, const ct_tensor *img);
     void *ctx;
     double clamp;        /* x̂0 clamped to [−clamp, clamp] (pixels in [−1, 1]: 1); 0: none */
+    bool latent;         /* the states are the fiber VAE's latent (decode is vae's) */
+    fl_vae *vae;         /* the fiber VAE, for latent refinement of a pixel prior; may be NULL */
 } fl_ndtm_prior;
 
-/* The latent prior of trainers/prior.h through its VAE (no clamp). */
-fl_ndtm_prior fl_ndtm_prior_latent(const fl_prior *p);
+/* Any prior of trainers/prior.h: the latent one through its VAE (no clamp), a pixel one
+ * (a script) through x = 2·image − 1 with x̂0 clamped to [−1, 1]. */
+fl_ndtm_prior fl_ndtm_prior_of(const fl_prior *p);
 
 typedef enum { FL_GAMMA_ZERO = 0, FL_GAMMA_COSINE, FL_GAMMA_CONSTANT, FL_GAMMA_COUNT } fl_gamma_kind;
 typedef enum { FL_TARGET_STATIC = 0, FL_TARGET_RENOISED, FL_TARGET_COUNT } fl_target_kind;
@@ -52,8 +59,9 @@ typedef struct {
     int ramp_start, ramp_end;   /* cosine: γ_t = 0 for t > start, γ for t < end */
     fl_target_kind target;
     int batch;            /* samples guided at once */
-    int refine_steps;     /* latent refinement (appendix A): Adam steps; 0: none */
+    int refine_steps;     /* refinement (appendix A): Adam steps; 0: none */
     double refine_lr;
+    bool refine_pixels;   /* refine the pixels of each sample, not its VAE latent */
 } fl_ndtm_opts;
 
 /* The ndtm.* settings (checked against a prior of T steps). -1 and a message naming the key. */
@@ -85,13 +93,20 @@ ct_tensor *fl_ndtm_cost(const fl_ndtm_prior *p, fl_subject *f, const ct_tensor *
 ct_tensor *fl_ndtm_sample(const fl_ndtm_prior *p, fl_subject *f, const ct_tensor *x_T,
                           const ct_tensor *x_target, const ct_tensor *z_target,
                           const fl_ndtm_opts *o, ct_gen *g);
-/* Latent refinement: o->refine_steps Adam steps (lr o->refine_lr) on x (B, D) lowering the
- * fiber loss of D(x) against z (B, d) -> the refined x (B, D). */
+/* Refinement in the prior's space: o->refine_steps Adam steps (lr o->refine_lr) on x
+ * (B, D) lowering the fiber loss of D(x) against z (B, d) -> the refined x (B, D). */
 ct_tensor *fl_ndtm_refine(const fl_ndtm_prior *p, fl_subject *f, const ct_tensor *x,
                           const ct_tensor *z, const fl_ndtm_opts *o);
+/* Refinement of images (B, 3, 28, 28) (appendix A, after any sampler) -> refined images:
+ * o->refine_pixels: Adam on the pixels, each step followed by clamping to [0, 1]; else
+ * Adam on the fiber VAE's latent of each image (vae's encoding), decoded. */
+ct_tensor *fl_ndtm_refine_images(fl_vae *vae, fl_subject *f, const ct_tensor *img,
+                                 const ct_tensor *z, const fl_ndtm_opts *o);
 
 /* The evaluation's sampler (trainers/sampler.h): k guided samples per target, decoded,
- * refined when o->refine_steps > 0; name "ndtm-static" / "ndtm-renoised" (+ "-refined").
+ * refined when o->refine_steps > 0 (a latent prior's samples in their own latent, a pixel
+ * prior's through p->vae's encoding; pixels with o->refine_pixels); name "ndtm-static" /
+ * "ndtm-renoised" (+ "-refined" or "-refined-pixels").
  * p, f are borrowed and must outlive it; seed seeds its generator... the evaluation's g. */
 int fl_ndtm_sampler(const fl_ndtm_prior *p, fl_subject *f, const fl_ndtm_opts *o, fl_sampler *out);
 

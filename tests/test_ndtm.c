@@ -64,7 +64,9 @@ static void tiny_new(tiny *t, double clamp)
     ct_scope_end(sc);
     t->f = fl_subject_custom("projection", 8, proj_forward, w, proj_free);
     ct_gen_free(g);
-    t->p = (fl_ndtm_prior){t->m, pix_decode, pix_encode, NULL, clamp};
+    t->p = (fl_ndtm_prior){.eps = fl_diff_eps_uncond, .eps_ctx = t->m, .abar = fl_diff_abar(t->m),
+                           .T = fl_diff_T(t->m), .dim = D, .decode = pix_decode, .encode = pix_encode,
+                           .clamp = clamp};
 }
 
 static void tiny_free(tiny *t)
@@ -207,6 +209,41 @@ Test(ndtm, guidance_lowers_the_fiber_loss)
     tiny_free(&t);
 }
 
+/* Pixel refinement (o.refine_pixels) of plain DDIM samples: the fiber loss falls, the
+ * images stay in [0, 1]. */
+Test(ndtm, pixel_refinement_lowers_the_fiber_loss_within_the_pixel_range)
+{
+    tiny t;
+    tiny_new(&t, 1);
+    ct_scope *s = ct_scope_begin();
+    fl_ndtm_opts o = default_opts();
+    o.steps = 20;
+    o.gamma = FL_GAMMA_ZERO;
+    o.refine_steps = 30;
+    o.refine_lr = 0.02;
+    o.refine_pixels = true;
+    ct_gen *g0 = ct_gen_new(21), *g1 = ct_gen_new(9);
+    ct_tensor *img = targets(8, g0);
+    ct_tensor *z = fl_subject_forward(t.f, img);
+    ct_tensor *x0 = fl_ndtm_sample(&t.p, t.f, ct_randn(CT_SHAPE(8, D), ct_float_dtype(), g0), img, z, &o, g1);
+    ct_tensor *before = t.p.decode(NULL, x0);
+    ct_tensor *after = fl_ndtm_refine_images(NULL, t.f, before, z, &o);
+    cr_assert_not_null(after, "%s", fl_error());
+    double l0 = ct_item(fl_fiber_loss_mean(fl_subject_forward(t.f, before), z));
+    double l1 = ct_item(fl_fiber_loss_mean(fl_subject_forward(t.f, after), z));
+    cr_log_info("pixel refinement: fiber loss %.4f -> %.4f", l0, l1);
+    cr_expect_lt(l1, 0.5 * l0, "fiber loss %.4f -> %.4f", l0, l1);
+    cr_expect_geq(ct_item(ct_min_all(after)), 0.0);
+    cr_expect_leq(ct_item(ct_max_all(after)), 1.0);
+    /* latent refinement needs the VAE: one line saying so */
+    o.refine_pixels = false;
+    cr_expect_null(fl_ndtm_refine_images(NULL, t.f, before, z, &o));
+    cr_expect(strstr(fl_error(), "ndtm.refine_space") != NULL, "%s", fl_error());
+    ct_gen_free(g0), ct_gen_free(g1);
+    ct_scope_end(s);
+    tiny_free(&t);
+}
+
 Test(ndtm, schedules_sit_on_their_anchor_points)
 {
     fl_ndtm_opts o = default_opts();
@@ -331,6 +368,81 @@ Test(ndtm, subject_of_another_input_shape_fails_naming_the_file)
     cr_expect(strstr(fl_error(), path) != NULL, "%s", fl_error());
     cr_expect_null(strchr(fl_error(), '\n'), "more than one line: %s", fl_error());
     fl_config_free(c);
+}
+
+/* A config with prior.script = the fixture file name. */
+static fl_config *script_config(const char *file)
+{
+    fl_config *c = fl_config_default();
+    char kv[4200];
+    snprintf(kv, sizeof kv, "prior.script=%s/%s", CT_FIXTURE_DIR, file);
+    cr_assert_eq(fl_config_override(c, kv), 0, "%s", fl_error());
+    return c;
+}
+
+/* The user's TorchScript prior: its ε equals Python's on the same input (t passed as the
+ * 0-based step), and NDTM at γ = 0 on it is the prior's own DDIM sampler (clamped x̂0 in
+ * pixels) bit for bit. */
+Test(ndtm, script_prior_matches_python_and_gamma_zero_is_its_ddim)
+{
+    fl_config *c = script_config("prior_pixel.pt");
+    fl_prior *p = NULL;
+    cr_assert_eq(fl_prior_open(c, NULL, NULL, &p), 0, "%s", fl_error());
+    cr_expect_eq(fl_prior_space_of(p), FL_PRIOR_PIXEL);
+    cr_expect_eq(fl_prior_dim(p), D);
+    cr_expect_eq(fl_prior_T(p), 1000);
+    cr_expect_not(fl_prior_report_of(p)->measured);
+    ct_scope *s = ct_scope_begin();
+    static float in[2 * D], ref[2 * D];
+    for (int i = 0; i < 2 * D; i++) in[i] = (float)(fmodf((float)i, 97.0f) / 48.5f - 1.0f);
+    FILE *f = fopen(CT_FIXTURE_DIR "/prior_pixel_ref.bin", "rb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fread(ref, sizeof ref[0], 2 * D, f), (size_t)(2 * D));
+    fclose(f);
+    ct_tensor *e = fl_prior_eps(p, ct_from_data(in, CT_SHAPE(2, D), CT_F32), 124);   /* t − 1 = 123 */
+    cr_assert_not_null(e, "%s", fl_error());
+    double worst = ct_max_abs_diff(e, ct_from_data(ref, CT_SHAPE(2, D), CT_F32));
+    cr_expect_lt(worst, 1e-5, "ε differs from Python's by %g", worst);
+    /* γ = 0: NDTM is plain DDIM of this prior */
+    fl_ndtm_prior np = fl_ndtm_prior_of(p);
+    cr_expect_eq(np.clamp, 1.0);
+    fl_ndtm_opts o = default_opts();
+    o.gamma = FL_GAMMA_ZERO;
+    o.steps = 10;
+    ct_gen *g0 = ct_gen_new(3), *g1 = ct_gen_new(5), *g2 = ct_gen_new(5);
+    ct_tensor *img = targets(2, g0);
+    ct_tensor *x_T = ct_randn(CT_SHAPE(2, D), ct_float_dtype(), g1);
+    ct_tensor *a = fl_ndtm_sample(&np, NULL, x_T, img, NULL, &o, g1);
+    cr_assert_not_null(a, "%s", fl_error());
+    ct_tensor *b = fl_prior_sample(p, 2, 10, o.eta, g2);
+    cr_assert_not_null(b, "%s", fl_error());
+    cr_expect_eq(ct_max_abs_diff(a, b), 0.0, "γ = 0 differs from the prior's DDIM by %g", ct_max_abs_diff(a, b));
+    /* its samples decode to images in [0, 1] (x̂0 clamped) */
+    ct_tensor *im = fl_prior_decode(p, b);
+    cr_expect_eq(ct_ndim(im), 4);
+    cr_expect_geq(ct_item(ct_min_all(im)), -1e-6);
+    cr_expect_leq(ct_item(ct_max_all(im)), 1 + 1e-6);
+    ct_gen_free(g0), ct_gen_free(g1), ct_gen_free(g2);
+    ct_scope_end(s);
+    fl_prior_free(p);
+    fl_config_free(c);
+}
+
+/* A missing file, a module whose forward takes one argument, and one that returns another
+ * shape are each refused when opened, in one line naming the file. */
+Test(ndtm, bad_script_priors_fail_naming_the_file)
+{
+    static const char *const files[] = {"no_such_prior.pt", "prior_onearg.pt", "prior_flat.pt"};
+    for (int i = 0; i < 3; i++) {
+        fl_config *c = script_config(files[i]);
+        fl_prior *p = NULL;
+        cr_expect_neq(fl_prior_open(c, NULL, NULL, &p), 0, "%s was accepted", files[i]);
+        cr_expect_null(p);
+        cr_expect(strstr(fl_error(), files[i]) != NULL, "%s: %s", files[i], fl_error());
+        cr_expect(strstr(fl_error(), "prior.script") != NULL, "%s: %s", files[i], fl_error());
+        cr_expect_null(strchr(fl_error(), '\n'), "%s: more than one line: %s", files[i], fl_error());
+        fl_config_free(c);
+    }
 }
 #endif
 

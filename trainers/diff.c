@@ -46,8 +46,7 @@ struct fl_diff {
     ct_tensor *abar_t;     /* ᾱ_1 … ᾱ_T (T) in the float dtype, for training; owned */
 };
 
-/* ᾱ_0 … ᾱ_T of a schedule into abar[T + 1]. */
-static void schedule_fill(double *abar, int T, bool cosine, double beta_max)
+void fl_noise_schedule_fill(double *abar, int T, bool cosine, double beta_max)
 {
     const double s = 0.008, beta_1 = beta_max < 1e-4 ? beta_max : 1e-4;
     abar[0] = 1;
@@ -89,7 +88,7 @@ static int diff_check(const fl_config *c, int u_dim, int z_dim)
                        "(train.fiber_steps, or diff.steps when it is 0)", k, train_steps);
     double *abar = malloc(((size_t)T + 1) * sizeof *abar);
     if (!abar) return fl_fail("out of memory");
-    schedule_fill(abar, T, strcmp(fl_cfg_str(c, "diff.schedule"), "cosine") == 0,
+    fl_noise_schedule_fill(abar, T, strcmp(fl_cfg_str(c, "diff.schedule"), "cosine") == 0,
                   fl_cfg_num(c, "diff.beta_max"));
     double last = abar[T];
     free(abar);
@@ -125,7 +124,7 @@ fl_diff *fl_diff_new(const fl_diff_spec *sp, ct_params *ps, const char *name, ct
         fl_diff_free(m);
         return fl_fail("out of memory"), NULL;
     }
-    schedule_fill(m->abar, m->T, sp->cosine, sp->beta_max);
+    fl_noise_schedule_fill(m->abar, m->T, sp->cosine, sp->beta_max);
     ct_tensor *a = ct_from_data(m->abar + 1, CT_SHAPE(m->T), CT_F64);           /* (T) */
     m->abar_t = ct_unscope(ct_to_dtype(a, ct_float_dtype()));
     ct_free(a);
@@ -159,12 +158,22 @@ static void *diff_create(const fl_config *c, int u_dim, int z_dim, ct_params *ps
 int fl_diff_T(const fl_diff *m) { return m->T; }
 int fl_diff_dim(const fl_diff *m) { return m->dim; }
 double fl_diff_alpha_bar(const fl_diff *m, int t) { return t >= 0 && t <= m->T ? m->abar[t] : NAN; }
+const double *fl_diff_abar(const fl_diff *m) { return m->abar; }
 
 ct_tensor *fl_diff_eps(const fl_diff *m, const ct_tensor *x, int t, const ct_tensor *z)
 {
     ct_scope *s = ct_scope_begin();
     ct_tensor *tt = ct_full(CT_SHAPE(ct_size(x, 0), 1), (double)t / m->T, ct_dtype_of(x)); /* (B, 1) */
     ct_tensor *eps = ct_scope_keep(s, fl_timenet_forward(&m->net, x, tt, z));     /* (B, D) */
+    ct_scope_end(s);
+    return eps;
+}
+
+ct_tensor *fl_diff_eps_uncond(void *m, const ct_tensor *x, int t)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *none = ct_zeros(CT_SHAPE(ct_size(x, 0), 0), ct_dtype_of(x));     /* (B, 0) */
+    ct_tensor *eps = ct_scope_keep(s, fl_diff_eps(m, x, t, none));
     ct_scope_end(s);
     return eps;
 }
@@ -201,16 +210,16 @@ int fl_ddim_tau(int i, int S, int T, fl_ddim_grid grid)
     return (int)(((int64_t)i * T + S / 2) / S);   /* distinct for S ≤ T, τ_S = T */
 }
 
-double fl_diff_ddim_sigma(const fl_diff *m, int t, int s, double eta)
+double fl_ddim_sigma(const double *abar, int t, int s, double eta)
 {
-    double a = m->abar[t], ap = m->abar[s];
+    double a = abar[t], ap = abar[s];
     return eta * sqrt((1 - ap) / (1 - a) * (1 - a / ap));
 }
 
-ct_tensor *fl_diff_ddim_update(const fl_diff *m, const ct_tensor *x0, const ct_tensor *eps, int s,
-                               double sigma, const ct_tensor *noise)
+ct_tensor *fl_ddim_update(const double *abar, const ct_tensor *x0, const ct_tensor *eps, int s,
+                          double sigma, const ct_tensor *noise)
 {
-    double ap = m->abar[s];
+    double ap = abar[s];
     double dir = 1 - ap - sigma * sigma;
     ct_scope *sc = ct_scope_begin();
     ct_tensor *y = ct_axpy(ct_muls(x0, sqrt(ap)), sqrt(dir > 0 ? dir : 0), eps);  /* (B, D) */
@@ -223,7 +232,21 @@ ct_tensor *fl_diff_ddim_update(const fl_diff *m, const ct_tensor *x0, const ct_t
 /* σ of step i of S at η: the scale of the fresh noise. */
 static double ddim_sigma(const fl_diff *m, int i, int S, double eta, fl_ddim_grid grid)
 {
-    return fl_diff_ddim_sigma(m, fl_ddim_tau(i, S, m->T, grid), fl_ddim_tau(i - 1, S, m->T, grid), eta);
+    return fl_ddim_sigma(m->abar, fl_ddim_tau(i, S, m->T, grid), fl_ddim_tau(i - 1, S, m->T, grid), eta);
+}
+
+/* The DDIM move from t to tp given the network's ε at x (B, D), x̂0 clamped to
+ * [−clamp, clamp] when clamp > 0. */
+static ct_tensor *ddim_move(const double *abar, const ct_tensor *x, const ct_tensor *eps, int t, int tp,
+                            double sigma, const ct_tensor *noise, double clamp)
+{
+    double a = abar[t];
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x0 = ct_muls(ct_axpy(x, -sqrt(1 - a), eps), 1 / sqrt(a));          /* (B, D) */
+    if (clamp > 0) x0 = ct_clamp(x0, -clamp, clamp);
+    ct_tensor *r = ct_scope_keep(s, fl_ddim_update(abar, x0, eps, tp, sigma, noise));
+    ct_scope_end(s);
+    return r;
 }
 
 /* The step with its fresh noise given: noise (B, D), or NULL when σ = 0. */
@@ -231,11 +254,10 @@ static ct_tensor *ddim_step_noised(const fl_diff *m, const ct_tensor *x, const c
                                    int S, double eta, fl_ddim_grid grid, const ct_tensor *noise)
 {
     int t = fl_ddim_tau(i, S, m->T, grid), tp = fl_ddim_tau(i - 1, S, m->T, grid);
-    double a = m->abar[t];
     ct_scope *s = ct_scope_begin();
     ct_tensor *eps = fl_diff_eps(m, x, t, z);                                     /* (B, D) */
-    ct_tensor *x0 = ct_muls(ct_axpy(x, -sqrt(1 - a), eps), 1 / sqrt(a));          /* (B, D) */
-    ct_tensor *r = ct_scope_keep(s, fl_diff_ddim_update(m, x0, eps, tp, ddim_sigma(m, i, S, eta, grid), noise));
+    ct_tensor *r = ct_scope_keep(s, eps ? ddim_move(m->abar, x, eps, t, tp, ddim_sigma(m, i, S, eta, grid), noise, 0)
+                                        : NULL);
     ct_scope_end(s);
     return r;
 }
@@ -292,6 +314,28 @@ ct_tensor *fl_diff_ddim(const fl_diff *m, const ct_tensor *x_T, const ct_tensor 
         x = y;
     }
     ct_set_grad_enabled(grad);
+    ct_tensor *r = ct_scope_keep(s, (ct_tensor *)x);
+    ct_scope_end(s);
+    return r;
+}
+
+ct_tensor *fl_ddim_sample(fl_eps_fn eps, void *ctx, const double *abar, int T, const ct_tensor *x_T,
+                          int S, double eta, fl_ddim_grid grid, double clamp, ct_gen *g)
+{
+    if (S < 1 || S > T) return fl_fail("DDIM: %d steps, not in [1, T = %d]", S, T), NULL;
+    ct_scope *s = ct_scope_begin();
+    const ct_tensor *x = x_T;                                                      /* (B, D) */
+    for (int i = S; i >= 1 && x; i--) {
+        int t = fl_ddim_tau(i, S, T, grid), tp = fl_ddim_tau(i - 1, S, T, grid);
+        double sigma = fl_ddim_sigma(abar, t, tp, eta);
+        ct_scope *si = ct_scope_begin();
+        ct_tensor *noise = sigma > 0 ? ct_randn_like(x, g) : NULL;               /* (B, D) */
+        ct_tensor *e = eps(ctx, x, t);                                           /* (B, D) */
+        ct_tensor *y = ct_scope_keep(si, e ? ddim_move(abar, x, e, t, tp, sigma, noise, clamp) : NULL);
+        ct_scope_end(si);
+        if (x != x_T) ct_free((ct_tensor *)x);
+        x = y;
+    }
     ct_tensor *r = ct_scope_keep(s, (ct_tensor *)x);
     ct_scope_end(s);
     return r;

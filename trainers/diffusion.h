@@ -40,11 +40,21 @@ typedef struct {
 fl_diff *fl_diff_new(const fl_diff_spec *s, ct_params *ps, const char *name, ct_gen *g);
 void fl_diff_free(fl_diff *m);   /* NULL is a no-op */
 
+/* ᾱ_0 … ᾱ_T (ᾱ_0 = 1) of a schedule into abar[T + 1]: the cosine ᾱ of Nichol & Dhariwal
+ * (β clipped at beta_max), else β linear from 1e-4 to beta_max. */
+void fl_noise_schedule_fill(double *abar, int T, bool cosine, double beta_max);
+
 int fl_diff_T(const fl_diff *m);                 /* diffusion steps T */
 int fl_diff_dim(const fl_diff *m);               /* D */
 double fl_diff_alpha_bar(const fl_diff *m, int t);   /* ᾱ_t, t = 0 … T (ᾱ_0 = 1) */
+const double *fl_diff_abar(const fl_diff *m);        /* ᾱ_0 … ᾱ_T: T + 1 entries */
 /* ε_θ(x, t/T, z): x (B, D) at step t ∈ [1, T], z (B, C) (C = 0: a (B, 0) tensor) -> (B, D). */
 ct_tensor *fl_diff_eps(const fl_diff *m, const ct_tensor *x, int t, const ct_tensor *z);
+/* An unconditional ε-network as the samplers of any prior see it: x (B, D) at step
+ * t ∈ [1, T] -> (B, D), differentiable w.r.t. x; ctorch's ownership rules. */
+typedef ct_tensor *(*fl_eps_fn)(void *ctx, const ct_tensor *x, int t);
+/* fl_diff_eps of an unconditional fl_diff (ctx) with the empty condition: an fl_eps_fn. */
+ct_tensor *fl_diff_eps_uncond(void *m, const ct_tensor *x, int t);
 /* DDPM's loss on a batch u (B, D): t ~ U{1 … T}, ε ~ N(0, I), the mean of
  * (ε_θ(√ᾱ_t u + √(1−ᾱ_t) ε, t/T, z) − ε)² -> (). */
 ct_tensor *fl_diff_ddpm_loss(const fl_diff *m, const ct_tensor *u, const ct_tensor *z, ct_gen *g);
@@ -55,12 +65,21 @@ ct_tensor *fl_diff_ddpm_loss(const fl_diff *m, const ct_tensor *u, const ct_tens
  *            NDTM code (t = 990, 980, …, 0 at T = 1000, S = 100) τ_i − 1. */
 typedef enum { FL_DDIM_ROUND = 0, FL_DDIM_LEADING, FL_DDIM_GRID_COUNT } fl_ddim_grid;
 int fl_ddim_tau(int i, int S, int T, fl_ddim_grid grid);
-/* σ of the DDIM step from t to s < t at η: η √((1 − ᾱ_s)/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_s)). */
-double fl_diff_ddim_sigma(const fl_diff *m, int t, int s, double eta);
+/* σ of the DDIM step from t to s < t at η, on the schedule abar (ᾱ_0 … ᾱ_T):
+ * η √((1 − ᾱ_s)/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_s)). */
+double fl_ddim_sigma(const double *abar, int t, int s, double eta);
 /* The DDIM update to step s: √ᾱ_s x̂0 + √(1 − ᾱ_s − σ²) ε + σ noise (noise (B, D), or
  * NULL when σ = 0) -> (B, D). */
-ct_tensor *fl_diff_ddim_update(const fl_diff *m, const ct_tensor *x0, const ct_tensor *eps, int s,
-                               double sigma, const ct_tensor *noise);
+ct_tensor *fl_ddim_update(const double *abar, const ct_tensor *x0, const ct_tensor *eps, int s,
+                          double sigma, const ct_tensor *noise);
+/* Plain DDIM of any unconditional ε-network on the schedule abar of T steps: from x_T
+ * (B, D) with S steps at η on grid (fresh noise from g, drawn before each step's network
+ * call) to x_0 (B, D), each x̂0 clamped to [−clamp, clamp] when clamp > 0 (pixels); the
+ * graph as the grad mode says. The same ops as fl_diff_ddim, so that an fl_diff through
+ * fl_diff_eps_uncond with clamp 0 gives its result bit for bit. NULL and a message when S
+ * is not in [1, T]. */
+ct_tensor *fl_ddim_sample(fl_eps_fn eps, void *ctx, const double *abar, int T, const ct_tensor *x_T,
+                          int S, double eta, fl_ddim_grid grid, double clamp, ct_gen *g);
 
 typedef struct {
     int steps;        /* DDIM steps S, 1 ≤ S ≤ T: the times of grid */

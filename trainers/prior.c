@@ -1,11 +1,12 @@
-/* The latent diffusion prior: its keys, training on the VAE's latents, the report, the
- * cache. */
+/* The priors of NDTM: their keys; the latent diffusion prior's training on the VAE's
+ * latents, report and cache; the user's TorchScript prior. */
 #include "trainers/prior.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "architectures/timenet.h"
 #include "core/colorlaw.h"
@@ -37,12 +38,22 @@ const fl_key fl_keys_prior[] = {
      "Color law of the images the prior trains on: correlated (the benchmark's; NDTM) or ood "
      "(foreground and background independent; 'NDTM w/ OOD', colors out of distribution for "
      "the subject). The evaluation targets keep data.variant."},
+    {"prior.script", FL_KEY_STR, "\"\"", FL_NO_BOUNDS, NULL,
+     "A user's prior instead of the trained one: a TorchScript file (torch.jit.save) whose "
+     "forward(x, t) takes images x (B, 3, 28, 28) scaled to [-1, 1] and the 0-based step t "
+     "(B,) int64 in [0, prior.T) and returns the predicted noise of x's shape, on the linear "
+     "β schedule from 1e-4 to prior.beta_max of prior.T steps. Empty: the latent prior."},
     FL_KEYS_END,
 };
 
 struct fl_prior {
-    fl_diff *m;
+    fl_prior_space space;
+    fl_diff *m;              /* the latent prior's ε-network and schedule */
     ct_params *ps;
+    ct_script *script;       /* the user's prior */
+    double *abar;            /* its ᾱ_0 … ᾱ_T (owned); the latent prior's is m's */
+    int T;
+    int64_t dim;
     fl_vae *vae;             /* borrowed */
     int report_samples, report_steps;
     double report_eta;
@@ -57,22 +68,75 @@ void fl_prior_free(fl_prior *p)
     if (!p) return;
     fl_diff_free(p->m);
     ct_params_free(p->ps);
+    ct_script_free(p->script);
+    free(p->abar);
     free(p);
 }
 
-const fl_diff *fl_prior_diff(const fl_prior *p) { return p->m; }
+fl_prior_space fl_prior_space_of(const fl_prior *p) { return p->space; }
+int fl_prior_T(const fl_prior *p) { return p->T; }
+int64_t fl_prior_dim(const fl_prior *p) { return p->dim; }
+const double *fl_prior_abar(const fl_prior *p) { return p->m ? fl_diff_abar(p->m) : p->abar; }
+double fl_prior_clamp(const fl_prior *p) { return p->space == FL_PRIOR_PIXEL ? 1 : 0; }
 fl_vae *fl_prior_vae(const fl_prior *p) { return p->vae; }
 const char *fl_prior_path(const fl_prior *p) { return p->path; }
 const fl_prior_report *fl_prior_report_of(const fl_prior *p) { return &p->rep; }
 
 ct_tensor *fl_prior_no_cond(int64_t b) { return ct_zeros(CT_SHAPE(b, 0), ct_float_dtype()); }
 
+/* The script's ε on states (B, D): reshaped to images, t as the 0-based step. */
+static ct_tensor *script_eps(const fl_prior *p, const ct_tensor *x, int t)
+{
+    ct_scope *s = ct_scope_begin();
+    int64_t b = ct_size(x, 0);
+    ct_tensor *img = ct_reshape(x, CT_SHAPE(b, 3, 28, 28));
+    ct_tensor *tt = ct_full(CT_SHAPE(b), t - 1, CT_I64);                         /* (B,) */
+    const ct_tensor *in[2] = {img, tt};
+    ct_tensor *out = NULL;
+    int n_out = 0;
+    ct_tensor *r = NULL;
+    if (img && tt && ct_script_call(p->script, NULL, in, 2, &out, 1, &n_out) == 0) {
+        if (ct_ndim(out) == 4 && ct_size(out, 0) == b && ct_size(out, 1) == 3 && ct_size(out, 2) == 28 &&
+            ct_size(out, 3) == 28) {
+            r = ct_scope_keep(s, ct_reshape(out, CT_SHAPE(b, p->dim)));
+        } else {
+            char d[128];
+            ct_describe(out, d, sizeof d);
+            fl_fail("prior.script: %s: returns %s for a (%lld, 3, 28, 28) batch; expected its shape",
+                    p->path, d, (long long)b);
+        }
+    } else {
+        fl_fail("prior.script: %s: fails on a (%lld, 3, 28, 28) batch with t (%lld,) int64: %s", p->path,
+                (long long)b, (long long)b, ct_last_error());
+    }
+    ct_scope_end(s);
+    return r;
+}
+
+ct_tensor *fl_prior_eps(void *ctx, const ct_tensor *x, int t)
+{
+    const fl_prior *p = ctx;
+    return p->script ? script_eps(p, x, t) : fl_diff_eps_uncond(p->m, x, t);
+}
+
+ct_tensor *fl_prior_decode(const fl_prior *p, const ct_tensor *x)
+{
+    if (p->space == FL_PRIOR_LATENT) return fl_vae_decode(p->vae, x);
+    return ct_reshape(ct_muls(ct_adds(x, 1), 0.5), CT_SHAPE(-1, 3, 28, 28));
+}
+
+ct_tensor *fl_prior_encode(const fl_prior *p, const ct_tensor *img)
+{
+    if (p->space == FL_PRIOR_LATENT) return fl_vae_encode(p->vae, img);
+    return ct_adds(ct_muls(ct_flatten(img, 1), 2), -1);
+}
+
 ct_tensor *fl_prior_sample(const fl_prior *p, int64_t n, int S, double eta, ct_gen *g)
 {
     ct_scope *s = ct_scope_begin();
-    ct_tensor *x_T = ct_randn(CT_SHAPE(n, fl_diff_dim(p->m)), ct_float_dtype(), g); /* (n, D) */
-    fl_ddim_opts o = {.steps = S, .eta = eta, .grid = FL_DDIM_LEADING};
-    ct_tensor *x = ct_scope_keep(s, fl_diff_ddim(p->m, x_T, fl_prior_no_cond(n), &o, g));
+    ct_tensor *x_T = ct_randn(CT_SHAPE(n, p->dim), ct_float_dtype(), g);          /* (n, D) */
+    ct_tensor *x = ct_scope_keep(s, fl_ddim_sample(fl_prior_eps, (void *)p, fl_prior_abar(p), p->T, x_T, S,
+                                                   eta, FL_DDIM_LEADING, fl_prior_clamp(p), g));
     ct_scope_end(s);
     return x;
 }
@@ -106,7 +170,7 @@ static int measure(void *ctx, const fl_dataset *ds)
         ct_scope *s = ct_scope_begin();
         int64_t len = i + 500 > n ? n - i : 500;
         ct_tensor *x = fl_prior_sample(p, len, p->report_steps, p->report_eta, g);   /* (len, D) */
-        ct_tensor *bg = fl_background(fl_vae_decode(p->vae, x));                     /* (len, 3) */
+        ct_tensor *bg = fl_background(fl_prior_decode(p, x));                        /* (len, 3) */
         ct_tensor *bg32 = ct_to_dtype(bg, CT_F32);
         if (!bg32 || ct_to_data(bg32, colors + 3 * i, (size_t)len * 3 * sizeof *colors))
             rc = fl_fail_ctx("prior: report samples");
@@ -117,6 +181,7 @@ static int measure(void *ctx, const fl_dataset *ds)
     for (int k = 0; k < 3 && !rc; k++) p->report[k] = p->rep.color.kl[k], p->report[4 + k] = p->rep.color.w1[k];
     p->report[3] = p->rep.color.kl_mean;
     p->report[7] = p->rep.color.w1_mean;
+    p->rep.measured = rc == 0;
     free(colors);
     ct_gen_free(g);
     return rc;
@@ -169,8 +234,21 @@ static int prior_config(const fl_config *c, fl_config **own)
     return 0;
 }
 
+int fl_prior_measure(fl_prior *p)
+{
+    if (p->rep.measured) return 0;
+    bool prev = ct_set_grad_enabled(false);
+    int rc = measure(p, NULL);
+    ct_set_grad_enabled(prev);
+    return rc ? fl_fail_ctx("prior %s", p->path) : 0;
+}
+
 int fl_prior_cache_path(const fl_config *c, char *buf, size_t n)
 {
+    if (*fl_cfg_str(c, "prior.script")) {
+        snprintf(buf, n, "%s", fl_cfg_str(c, "prior.script"));
+        return 0;
+    }
     fl_prior p = {0};
     fl_cached m = cached_spec(&p, (int)fl_cfg_int(c, "vae.latent"));
     fl_config *own;
@@ -197,6 +275,28 @@ static int check(const fl_config *c)
     return 0;
 }
 
+/* The user's TorchScript prior: loaded, its schedule filled, and tried on one image. */
+static int open_script(fl_prior *p, const fl_config *c)
+{
+    const char *path = fl_cfg_str(c, "prior.script");
+    snprintf(p->path, sizeof p->path, "%s", path);
+    p->space = FL_PRIOR_PIXEL;
+    p->dim = 3 * 28 * 28;
+    p->T = (int)fl_cfg_int(c, "prior.T");
+    if (access(path, R_OK) != 0) return fl_fail("prior.script: %s: cannot read the file", path);
+    p->abar = malloc(((size_t)p->T + 1) * sizeof *p->abar);
+    if (!p->abar) return fl_fail("out of memory");
+    fl_noise_schedule_fill(p->abar, p->T, false, fl_cfg_num(c, "prior.beta_max"));
+    p->script = ct_script_load(path, ct_default_device());
+    if (!p->script) return fl_fail("prior.script: %s: %s", path, ct_last_error());
+    bool prev = ct_set_grad_enabled(false);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *eps = fl_prior_eps(p, ct_zeros(CT_SHAPE(1, p->dim), ct_float_dtype()), p->T);
+    ct_scope_end(s);
+    ct_set_grad_enabled(prev);
+    return eps ? 0 : -1;
+}
+
 int fl_prior_open(const fl_config *c, const fl_dataset *ds, fl_vae *vae, fl_prior **out)
 {
     *out = NULL;
@@ -208,8 +308,25 @@ int fl_prior_open(const fl_config *c, const fl_dataset *ds, fl_vae *vae, fl_prio
     p->report_samples = (int)fl_cfg_int(c, "prior.report_samples");
     p->report_steps = (int)fl_cfg_int(c, "prior.report_steps");
     p->report_eta = fl_cfg_num(c, "prior.report_eta");
+    if (*fl_cfg_str(c, "prior.script")) {
+        if (open_script(p, c)) {
+            fl_prior_free(p);
+            return -1;
+        }
+        for (int k = 0; k < 3; k++) p->rep.color.kl[k] = p->rep.color.w1[k] = NAN;
+        p->rep.color.kl_mean = p->rep.color.w1_mean = NAN;
+        *out = p;
+        return 0;
+    }
+    if (!vae) {
+        fl_prior_free(p);
+        return fl_fail("prior: the latent prior needs the fiber VAE");
+    }
+    p->space = FL_PRIOR_LATENT;
     p->ps = ct_params_new();
     int dim = fl_vae_dim(vae);
+    p->dim = dim;
+    p->T = (int)fl_cfg_int(c, "prior.T");
     fl_diff_spec s = {.net = {.dim = dim,
                               .cond_dim = 0,
                               .embed = (int)fl_cfg_int(c, "prior.time_embed"),
@@ -247,6 +364,7 @@ int fl_prior_open(const fl_config *c, const fl_dataset *ds, fl_vae *vae, fl_prio
     for (int k = 0; k < 3; k++) p->rep.color.kl[k] = p->report[k], p->rep.color.w1[k] = p->report[4 + k];
     p->rep.color.kl_mean = p->report[3];
     p->rep.color.w1_mean = p->report[7];
+    p->rep.measured = true;
     *out = p;
     return 0;
 }

@@ -2,8 +2,9 @@
  * ndtm/ndtm.c computes, on the benchmark's models (the latent prior's ε-network at the
  * prior.* default sizes, the VAE-decoder and subject stand-ins at the vae.* and subject.*
  * defaults) with weights saved here: the cost C(u) and its gradient at a fixed
- * (x_t, u, target), and one whole guided trajectory (the ndtm.* defaults: 100 DDIM steps,
- * 50 of them guided with 6 Adam steps) from the same x_T with the same DDIM noise, in
+ * (x_t, u, target), and whole guided trajectories (the ndtm.* defaults: 100 DDIM steps,
+ * 50 of them guided with 6 Adam steps; and on a gentler schedule with a terminal weight of
+ * 1e4, under which the per-sample gradient rescaling acts) from the same x_T with the same DDIM noise, in
  * float64 (tests/fixtures/check_ndtm_twin.py compares). A missing python3-torch or h5py
  * fails the test. */
 #include <criterion/criterion.h>
@@ -71,7 +72,8 @@ Test(ndtm_pytorch, the_python_twin_gives_the_same_cost_gradient_and_trajectory)
     cr_assert_eq(fl_conv_encoder_init(&enc, ps, "subject.enc", &ss, 1, g), 0, "%s", fl_error());
     ct_params_set_trainable(ps, false);
     fl_subject *f = fl_subject_custom("conv stand-in", COND, subject_fn, &enc, NULL);
-    fl_ndtm_prior p = {.m = prior, .decode = decode, .encode = NULL, .ctx = &dec, .clamp = 0};
+    fl_ndtm_prior p = {.eps = fl_diff_eps_uncond, .eps_ctx = prior, .abar = fl_diff_abar(prior), .T = sp.T,
+                       .dim = DIM, .decode = decode, .ctx = &dec, .latent = true};
     fl_ndtm_opts o;
     cr_assert_eq(fl_ndtm_opts_from_config(c, sp.T, &o), 0, "%s", fl_error());
     char weights[400], ref[400];
@@ -123,6 +125,23 @@ Test(ndtm_pytorch, the_python_twin_gives_the_same_cost_gradient_and_trajectory)
     ct_tensor *noise[1000];
     cr_assert_leq(o.steps, 1000);
     for (int i = 0; i < o.steps - 1; i++) noise[i] = ct_randn_like(x_T, g2);
+    /* again where the per-sample gradient rescaling acts: the untrained networks'
+     * gradients have norms near 3e-4 (and the untrained ε-network leaves x̂0 far out,
+     * |x_0| ~ 1e3 above, the decoder saturated); on the schedule of β_max = 0.002
+     * (ᾱ_T = 0.37) x̂0 stays near the data's scale, and a terminal weight of 1e4 lifts the
+     * gradients over norm 1 */
+    double abar_small[1001];
+    cr_assert_leq(sp.T, 1000);
+    fl_noise_schedule_fill(abar_small, sp.T, false, 0.002);
+    fl_ndtm_prior ps_small = p;
+    ps_small.abar = abar_small;
+    fl_ndtm_opts ow = o;
+    ow.w_terminal = 1e4;
+    ct_gen *g3 = ct_gen_new(23);
+    put(a, "x0_w", fl_ndtm_sample(&ps_small, f, x_T, img, z, &ow, g3));
+    cr_assert_eq(ct_archive_put_f64(a, "w_terminal_large", ow.w_terminal), CT_OK);
+    cr_assert_eq(ct_archive_put_f64(a, "beta_max_small", 0.002), CT_OK);
+    ct_gen_free(g3);
     put(a, "x_T", x_T);
     put(a, "noise", ct_stack((const ct_tensor *const *)noise, o.steps - 1, 0));       /* (S − 1, B, D) */
     put(a, "x0", x0);

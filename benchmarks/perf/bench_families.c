@@ -259,7 +259,14 @@ static int64_t ndtm_params(const ct_params *ps)
 
 static fl_ndtm_prior ndtm_prior_of(ndtm_models *m)
 {
-    return (fl_ndtm_prior){.m = m->prior, .decode = ndtm_decode, .encode = NULL, .ctx = &m->dec, .clamp = 0};
+    return (fl_ndtm_prior){.eps = fl_diff_eps_uncond,
+                           .eps_ctx = m->prior,
+                           .abar = fl_diff_abar(m->prior),
+                           .T = fl_diff_T(m->prior),
+                           .dim = DIM,
+                           .decode = ndtm_decode,
+                           .ctx = &m->dec,
+                           .latent = true};
 }
 
 static void ndtm_models_free(ndtm_models *m)
@@ -389,6 +396,8 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--worker") == 0 && i + 7 < argc)
             return worker_main(argv[i + 1], atoi(argv[i + 2]), atoi(argv[i + 3]), atof(argv[i + 4]),
                                atoi(argv[i + 5]), atoi(argv[i + 6]), atoi(argv[i + 7]) != 0);
+        if (strcmp(argv[i], "--ndtm-inputs") == 0 && i + 1 < argc)
+            return ndtm_write_inputs(argv[i + 1]), 0;
         if (strcmp(argv[i], "--ndtm-worker") == 0 && i + 5 < argc)
             return ndtm_worker_main(atoi(argv[i + 1]), atoi(argv[i + 2]), atoi(argv[i + 3]),
                                     atoi(argv[i + 4]), argv[i + 5]);

@@ -425,7 +425,7 @@ class LatentPrior(torch.nn.Module):
 
     def __init__(self, T=1000, beta_max=0.02):
         super().__init__()
-        self.T = T
+        self.T, self.beta_max = T, beta_max
         self.abar = DIFF(T, beta_max).abar  # ᾱ_0 … ᾱ_T, Python floats (float64)
         self.net = TimeNet(cond=0)
 
@@ -442,6 +442,7 @@ class Ndtm:
 
     def __init__(self, prior, decoder, subject, o, clamp=0.0):
         self.prior, self.decoder, self.subject, self.o, self.clamp = prior, decoder, subject, o, clamp
+        self.rescaled = 0  # per-sample gradients whose norm was above 1
 
     def time(self, i):
         S, T = self.o.steps, self.prior.T
@@ -475,7 +476,9 @@ class Ndtm:
         for _ in range(o.inner):
             with torch.enable_grad():
                 (g,) = torch.autograd.grad(self.cost(x_t, t, eps_t, u, z, gamma).sum(), u)
-            u.grad = g * (1 / (g.norm(dim=1, keepdim=True) + 1e-6)).clamp(max=1)
+            n = g.norm(dim=1, keepdim=True)
+            self.rescaled += int((n > 1).sum())
+            u.grad = g * (1 / (n + 1e-6)).clamp(max=1)
             opt.step()
         return u.detach()
 

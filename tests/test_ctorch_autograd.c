@@ -1090,6 +1090,10 @@ CT_TEST(fused, mlp_finite_differences_and_second_derivative)
         }
         ct_expect_close("second derivative", gg[0], gg[1], 1e-12);
     }
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
 /* ---- the transposed convolution's own backward (ct_fused.cpp) ----------------------- */
 
 /* Σ gy ⊙ conv_transpose2d(x, w, b) and its gradients w.r.t. x, w, b in the dtype of the

@@ -8,8 +8,25 @@
  * without and with activation checkpointing of those steps (diff.checkpoint /
  * fm.checkpoint; torch.utils.checkpoint on the Python side), with the peak resident
  * memory of each side. Goal: >= 1.5x at batch 64, never slower at 256.
- *   bench_families [--threads N] [--reps R] [--python PATH] [--only FAMILY] [--fiber | --no-fiber]
- * --fiber: only the λ > 0 rows; --no-fiber: only the λ = 0 rows.
+ * And NDTM sampling (ndtm/ndtm.c, issue 14) with the latent prior at batch 64 and 256:
+ * seconds per sample of fl_ndtm_sample with the ndtm.* defaults but --ndtm-steps DDIM
+ * steps (default 20: t = 950, 900, …, 0, of which the 10 below ndtm.ramp_start = 500 are
+ * guided, the same half as the default 100 steps), against the same algorithm in
+ * bench_families.py (DDIM on the leading grid, torch.optim.Adam on the control with the
+ * per-sample gradient rescaling and the linear lr decay, the cosine γ_t, the static
+ * target and the non-squared terminal norm). Both sides read the same weights and inputs
+ * from ctorch archives this program writes (the prior's ε-network: an unconditional
+ * fl_diff of the prior.* default sizes on the 54-d latent; the VAE-decoder and subject
+ * stand-ins below; x_T and target images), run libtorch on --threads threads and BLAS on
+ * one (fiberlab ndtm's setting), each after an untimed 2-step guided warm-up. Goal:
+ * >= 1.2x at both batches. tests/test_ndtm_pytorch.c checks that the twin computes what
+ * ndtm.c computes (cost, gradient, whole trajectories, float64).
+ *   bench_families [--threads N] [--reps R] [--python PATH] [--only FAMILY|ndtm]
+ *                  [--ndtm-steps S] [--fiber | --no-fiber]
+ *   bench_families --ndtm-inputs DIR   (the NDTM weights and inputs, for one side alone:
+ *                  bench_families --ndtm-worker B S THREADS REPS DIR, or
+ *                  bench_families.py --family ndtm --weights DIR/weights.h5 --inputs DIR/inputs.h5)
+ * --fiber: only the λ > 0 rows; --no-fiber: only the λ = 0 rows (both leave NDTM out).
  * Every run is a child process of its own (ours: this program with --worker), so that
  * each side's memory high-water mark is its own.
  *
@@ -526,6 +543,9 @@ int main(int argc, char **argv)
             if (bench_run_line(cmd, &last_py[i])) return 1;
             ours[i][r] = last_ours[i].steps_per_s;
             py[i][r] = last_py[i].steps_per_s;
+            if (k->ndtm)
+                fprintf(stderr, "bench_families: ndtm batch %d, repetition %d: ours %.5f s/sample, Python %.5f\n",
+                        k->batch, r + 1, 1 / ours[i][r], 1 / py[i][r]);
             /* the largest over the repetitions (the same work each time) */
             long long ro = last_ours[i].peak_rss_kb - last_ours[i].rss0_kb;
             long long rp = last_py[i].peak_rss_kb - last_py[i].rss0_kb;

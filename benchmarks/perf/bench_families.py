@@ -5,6 +5,13 @@ clipping). One training run per call; prints one JSON line with steps/s, the tra
 parameter count and the peak RSS. Run by bench_families; usable alone:
     /usr/bin/python3 bench_families.py --family diff --batch 64 --steps 100 --lam 1 --fsteps 4 [--ckpt]
 
+--family ndtm times NDTM sampling (ndtm/ndtm.c) with the latent prior on the C side's
+weights and inputs (bench_families --ndtm-inputs DIR writes them; "steps_per_s" is then
+samples per second):
+    /usr/bin/python3 bench_families.py --family ndtm --batch 64 --ndtm-steps 20 --threads 1 \
+        --weights DIR/weights.h5 --inputs DIR/inputs.h5
+Ndtm is also the reference of tests/test_ndtm_pytorch.c (tests/fixtures/check_ndtm_twin.py).
+
 The fiber-loss term (λ > 0) goes through a stand-in for the trained VAE decoder and
 subject that bench_families.c builds identically: the VAE's conv decoder and the
 subject's conv encoder at their default sizes (vae.*, subject.* keys; the subject sees the

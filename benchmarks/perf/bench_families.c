@@ -332,12 +332,14 @@ static int ndtm_worker_main(int batch, int steps, int threads, int reps, const c
     snprintf(path, sizeof path, "%s/inputs.h5", dir);
     ct_archive *a = ct_archive_read(path);
     if (!a) die(path);
-    ct_tensor *x_T = ct_unscope(ct_narrow(ct_archive_get(a, "x_T"), 0, 0, batch));          /* (B, 54) */
-    ct_tensor *img = ct_unscope(ct_narrow(ct_archive_get(a, "targets"), 0, 0, batch));      /* (B, 3, 28, 28) */
-    ct_archive_free(a);
+    ct_scope *sc = ct_scope_begin();
+    ct_tensor *x_T = ct_scope_keep(sc, ct_narrow(ct_archive_get(a, "x_T"), 0, 0, batch));     /* (B, 54) */
+    ct_tensor *img = ct_scope_keep(sc, ct_narrow(ct_archive_get(a, "targets"), 0, 0, batch)); /* (B, 3, 28, 28) */
     bool prev = ct_set_grad_enabled(false);
-    ct_tensor *z = ct_unscope(fl_subject_forward(m.subj, img));                            /* (B, 48) */
+    ct_tensor *z = ct_scope_keep(sc, fl_subject_forward(m.subj, img));                       /* (B, 48) */
     ct_set_grad_enabled(prev);
+    ct_scope_end(sc);
+    ct_archive_free(a);
     fl_ndtm_prior p = ndtm_prior_of(&m);
     fl_ndtm_opts o, warm;
     if (!x_T || !img || !z || fl_ndtm_opts_from_config(c, fl_diff_T(m.prior), &o)) die("NDTM setup");

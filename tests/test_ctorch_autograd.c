@@ -1093,3 +1093,58 @@ CT_TEST(fused, mlp_finite_differences_and_second_derivative)
     ct_scope_end(s);
     ct_gen_free(g);
 }
+
+/* ---- the transposed convolution's own backward (ct_fused.cpp) ----------------------- */
+
+/* Σ gy ⊙ conv_transpose2d(x, w, b) and its gradients w.r.t. x, w, b in the dtype of the
+ * inputs (float32: ctorch's backward, ∂x as a convolution; float64: libtorch's); w and b
+ * get none unless with_w. */
+static void convt_grads(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b, const ct_tensor *gy,
+                        int stride, int pad, int out_pad, int groups, bool with_w, ct_tensor **out)
+{
+    ct_tensor *lx = ct_detach(x), *lw = ct_detach(w), *lb = ct_detach(b);
+    ct_set_requires_grad(lx, true);
+    ct_set_requires_grad(lw, with_w);
+    ct_set_requires_grad(lb, with_w);
+    ct_tensor *y = ct_conv_transpose2d(lx, lw, lb, stride, pad, out_pad, groups);
+    cr_assert_not_null(y, "%s", ct_last_error());
+    ct_tensor *c = ct_sum(ct_mul(y, ct_to_dtype(gy, ct_dtype_of(y))));
+    const ct_tensor *in[3] = {lx, lw, lb};
+    cr_assert_eq(ct_grad((const ct_tensor *const[]){c}, NULL, 1, in, with_w ? 3 : 1, out, false, false, false),
+                 CT_OK, "%s", ct_last_error());
+    out[3] = y;
+}
+
+CT_TEST(fused, conv_transpose2d_gradients_equal_libtorchs)
+{
+    ct_gen *g = ct_gen_new(43);
+    ct_scope *s = ct_scope_begin();
+    bool prev = ct_set_grad_enabled(true);
+    /* the fiber VAE decoder's stage (stride 2, padding 1, output padding 1), grouped, stride 1 */
+    const int cfg[3][4] = {{2, 1, 1, 1}, {2, 1, 1, 2}, {1, 0, 0, 1}};
+    for (int k = 0; k < 3; k++) {
+        int stride = cfg[k][0], pad = cfg[k][1], op = cfg[k][2], groups = cfg[k][3];
+        ct_tensor *x = randn64(CT_SHAPE(3, 4, 5, 5), g), *w = randn64(CT_SHAPE(4, 6 / groups, 3, 3), g);
+        ct_tensor *b = randn64(CT_SHAPE(6), g);
+        int64_t h = (5 - 1) * stride - 2 * pad + 3 + op;
+        ct_tensor *gy = randn64(CT_SHAPE(3, 6, h, h), g);
+        for (int with_w = 0; with_w < 2; with_w++) {
+            ct_tensor *r64[4] = {0}, *r32[4] = {0};
+            convt_grads(x, w, b, gy, stride, pad, op, groups, with_w, r64);
+            convt_grads(ct_to_dtype(x, CT_F32), ct_to_dtype(w, CT_F32), ct_to_dtype(b, CT_F32), gy, stride, pad,
+                        op, groups, with_w, r32);
+            for (int i = 0; i < (with_w ? 3 : 1); i++) {
+                double scale = ct_item(ct_max_all(ct_abs(r64[i])));
+                double d = ct_item(ct_max_all(ct_abs(ct_sub(ct_to_dtype(r32[i], CT_F64), r64[i])))) / scale;
+                cr_expect_lt(d, 1e-5, "stride %d padding %d output padding %d groups %d: gradient %d off by %g "
+                             "(relative to its largest entry %g)", stride, pad, op, groups, i, d, scale);
+                ct_free(r64[i]), ct_free(r32[i]);
+            }
+            double dy = ct_item(ct_max_all(ct_abs(ct_sub(ct_to_dtype(r32[3], CT_F64), r64[3]))));
+            cr_expect_lt(dy, 1e-4, "the output is off by %g", dy);
+        }
+    }
+    ct_set_grad_enabled(prev);
+    ct_scope_end(s);
+    ct_gen_free(g);
+}

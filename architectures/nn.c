@@ -112,6 +112,23 @@ int fl_mlp_init(fl_mlp *m, ct_params *ps, const char *name, const fl_mlp_spec *s
     return fl_linear_init(&m->out_layer, ps, key, s->hidden, s->out, s->zero_last, g);
 }
 
+/* A plain MLP (no residual blocks) on x with in-layer weight w0 and bias b0 (b0 may be
+ * the per-row (B, hidden) pre-activation share of another input): ctorch's one-node MLP,
+ * the same kernels and numbers as the layers op by op (ctorch/ct.h, ct_mlp). */
+static ct_tensor *mlp_plain(const fl_mlp *m, const ct_tensor *x, const ct_tensor *w0, const ct_tensor *b0)
+{
+    const ct_tensor *ws[FL_MLP_MAX + 2], *bs[FL_MLP_MAX + 2];
+    int n = 0;
+    ws[n] = w0, bs[n++] = b0;
+    for (int l = 0; l < m->body.n_layers; l++) ws[n] = m->body.layers[l].w, bs[n++] = m->body.layers[l].b;
+    ws[n] = m->out_layer.w, bs[n++] = m->out_layer.b;
+    _Static_assert((int)FL_ACT_SILU == (int)CT_ACT_SILU && (int)FL_ACT_RELU == (int)CT_ACT_RELU &&
+                       (int)FL_ACT_TANH == (int)CT_ACT_TANH && (int)FL_ACT_GELU == (int)CT_ACT_GELU &&
+                       (int)FL_ACT_LEAKY == (int)CT_ACT_LEAKY_RELU,
+                   "fl_act and ct_act differ");
+    return ct_mlp(x, ws, bs, n, (ct_act)m->act);
+}
+
 /* The network after its in-layer's pre-activation h (B, hidden). */
 static ct_tensor *mlp_rest(const fl_mlp *m, const ct_tensor *h)
 {
@@ -124,6 +141,7 @@ static ct_tensor *mlp_rest(const fl_mlp *m, const ct_tensor *h)
 
 ct_tensor *fl_mlp_forward(const fl_mlp *m, const ct_tensor *x)
 {
+    if (m->body.n_blocks == 0) return mlp_plain(m, x, m->in_layer.w, m->in_layer.b);
     ct_scope *s = ct_scope_begin();
     ct_tensor *y = ct_scope_keep(s, mlp_rest(m, fl_linear_forward(&m->in_layer, x)));
     ct_scope_end(s);
@@ -146,6 +164,7 @@ int fl_mlp_split_in(const fl_mlp *m, int k, ct_tensor **wx, ct_tensor **wc)
 ct_tensor *fl_mlp_forward_pre(const fl_mlp *m, const ct_tensor *x, const ct_tensor *wx,
                               const ct_tensor *pre)
 {
+    if (m->body.n_blocks == 0) return mlp_plain(m, x, wx, pre ? pre : m->in_layer.b);
     ct_scope *s = ct_scope_begin();
     /* x W_xᵀ + pre: one addmm, pre in the bias's place */
     ct_tensor *h = ct_linear(x, wx, pre ? pre : m->in_layer.b);                /* (B, hidden) */

@@ -324,6 +324,16 @@ ct_tensor *ct_affine_coupling(const ct_tensor *x, const ct_tensor *h, double cla
  * ct_affine_coupling; logdet may be NULL. */
 ct_tensor *ct_actnorm(const ct_tensor *x, const ct_tensor *bias, const ct_tensor *logs,
                       bool inverse, ct_tensor **logdet);
+/* A plain MLP as one autograd node: a_0 = x (B, in), h_i = a_i W_iᵀ + b_i for i = 0 … n−1,
+ * a_{i+1} = act(h_i) for i < n − 1, result h_{n−1}. ws[i] (out_i, in_i); bs[i] (out_i), or
+ * bs[0] (B, out_0) (a per-row bias: e.g. another input's share of the first layer). It
+ * runs the ATen kernels of the composed chain (ct_linear, the activation; their backward
+ * as autograd computes it), so values and gradients equal the chain's bit for bit with
+ * 1 node instead of 3n − 1. A backward that builds a graph, forward mode, and no grad
+ * mode run the chain op by op. LEAKY_RELU's slope is 0.01. */
+typedef enum { CT_ACT_SILU = 0, CT_ACT_RELU, CT_ACT_TANH, CT_ACT_GELU, CT_ACT_LEAKY_RELU, CT_ACT_COUNT } ct_act;
+ct_tensor *ct_mlp(const ct_tensor *x, const ct_tensor *const *ws, const ct_tensor *const *bs, int n,
+                  ct_act act);
 ct_tensor *ct_softplus(const ct_tensor *x);
 ct_tensor *ct_elu(const ct_tensor *x);
 ct_tensor *ct_softmax(const ct_tensor *x, int dim);

@@ -4,6 +4,7 @@
 // a backward that must itself be differentiable) the same formulas run as ATen ops, so
 // every derivative that the composed chain has still exists.
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
@@ -297,9 +298,214 @@ struct ActNorm : public torch::autograd::Function<ActNorm> {
     }
 };
 
+// ---- the transposed convolution, its input gradient as a convolution ------------------
+// libtorch 1.13 runs a CPU transposed convolution with slow_conv_transpose2d (oneDNN's
+// deconvolution is not in it), whose backward unfolds the gradient one sample at a time.
+// The gradient with respect to the input of y = conv_transpose2d(x, w) is the forward
+// convolution conv2d(∂y, w) with the same stride, padding and groups (output_padding
+// only widens y), which runs on oneDNN: 1.6x faster for the fiber VAE decoder's first
+// stage at batch 256 (NDTM's inner loop differentiates through it; docs/performance.md).
+// The weight and bias gradients stay libtorch's. Only the formula for ∂x is new; a
+// backward that builds a graph records these same ops, so it stays differentiable.
+struct ConvTranspose2d : public torch::autograd::Function<ConvTranspose2d> {
+    static at::Tensor forward(AutogradContext *actx, const at::Tensor &x, const at::Tensor &w,
+                              const at::Tensor &b, int64_t stride, int64_t padding, int64_t out_pad,
+                              int64_t groups) {
+        actx->save_for_backward({x, w});
+        actx->saved_data["stride"] = stride;
+        actx->saved_data["padding"] = padding;
+        actx->saved_data["out_pad"] = out_pad;
+        actx->saved_data["groups"] = groups;
+        actx->saved_data["has_bias"] = b.defined();
+        return at::conv_transpose2d(x, w, b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt,
+                                    {stride, stride}, {padding, padding}, {out_pad, out_pad}, groups,
+                                    {1, 1});
+    }
+
+    static variable_list backward(AutogradContext *actx, variable_list g) {
+        variable_list saved = actx->get_saved_variables();
+        const at::Tensor &x = saved[0], &w = saved[1];
+        int64_t s = actx->saved_data["stride"].toInt(), p = actx->saved_data["padding"].toInt();
+        int64_t op = actx->saved_data["out_pad"].toInt(), groups = actx->saved_data["groups"].toInt();
+        bool has_bias = actx->saved_data["has_bias"].toBool();
+        at::Tensor gy = g[0], gx, gw, gb;
+        if (!gy.defined()) return {gx, gw, gb, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+        if (actx->needs_input_grad(0))
+            gx = at::conv2d(gy, w, c10::nullopt, {s, s}, {p, p}, {1, 1}, groups);   // (B, C, H, W)
+        bool need_w = actx->needs_input_grad(1), need_b = has_bias && actx->needs_input_grad(2);
+        if (need_w || need_b) {
+            std::vector<int64_t> bias_sizes{w.size(1) * groups};
+            auto r = at::convolution_backward(gy, x, w, has_bias ? at::OptionalIntArrayRef(bias_sizes) : c10::nullopt,
+                                              {s, s}, {p, p}, {1, 1}, true, {op, op}, groups,
+                                              {false, need_w, need_b});
+            if (need_w) gw = std::get<1>(r);
+            if (need_b) gb = std::get<2>(r);
+        }
+        return {gx, gw, gb, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+};
+
+// ---- a plain MLP as one node --------------------------------------------------------------
+//
+// h_i = a_i W_iᵀ + b_i (at::addmm, as at::linear does for 2-D inputs), a_{i+1} = act(h_i),
+// y = h_{n−1}. Forward and backward call the ATen kernels that autograd would call for the
+// composed chain (addmm; silu / relu / tanh / gelu / leaky_relu and their *_backward; the
+// mm's of AddmmBackward with its choice by the weight's layout; sum_to for the bias), so
+// values and gradients are bit-identical to it; what goes is the chain's 3n − 1 nodes
+// (AddmmBackward, TBackward, the activation's) and their bookkeeping.
+
+at::Tensor act_forward(int act, const at::Tensor &h) {
+    switch (act) {
+    case CT_ACT_SILU: return at::silu(h);
+    case CT_ACT_RELU: return at::relu(h);
+    case CT_ACT_TANH: return at::tanh(h);
+    case CT_ACT_GELU: return at::gelu(h);
+    default: return at::leaky_relu(h, 0.01);
+    }
+}
+
+// g ⊙ act'(h), a = act(h): the activation's backward as autograd runs it.
+at::Tensor act_backward(int act, const at::Tensor &g, const at::Tensor &h, const at::Tensor &a) {
+    switch (act) {
+    case CT_ACT_SILU: return at::silu_backward(g, h);
+    case CT_ACT_RELU: return at::threshold_backward(g, a, 0);
+    case CT_ACT_TANH: return at::tanh_backward(g, a);
+    case CT_ACT_GELU: return at::gelu_backward(g, h);
+    default: return at::leaky_relu_backward(g, h, 0.01, false);
+    }
+}
+
+at::Tensor mlp_composed(const at::Tensor &x, at::TensorList ws, at::TensorList bs, int act) {
+    at::Tensor a = x;
+    int64_t n = (int64_t)ws.size();
+    for (int64_t i = 0; i < n; i++) {
+        at::Tensor h = at::addmm(bs[i], a, ws[i].t());
+        a = i < n - 1 ? act_forward(act, h) : h;
+    }
+    return a;
+}
+
+struct Mlp : public torch::autograd::Function<Mlp> {
+    static variable_list forward(AutogradContext *actx, const at::Tensor &x, at::TensorList ws,
+                                 at::TensorList bs, int64_t act) {
+        int64_t n = (int64_t)ws.size();
+        std::vector<at::Tensor> hs, as;   // pre-activations and activations of the hidden layers
+        at::Tensor a = x;
+        for (int64_t i = 0; i < n; i++) {
+            at::Tensor h = at::addmm(bs[i], a, ws[i].t());
+            if (i == n - 1) {
+                a = h;
+                break;
+            }
+            a = act_forward((int)act, h);
+            hs.push_back(h);
+            as.push_back(a);
+        }
+        std::vector<at::Tensor> inputs{x};
+        inputs.insert(inputs.end(), ws.begin(), ws.end());
+        inputs.insert(inputs.end(), bs.begin(), bs.end());
+        actx->save_for_backward(inputs);
+        actx->saved_data["h"] = hs;
+        actx->saved_data["a"] = as;
+        actx->saved_data["act"] = act;
+        return {a};
+    }
+
+    static variable_list backward(AutogradContext *actx, variable_list g) {
+        variable_list saved = actx->get_saved_variables();
+        int64_t n = ((int64_t)saved.size() - 1) / 2;
+        int act = (int)actx->saved_data["act"].toInt();
+        variable_list out((size_t)(2 * n + 2));
+        at::Tensor gy = g[0];
+        if (!gy.defined()) return out;
+        const at::Tensor &x = saved[0];
+        std::vector<at::Tensor> ws(saved.begin() + 1, saved.begin() + 1 + n);
+        std::vector<at::Tensor> bs(saved.begin() + 1 + n, saved.end());
+        if (c10::GradMode::is_enabled()) {
+            // a backward that builds a graph: the chain again from the saved inputs, with
+            // autograd, so that every path of the second derivative is there
+            at::Tensor y = mlp_composed(x, ws, bs, act);
+            std::vector<at::Tensor> need;
+            std::vector<size_t> where;
+            for (size_t k = 0; k < saved.size(); k++)
+                if (saved[k].requires_grad() && actx->needs_input_grad(k)) need.push_back(saved[k]), where.push_back(k);
+            if (need.empty()) return out;
+            auto gr = torch::autograd::grad({y}, need, {gy}, true, true, true);
+            for (size_t k = 0; k < need.size(); k++) out[where[k]] = gr[k];
+            return out;
+        }
+        c10::List<at::Tensor> hl = actx->saved_data["h"].toTensorList();
+        c10::List<at::Tensor> al = actx->saved_data["a"].toTensorList();
+        at::Tensor gh = gy;
+        for (int64_t i = n - 1; i >= 0; i--) {
+            const at::Tensor in = i == 0 ? x : al.get((size_t)(i - 1));
+            const at::Tensor &w = ws[(size_t)i];
+            if (actx->needs_input_grad((size_t)(1 + i))) {
+                // AddmmBackward's grad of mat2 = wᵀ, then TBackward's transpose
+                at::Tensor wt = w.t();
+                bool col_major = wt.stride(0) == 1 && wt.stride(1) == wt.size(0);
+                out[(size_t)(1 + i)] = col_major ? gh.t().mm(in) : in.t().mm(gh).t();
+            }
+            if (actx->needs_input_grad((size_t)(1 + n + i))) out[(size_t)(1 + n + i)] = at::sum_to(gh, bs[(size_t)i].sizes());
+            if (i == 0 && !actx->needs_input_grad(0)) break;
+            at::Tensor gin = gh.mm(w);   // AddmmBackward's grad of mat1 (row-major inputs)
+            if (i == 0) {
+                out[0] = gin;
+                break;
+            }
+            gh = act_backward(act, gin, hl.get((size_t)(i - 1)), al.get((size_t)(i - 1)));
+        }
+        return out;
+    }
+};
+
 }  // namespace
 
+extern "C" ct_tensor *ct_conv_transpose2d(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b,
+                                          int stride, int padding, int output_padding, int groups) {
+    if (!x || !w) return null_input("ct_conv_transpose2d"), nullptr;
+    return guard("ct_conv_transpose2d", [&] {
+        const at::Tensor &xt = x->t, &wt = w->t;
+        at::Tensor bt = b ? b->t : at::Tensor();
+        // float32 on the CPU, no forward-mode AD (the function has no JVP): the custom
+        // backward; else (and for an output padding conv2d's shapes cannot absorb) libtorch's
+        bool fast = xt.device().is_cpu() && xt.scalar_type() == at::kFloat && wt.scalar_type() == at::kFloat &&
+                    ct_fwad_active_level() < 0 && output_padding < stride;
+        if (!fast)
+            return at::conv_transpose2d(xt, wt, b ? c10::optional<at::Tensor>(bt) : c10::nullopt,
+                                        {stride, stride}, {padding, padding},
+                                        {output_padding, output_padding}, groups, {1, 1});
+        return ConvTranspose2d::apply(xt, wt, bt, stride, padding, output_padding, groups);
+    });
+}
+
 extern "C" {
+
+ct_tensor *ct_mlp(const ct_tensor *x, const ct_tensor *const *ws, const ct_tensor *const *bs, int n,
+                  ct_act act) {
+    if (!x || !ws || !bs || n < 1) return null_input("ct_mlp"), nullptr;
+    for (int i = 0; i < n; i++)
+        if (!ws[i] || !bs[i]) return null_input("ct_mlp"), nullptr;
+    return guard("ct_mlp", [&] {
+        TORCH_CHECK(act >= 0 && act < CT_ACT_COUNT, "unknown activation ", (int)act);
+        std::vector<at::Tensor> w, b;
+        for (int i = 0; i < n; i++) w.push_back(ws[i]->t), b.push_back(bs[i]->t);
+        const at::Tensor &xt = x->t;
+        TORCH_CHECK(xt.dim() == 2, "x must be (B, in); got ", xt.sizes());
+        bool any_grad = xt.requires_grad();
+        bool row_major = xt.stride(1) == 1 || xt.size(1) == 1;
+        for (int i = 0; i < n; i++) {
+            TORCH_CHECK(w[(size_t)i].dim() == 2 && (b[(size_t)i].dim() == 1 || (i == 0 && b[0].dim() == 2)),
+                        "layer ", i, ": weight ", w[(size_t)i].sizes(), ", bias ", b[(size_t)i].sizes());
+            any_grad = any_grad || w[(size_t)i].requires_grad() || b[(size_t)i].requires_grad();
+        }
+        // one node where it pays and is exact: with a graph to record, no forward-mode
+        // level, inputs in rows (AddmmBackward's other branch is not mirrored)
+        if (c10::GradMode::is_enabled() && any_grad && row_major && ct_fwad_active_level() < 0)
+            return Mlp::apply(xt, at::TensorList(w), at::TensorList(b), (int64_t)act)[0];
+        return mlp_composed(xt, w, b, (int)act);
+    });
+}
 
 ct_tensor *ct_affine_coupling(const ct_tensor *x, const ct_tensor *h, double clamp, bool inverse,
                               ct_tensor **logdet) {

@@ -269,14 +269,7 @@ ct_tensor *ct_conv2d(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b,
                           groups);
     });
 }
-ct_tensor *ct_conv_transpose2d(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b,
-                               int stride, int padding, int output_padding, int groups) {
-    if (!x || !w) return null_input("ct_conv_transpose2d"), nullptr;
-    return guard("ct_conv_transpose2d", [&] {
-        return at::conv_transpose2d(x->t, w->t, opt(b), {stride, stride}, {padding, padding},
-                                    {output_padding, output_padding}, groups, {1, 1});
-    });
-}
+// ct_conv_transpose2d: ct_fused.cpp (its input gradient as a convolution)
 ct_tensor *ct_group_norm(const ct_tensor *x, int groups, const ct_tensor *w, const ct_tensor *b,
                          double eps) {
     if (!x) return null_input("ct_group_norm"), nullptr;

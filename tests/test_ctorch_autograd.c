@@ -975,3 +975,176 @@ CT_TEST(fused, actnorm_equals_its_chain_and_finite_differences)
     ct_scope_end(s);
     ct_gen_free(g);
 }
+
+/* ---- the one-node MLP against its layers op by op ------------------------------------- */
+
+/* The layers of ct_mlp op by op: ct_linear and the activation. */
+static ct_tensor *mlp_chain(const ct_tensor *x, ct_tensor *const *ws, ct_tensor *const *bs, int n, ct_act act)
+{
+    ct_tensor *(*f[CT_ACT_COUNT])(const ct_tensor *) = {ct_silu, ct_relu, ct_tanh, ct_gelu, NULL};
+    const ct_tensor *a = x;
+    for (int i = 0; i < n; i++) {
+        ct_tensor *h = ct_linear(a, ws[i], bs[i]);
+        a = i == n - 1 ? h : act == CT_ACT_LEAKY_RELU ? ct_leaky_relu(h, 0.01) : f[act](h);
+    }
+    return (ct_tensor *)a;
+}
+
+/* Values, and the gradients of Σ w ⊙ y with respect to x, every weight and bias, equal
+ * the chain's bit for bit — in float32, for every activation, with the first layer's
+ * weight a column view (as the INN's split in-layer) and its bias a per-row (B, h) tensor,
+ * and x a column slice of a wider tensor. */
+CT_TEST(fused, mlp_equals_its_layers_bit_for_bit)
+{
+    ct_gen *g = ct_gen_new(44);
+    ct_scope *s = ct_scope_begin();
+    const int B = 33, k = 7, H = 24, out = 10;
+    ct_tensor *xs = ct_randn(CT_SHAPE(B, k + 3), CT_F32, g);
+    ct_tensor *wfull = ct_randn(CT_SHAPE(H, k + 5), CT_F32, g), *pre = ct_randn(CT_SHAPE(B, H), CT_F32, g);
+    ct_tensor *w1 = ct_randn(CT_SHAPE(H, H), CT_F32, g), *b1 = ct_randn(CT_SHAPE(H), CT_F32, g);
+    ct_tensor *w2 = ct_randn(CT_SHAPE(out, H), CT_F32, g), *b2 = ct_randn(CT_SHAPE(out), CT_F32, g);
+    ct_tensor *wy = ct_randn(CT_SHAPE(B, out), CT_F32, g);
+    ct_tensor *leaves[6] = {xs, wfull, pre, w1, b1, w2};
+    for (int i = 0; i < 6; i++) ct_set_requires_grad(leaves[i], true);
+    ct_set_requires_grad(b2, true);
+    for (int act = 0; act < CT_ACT_COUNT; act++) {
+        ct_tensor *gr[2][7], *y[2];
+        for (int r = 0; r < 2; r++) {
+            ct_tensor *parts[2];
+            cr_assert_eq(ct_split(wfull, 1, (const int64_t[]){k, 5}, 2, parts), CT_OK);
+            ct_tensor *ws[3] = {parts[0], w1, w2}, *bs[3] = {pre, b1, b2};
+            ct_tensor *x = ct_narrow(xs, 1, 2, k);
+            y[r] = r ? mlp_chain(x, ws, bs, 3, (ct_act)act)
+                     : ct_mlp(x, (const ct_tensor *const *)ws, (const ct_tensor *const *)bs, 3, (ct_act)act);
+            cr_assert_not_null(y[r], "%s", ct_last_error());
+            cr_assert_eq(ct_grad((const ct_tensor *const[]){ct_sum(ct_mul(y[r], wy))}, NULL, 1,
+                                 (const ct_tensor *const[]){xs, wfull, pre, w1, b1, w2, b2}, 7, gr[r], false,
+                                 false, false),
+                         CT_OK, "%s", ct_last_error());
+        }
+        char what[64];
+        snprintf(what, sizeof what, "activation %d: y", act);
+        ct_expect_close(what, y[0], y[1], 0);
+        for (int i = 0; i < 7; i++) {
+            snprintf(what, sizeof what, "activation %d: gradient %d", act, i);
+            ct_expect_close(what, gr[0][i], gr[1][i], 0);
+        }
+    }
+    /* without grad mode: the same values */
+    bool prev = ct_set_grad_enabled(false);
+    ct_tensor *ws[2] = {w1, w2}, *bs[2] = {b1, b2};
+    ct_tensor *a = ct_randn(CT_SHAPE(B, H), CT_F32, g);
+    ct_expect_close("no grad", ct_mlp(a, (const ct_tensor *const *)ws, (const ct_tensor *const *)bs, 2, CT_ACT_SILU),
+                    mlp_chain(a, ws, bs, 2, CT_ACT_SILU), 0);
+    ct_set_grad_enabled(prev);
+    /* a bias of the wrong rank is refused naming the op */
+    ct_tensor *bad[2] = {ct_randn(CT_SHAPE(2, 2, 2), CT_F32, g), b2};
+    cr_expect_null(ct_mlp(a, (const ct_tensor *const *)ws, (const ct_tensor *const *)bad, 2, CT_ACT_SILU));
+    ct_expect_error_mentions("ct_mlp");
+    ct_clear_error();
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+/* In float64: the gradient matches finite differences, and the gradient of a gradient
+ * (a backward that builds a graph) equals the chain's. */
+CT_TEST(fused, mlp_finite_differences_and_second_derivative)
+{
+    ct_gen *g = ct_gen_new(45);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = randn64(CT_SHAPE(4, 3), g), *w0 = randn64(CT_SHAPE(5, 3), g), *b0 = randn64(CT_SHAPE(5), g);
+    ct_tensor *w1 = randn64(CT_SHAPE(2, 5), g), *b1 = randn64(CT_SHAPE(2), g), *wy = randn64(CT_SHAPE(4, 2), g);
+    ct_tensor *leaves[5] = {x, w0, b0, w1, b1};
+    for (int i = 0; i < 5; i++) ct_set_requires_grad(leaves[i], true);
+    for (int act = 0; act < CT_ACT_COUNT; act++) {
+        if (act == CT_ACT_RELU || act == CT_ACT_LEAKY_RELU) continue;   /* kinks: no second derivative */
+        ct_tensor *gg[2];
+        for (int r = 0; r < 2; r++) {
+            ct_tensor *ws[2] = {w0, w1}, *bs[2] = {b0, b1};
+            ct_tensor *y = r ? mlp_chain(x, ws, bs, 2, (ct_act)act)
+                             : ct_mlp(x, (const ct_tensor *const *)ws, (const ct_tensor *const *)bs, 2, (ct_act)act);
+            ct_tensor *gx;
+            cr_assert_eq(ct_grad((const ct_tensor *const[]){ct_sum(ct_mul(y, wy))}, NULL, 1,
+                                 (const ct_tensor *const[]){x}, 1, &gx, true, true, false),
+                         CT_OK, "%s", ct_last_error());
+            if (r == 0) {   /* ∂/∂w0[0, 1] of Σ wy ⊙ y against central differences */
+                const double h = 1e-6;
+                double v[2];
+                for (int sgn = 0; sgn < 2; sgn++) {
+                    bool pg = ct_set_grad_enabled(false);
+                    ct_tensor *wp = ct_clone(w0);
+                    ct_fill_(ct_narrow(ct_narrow(wp, 0, 0, 1), 1, 1, 1), ct_item(ct_narrow(ct_narrow(w0, 0, 0, 1), 1, 1, 1)) + (sgn ? -h : h));
+                    ct_tensor *wsp[2] = {wp, w1};
+                    v[sgn] = ct_item(ct_sum(ct_mul(mlp_chain(x, wsp, bs, 2, (ct_act)act), wy)));
+                    ct_set_grad_enabled(pg);
+                }
+                ct_tensor *gw;
+                cr_assert_eq(ct_grad((const ct_tensor *const[]){ct_sum(ct_mul(y, wy))}, NULL, 1,
+                                     (const ct_tensor *const[]){w0}, 1, &gw, false, false, false), CT_OK);
+                double an = ct_item(ct_narrow(ct_narrow(gw, 0, 0, 1), 1, 1, 1)), fd = (v[0] - v[1]) / (2 * h);
+                cr_expect(fabs(an - fd) < 1e-7 * fmax(1, fabs(fd)), "activation %d: ∂/∂w: %.12g, FD %.12g", act, an, fd);
+            }
+            cr_assert_eq(ct_grad((const ct_tensor *const[]){ct_sum(ct_square(gx))}, NULL, 1,
+                                 (const ct_tensor *const[]){w0}, 1, &gg[r], false, false, false),
+                         CT_OK, "%s", ct_last_error());
+        }
+        ct_expect_close("second derivative", gg[0], gg[1], 1e-12);
+    }
+    ct_scope_end(s);
+    ct_gen_free(g);
+}
+
+/* ---- the transposed convolution's own backward (ct_fused.cpp) ----------------------- */
+
+/* Σ gy ⊙ conv_transpose2d(x, w, b) and its gradients w.r.t. x, w, b in the dtype of the
+ * inputs (float32: ctorch's backward, ∂x as a convolution; float64: libtorch's); w and b
+ * get none unless with_w. */
+static void convt_grads(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b, const ct_tensor *gy,
+                        int stride, int pad, int out_pad, int groups, bool with_w, ct_tensor **out)
+{
+    ct_tensor *lx = ct_detach(x), *lw = ct_detach(w), *lb = ct_detach(b);
+    ct_set_requires_grad(lx, true);
+    ct_set_requires_grad(lw, with_w);
+    ct_set_requires_grad(lb, with_w);
+    ct_tensor *y = ct_conv_transpose2d(lx, lw, lb, stride, pad, out_pad, groups);
+    cr_assert_not_null(y, "%s", ct_last_error());
+    ct_tensor *c = ct_sum(ct_mul(y, ct_to_dtype(gy, ct_dtype_of(y))));
+    const ct_tensor *in[3] = {lx, lw, lb};
+    cr_assert_eq(ct_grad((const ct_tensor *const[]){c}, NULL, 1, in, with_w ? 3 : 1, out, false, false, false),
+                 CT_OK, "%s", ct_last_error());
+    out[3] = y;
+}
+
+CT_TEST(fused, conv_transpose2d_gradients_equal_libtorchs)
+{
+    ct_gen *g = ct_gen_new(43);
+    ct_scope *s = ct_scope_begin();
+    bool prev = ct_set_grad_enabled(true);
+    /* the fiber VAE decoder's stage (stride 2, padding 1, output padding 1), grouped, stride 1 */
+    const int cfg[3][4] = {{2, 1, 1, 1}, {2, 1, 1, 2}, {1, 0, 0, 1}};
+    for (int k = 0; k < 3; k++) {
+        int stride = cfg[k][0], pad = cfg[k][1], op = cfg[k][2], groups = cfg[k][3];
+        ct_tensor *x = randn64(CT_SHAPE(3, 4, 5, 5), g), *w = randn64(CT_SHAPE(4, 6 / groups, 3, 3), g);
+        ct_tensor *b = randn64(CT_SHAPE(6), g);
+        int64_t h = (5 - 1) * stride - 2 * pad + 3 + op;
+        ct_tensor *gy = randn64(CT_SHAPE(3, 6, h, h), g);
+        for (int with_w = 0; with_w < 2; with_w++) {
+            ct_tensor *r64[4] = {0}, *r32[4] = {0};
+            convt_grads(x, w, b, gy, stride, pad, op, groups, with_w, r64);
+            convt_grads(ct_to_dtype(x, CT_F32), ct_to_dtype(w, CT_F32), ct_to_dtype(b, CT_F32), gy, stride, pad,
+                        op, groups, with_w, r32);
+            for (int i = 0; i < (with_w ? 3 : 1); i++) {
+                double scale = ct_item(ct_max_all(ct_abs(r64[i])));
+                double d = ct_item(ct_max_all(ct_abs(ct_sub(ct_to_dtype(r32[i], CT_F64), r64[i])))) / scale;
+                cr_expect_lt(d, 1e-5, "stride %d padding %d output padding %d groups %d: gradient %d off by %g "
+                             "(relative to its largest entry %g)", stride, pad, op, groups, i, d, scale);
+                ct_free(r64[i]), ct_free(r32[i]);
+            }
+            double dy = ct_item(ct_max_all(ct_abs(ct_sub(ct_to_dtype(r32[3], CT_F64), r64[3]))));
+            cr_expect_lt(dy, 1e-4, "the output is off by %g", dy);
+        }
+    }
+    ct_set_grad_enabled(prev);
+    ct_scope_end(s);
+    ct_gen_free(g);
+}

@@ -8,8 +8,25 @@
  * without and with activation checkpointing of those steps (diff.checkpoint /
  * fm.checkpoint; torch.utils.checkpoint on the Python side), with the peak resident
  * memory of each side. Goal: >= 1.5x at batch 64, never slower at 256.
- *   bench_families [--threads N] [--reps R] [--python PATH] [--only FAMILY] [--fiber | --no-fiber]
- * --fiber: only the λ > 0 rows; --no-fiber: only the λ = 0 rows.
+ * And NDTM sampling (ndtm/ndtm.c, issue 14) with the latent prior at batch 64 and 256:
+ * seconds per sample of fl_ndtm_sample with the ndtm.* defaults but --ndtm-steps DDIM
+ * steps (default 20: t = 950, 900, …, 0, of which the 10 below ndtm.ramp_start = 500 are
+ * guided, the same half as the default 100 steps), against the same algorithm in
+ * bench_families.py (DDIM on the leading grid, torch.optim.Adam on the control with the
+ * per-sample gradient rescaling and the linear lr decay, the cosine γ_t, the static
+ * target and the non-squared terminal norm). Both sides read the same weights and inputs
+ * from ctorch archives this program writes (the prior's ε-network: an unconditional
+ * fl_diff of the prior.* default sizes on the 54-d latent; the VAE-decoder and subject
+ * stand-ins below; x_T and target images), run libtorch on --threads threads and BLAS on
+ * one (fiberlab ndtm's setting), each after an untimed 2-step guided warm-up. Goal:
+ * >= 1.2x at both batches. tests/test_ndtm_pytorch.c checks that the twin computes what
+ * ndtm.c computes (cost, gradient, whole trajectories, float64).
+ *   bench_families [--threads N] [--reps R] [--python PATH] [--only FAMILY|ndtm]
+ *                  [--ndtm-steps S] [--fiber | --no-fiber]
+ *   bench_families --ndtm-inputs DIR   (the NDTM weights and inputs, for one side alone:
+ *                  bench_families --ndtm-worker B S THREADS REPS DIR, or
+ *                  bench_families.py --family ndtm --weights DIR/weights.h5 --inputs DIR/inputs.h5)
+ * --fiber: only the λ > 0 rows; --no-fiber: only the λ = 0 rows (both leave NDTM out).
  * Every run is a child process of its own (ours: this program with --worker), so that
  * each side's memory high-water mark is its own.
  *
@@ -37,6 +54,8 @@
 #include "core/fiber.h"
 #include "core/log.h"
 #include "ctorch/ct.h"
+#include "ndtm/ndtm.h"
+#include "trainers/diffusion.h"
 #include "trainers/family.h"
 #include "trainers/fiber.h"
 #include "trainers/loop.h"
@@ -198,6 +217,169 @@ static int worker_main(const char *family, int batch, int steps, double lambda, 
     return 0;
 }
 
+/* ---- NDTM sampling with the latent prior (the --ndtm-worker side) ---------------------- */
+
+/* The prior's ε-network (an unconditional fl_diff of the prior.* default sizes on the
+ * 54-d latent) and the VAE-decoder and subject stand-ins, in one frozen set whose names
+ * (prior.eps.*, vae.dec.*, subject.enc.*) bench_families.py maps onto its modules. */
+typedef struct {
+    ct_params *ps;
+    fl_diff *prior;
+    fl_conv_decoder dec;
+    fl_conv_encoder enc;
+    fl_subject *subj;
+} ndtm_models;
+
+/* The latent prior's decode: the VAE decoder's sigmoid image (B, 3, 28, 28). */
+static ct_tensor *ndtm_decode(void *ctx, const ct_tensor *u)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *x = ct_scope_keep(s, ct_sigmoid(fl_conv_decoder_forward(ctx, u)));
+    ct_scope_end(s);
+    return x;
+}
+
+static void ndtm_models_new(ndtm_models *m, const fl_config *c, uint64_t seed)
+{
+    m->ps = ct_params_new();
+    ct_gen *g = ct_gen_new(seed);
+    fl_diff_spec s = {.net = {.dim = DIM,
+                              .cond_dim = 0,
+                              .embed = (int)fl_cfg_int(c, "prior.time_embed"),
+                              .hidden = (int)fl_cfg_int(c, "prior.hidden"),
+                              .n_blocks = (int)fl_cfg_int(c, "prior.blocks"),
+                              .n_layers = (int)fl_cfg_int(c, "prior.layers"),
+                              .act = fl_act_parse(fl_cfg_str(c, "prior.activation"))},
+                      .T = (int)fl_cfg_int(c, "prior.T"),
+                      .beta_max = fl_cfg_num(c, "prior.beta_max"),
+                      .steps = 100,
+                      .eta = 0.25};
+    m->prior = fl_diff_new(&s, m->ps, "prior.eps", g);
+    fl_conv_spec vs, ss;
+    if (!m->prior || fl_conv_spec_from_config(c, "vae", 3, DIM, &vs) ||
+        fl_conv_decoder_init(&m->dec, m->ps, "vae.dec", &vs, g) ||
+        fl_conv_spec_from_config(c, "subject", 3, COND, &ss) ||
+        fl_conv_encoder_init(&m->enc, m->ps, "subject.enc", &ss, 1, g))
+        die("the NDTM prior and stand-ins");
+    ct_params_set_trainable(m->ps, false);
+    m->subj = fl_subject_custom("conv stand-in", COND, subject_fn, &m->enc, NULL);
+    ct_gen_free(g);
+}
+
+/* Every element of the set (its parameters are frozen: ct_params_numel counts none). */
+static int64_t ndtm_params(const ct_params *ps)
+{
+    int64_t n = 0;
+    for (int i = 0; i < ct_params_count(ps); i++) n += ct_numel(ct_params_at(ps, i));
+    return n;
+}
+
+static fl_ndtm_prior ndtm_prior_of(ndtm_models *m)
+{
+    return (fl_ndtm_prior){.eps = fl_diff_eps_uncond,
+                           .eps_ctx = m->prior,
+                           .abar = fl_diff_abar(m->prior),
+                           .T = fl_diff_T(m->prior),
+                           .dim = DIM,
+                           .decode = ndtm_decode,
+                           .ctx = &m->dec,
+                           .latent = true};
+}
+
+static void ndtm_models_free(ndtm_models *m)
+{
+    fl_subject_free(m->subj);
+    fl_diff_free(m->prior);
+    ct_params_free(m->ps);
+}
+
+/* The files both sides read, in dir: weights.h5 (the models' parameters) and inputs.h5
+ * (x_T (256, 54) ~ N(0, I) and target images (256, 3, 28, 28) ~ U[0, 1]). */
+static void ndtm_write_inputs(const char *dir)
+{
+    char path[4200];
+    fl_config *c = fl_config_default();
+    ndtm_models m;
+    ndtm_models_new(&m, c, 0);
+    snprintf(path, sizeof path, "%s/weights.h5", dir);
+    if (ct_params_save(m.ps, path)) die(path);
+    ct_scope *s = ct_scope_begin();
+    ct_gen *g = ct_gen_new(5);
+    ct_archive *a = ct_archive_new();
+    snprintf(path, sizeof path, "%s/inputs.h5", dir);
+    if (ct_archive_put(a, "x_T", ct_randn(CT_SHAPE(256, DIM), CT_F32, g)) ||
+        ct_archive_put(a, "targets", ct_rand(CT_SHAPE(256, 3, 28, 28), CT_F32, g)) || ct_archive_write(a, path))
+        die(path);
+    ct_archive_free(a);
+    ct_gen_free(g);
+    ct_scope_end(s);
+    ndtm_models_free(&m);
+    fl_config_free(c);
+}
+
+/* Times reps guided samplings of batch rows with the ndtm.* defaults but `steps` DDIM
+ * steps, after an untimed warm-up of 2 fully guided steps; prints bench_common.h's line
+ * (steps_per_s: samples per second). */
+static int ndtm_worker_main(int batch, int steps, int threads, int reps, const char *dir)
+{
+    char path[4200];
+    fl_config *c = fl_config_default();
+    fl_threads_set(threads, FL_WORK_CONV);   /* as fiberlab ndtm (cli/cli_opts.c) */
+    ndtm_models m;
+    ndtm_models_new(&m, c, 1);
+    snprintf(path, sizeof path, "%s/weights.h5", dir);
+    if (ct_params_load(m.ps, path)) die(path);
+    snprintf(path, sizeof path, "%s/inputs.h5", dir);
+    ct_archive *a = ct_archive_read(path);
+    if (!a) die(path);
+    ct_scope *sc = ct_scope_begin();
+    ct_tensor *x_T = ct_scope_keep(sc, ct_narrow(ct_archive_get(a, "x_T"), 0, 0, batch));     /* (B, 54) */
+    ct_tensor *img = ct_scope_keep(sc, ct_narrow(ct_archive_get(a, "targets"), 0, 0, batch)); /* (B, 3, 28, 28) */
+    bool prev = ct_set_grad_enabled(false);
+    ct_tensor *z = ct_scope_keep(sc, fl_subject_forward(m.subj, img));                       /* (B, 48) */
+    ct_set_grad_enabled(prev);
+    ct_scope_end(sc);
+    ct_archive_free(a);
+    fl_ndtm_prior p = ndtm_prior_of(&m);
+    fl_ndtm_opts o, warm;
+    if (!x_T || !img || !z || fl_ndtm_opts_from_config(c, fl_diff_T(m.prior), &o)) die("NDTM setup");
+    warm = o;
+    warm.steps = 2;
+    warm.gamma = FL_GAMMA_CONSTANT;
+    o.steps = steps;
+    ct_gen *g = ct_gen_new(1);
+    long long rss0 = bench_rss_kb();
+    ct_tensor *x0 = fl_ndtm_sample(&p, m.subj, x_T, img, z, &warm, g);
+    if (!x0) die("NDTM warm-up");
+    ct_free(x0);
+    const char *prof = getenv("FIBERLAB_TORCH_PROFILE");
+    if (prof && *prof && ct_profile_begin(prof)) die("FIBERLAB_TORCH_PROFILE");
+    double t0 = fl_now();
+    double mean_abs = 0;
+    for (int r = 0; r < reps; r++) {
+        x0 = fl_ndtm_sample(&p, m.subj, x_T, img, z, &o, g);
+        if (!x0) die("NDTM");
+        ct_scope *s = ct_scope_begin();
+        mean_abs = ct_item(ct_mean(ct_abs(x0)));
+        ct_scope_end(s);
+        ct_free(x0);
+    }
+    double dt = fl_now() - t0;
+    if (prof && *prof && ct_profile_end()) die("FIBERLAB_TORCH_PROFILE");
+    long long peak = bench_peak_rss_kb();
+    printf("{\"family\": \"ndtm\", \"batch\": %d, \"steps\": %d, \"seconds\": %.4f, \"steps_per_s\": %.6f, "
+           "\"params\": %lld, \"peak_rss_kb\": %lld, \"rss0_kb\": %lld, \"x0_mean_abs\": %.6f}\n",
+           batch, steps, dt, reps * batch / dt, (long long)ndtm_params(m.ps), peak, rss0, mean_abs);
+    fflush(stdout);
+    ct_gen_free(g);
+    ct_free(x_T);
+    ct_free(img);
+    ct_free(z);
+    ndtm_models_free(&m);
+    fl_config_free(c);
+    return 0;
+}
+
 /* ---- the driver ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -206,6 +388,7 @@ typedef struct {
     double lambda;
     int fsteps;         /* differentiable sampler steps (λ > 0) */
     bool ckpt;          /* those steps checkpointed */
+    bool ndtm;          /* NDTM sampling (steps: its DDIM steps) */
 } bench_case;
 
 #define MAX_CASES 64
@@ -225,13 +408,18 @@ int main(int argc, char **argv)
 {
     fl_runtime_init(argv);
     fl_log_set_quiet(true);
-    int threads = 2, reps = 3;
+    int threads = 2, reps = 3, ndtm_steps = 20;
     const char *python = "/usr/bin/python3", *only = NULL;
     bool fiber_only = false, no_fiber = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--worker") == 0 && i + 7 < argc)
             return worker_main(argv[i + 1], atoi(argv[i + 2]), atoi(argv[i + 3]), atof(argv[i + 4]),
                                atoi(argv[i + 5]), atoi(argv[i + 6]), atoi(argv[i + 7]) != 0);
+        if (strcmp(argv[i], "--ndtm-inputs") == 0 && i + 1 < argc)
+            return ndtm_write_inputs(argv[i + 1]), 0;
+        if (strcmp(argv[i], "--ndtm-worker") == 0 && i + 5 < argc)
+            return ndtm_worker_main(atoi(argv[i + 1]), atoi(argv[i + 2]), atoi(argv[i + 3]),
+                                    atoi(argv[i + 4]), argv[i + 5]);
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
@@ -240,17 +428,23 @@ int main(int argc, char **argv)
             python = argv[++i];
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
+        else if (strcmp(argv[i], "--ndtm-steps") == 0 && i + 1 < argc)
+            ndtm_steps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--fiber") == 0)
             fiber_only = true;
         else if (strcmp(argv[i], "--no-fiber") == 0)
             no_fiber = true;
         else {
             fprintf(stderr, "usage: bench_families [--threads N] [--reps R] [--python PATH] "
-                            "[--only FAMILY] [--fiber | --no-fiber]\n");
+                            "[--only FAMILY|ndtm] [--ndtm-steps S] [--fiber | --no-fiber]\n");
             return 2;
         }
     }
     if (reps < 1 || reps > MAX_REPS) reps = reps < 1 ? 1 : MAX_REPS;
+    if (ndtm_steps < 1 || ndtm_steps > 1000) {
+        fprintf(stderr, "bench_families: --ndtm-steps %d, not in [1, 1000]\n", ndtm_steps);
+        return 2;
+    }
 
     static const char *const families[] = {"nf", "mlf", "dnf", "fff", "fif", "diff", "fm"};
     static const int batches[2] = {64, 256}, fsteps[3] = {2, 4, 8};
@@ -259,12 +453,12 @@ int main(int argc, char **argv)
     for (int f = 0; f < 7 && !fiber_only; f++) {
         if (only && strcmp(only, families[f])) continue;
         for (int b = 0; b < 2; b++)
-            cases[n++] = (bench_case){families[f], batches[b], steps_for(families[f], batches[b], 0, 0), 0, 0, false};
+            cases[n++] = (bench_case){families[f], batches[b], steps_for(families[f], batches[b], 0, 0), 0, 0, false, false};
     }
     /* λ > 0 at batch 64: the one-pass samplers (the flows' inverse, the free-form decoder) */
     for (int f = 0; f < 5 && !no_fiber; f++) {
         if (only && strcmp(only, families[f])) continue;
-        cases[n++] = (bench_case){families[f], 64, steps_for(families[f], 64, LAMBDA, 0), LAMBDA, 0, false};
+        cases[n++] = (bench_case){families[f], 64, steps_for(families[f], 64, LAMBDA, 0), LAMBDA, 0, false, false};
     }
     for (int f = 5; f < 7 && !no_fiber; f++) {
         if (only && strcmp(only, families[f])) continue;
@@ -273,10 +467,27 @@ int main(int argc, char **argv)
                 for (int ck = 0; ck < 2; ck++)
                     cases[n++] = (bench_case){families[f], batches[b],
                                               steps_for(families[f], batches[b], LAMBDA, fsteps[k]),
-                                              LAMBDA, fsteps[k], ck == 1};
+                                              LAMBDA, fsteps[k], ck == 1, false};
+    }
+    /* NDTM sampling with the latent prior: with the λ = 0 rows (it trains nothing) */
+    int first_ndtm = n;
+    for (int b = 0; b < 2 && !fiber_only && !no_fiber && (!only || !strcmp(only, "ndtm")); b++)
+        cases[n++] = (bench_case){"ndtm", batches[b], ndtm_steps, 0, 0, false, true};
+    char ndtm_dir[] = "/tmp/bench_ndtm.XXXXXX";
+    if (n > first_ndtm) {
+        if (!mkdtemp(ndtm_dir)) return perror("mkdtemp"), 1;
+        ndtm_write_inputs(ndtm_dir);
     }
 
     const char *env_core = getenv("OPENBLAS_CORETYPE");
+    printf("CPU %s, %d cores, OpenBLAS kernel %s (%s; OPENBLAS_CORETYPE=%s), ATen kernels %s "
+           "(ATEN_CPU_CAPABILITY); the Python side inherits both and gets the same malloc settings; "
+           "medians of %d interleaved runs per side, each a process of its own\n",
+           fl_cpu_name(), threads, fl_blas_corename() ? fl_blas_corename() : "?",
+           fl_blas_kernel_is_best() ? "the best for this CPU" : "NOT the best for this CPU",
+           env_core ? env_core : "unset", fl_aten_kernels() ? fl_aten_kernels() : "libtorch's choice", reps);
+    double peak64 = 0, peak256 = 0;
+    if (first_ndtm > 0) {
     printf("fiber-model training steps/s, u %d-d given z %d-d, each family's default sizes; CPU %s, "
            "%d cores, OpenBLAS kernel %s (%s; OPENBLAS_CORETYPE=%s, inherited by the Python side), "
            "ATen kernels %s (ATEN_CPU_CAPABILITY, inherited by the Python side); "
@@ -292,12 +503,13 @@ int main(int argc, char **argv)
            reps, WARMUP);
     /* the GEMM peak at each thread count the rows use, measured in this run */
     int th64 = fl_dense_threads(threads, 64), th256 = fl_dense_threads(threads, 256);
-    double peak64 = bench_gemm_peak_gflops(th64);
-    double peak256 = th256 == th64 ? peak64 : bench_gemm_peak_gflops(th256);
+    peak64 = bench_gemm_peak_gflops(th64);
+    peak256 = th256 == th64 ? peak64 : bench_gemm_peak_gflops(th256);
     printf("GEMM peak (1024² float32 product, this run): %.1f GFLOP/s on %d thread%s, %.1f on %d; "
            "gflop: BLAS matrix-product work per step (sgemm_ calls counted; oneDNN convolutions "
            "not), %%peak: ours at that rate against the peak at the row's threads\n",
            peak64, th64, th64 == 1 ? "" : "s", peak256, th256);
+    }
     fflush(stdout);
 
     double ours[MAX_CASES][MAX_REPS], py[MAX_CASES][MAX_REPS];
@@ -312,16 +524,30 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++) {
             const bench_case *k = &cases[i];
             char cmd[8192], args[512];
-            snprintf(cmd, sizeof cmd, "/proc/%d/exe --worker %s %d %d %g %d %d %d", (int)getpid(),
-                     k->family, k->batch, k->steps, k->lambda, k->fsteps, threads, (int)k->ckpt);
-            if (bench_run_line(cmd, &last_ours[i])) return 1;
-            snprintf(args, sizeof args, "--family %s --batch %d --steps %d --lam %g --fsteps %d "
-                     "--warmup %d --threads 1%s", k->family, k->batch, k->steps, k->lambda,
-                     k->fsteps, WARMUP, k->ckpt ? " --ckpt" : "");
-            bench_python_cmd(cmd, sizeof cmd, fl_dense_threads(threads, k->batch), python, script, args);
+            if (k->ndtm) {
+                /* libtorch's threads, BLAS 1: fiberlab ndtm's setting (FL_WORK_CONV) */
+                snprintf(cmd, sizeof cmd, "/proc/%d/exe --ndtm-worker %d %d %d 1 %s", (int)getpid(),
+                         k->batch, k->steps, threads, ndtm_dir);
+                if (bench_run_line(cmd, &last_ours[i])) return 1;
+                snprintf(args, sizeof args, "--family ndtm --batch %d --ndtm-steps %d --threads %d "
+                         "--reps 1 --weights %s/weights.h5 --inputs %s/inputs.h5", k->batch, k->steps,
+                         threads, ndtm_dir, ndtm_dir);
+                bench_python_cmd(cmd, sizeof cmd, 1, python, script, args);
+            } else {
+                snprintf(cmd, sizeof cmd, "/proc/%d/exe --worker %s %d %d %g %d %d %d", (int)getpid(),
+                         k->family, k->batch, k->steps, k->lambda, k->fsteps, threads, (int)k->ckpt);
+                if (bench_run_line(cmd, &last_ours[i])) return 1;
+                snprintf(args, sizeof args, "--family %s --batch %d --steps %d --lam %g --fsteps %d "
+                         "--warmup %d --threads 1%s", k->family, k->batch, k->steps, k->lambda,
+                         k->fsteps, WARMUP, k->ckpt ? " --ckpt" : "");
+                bench_python_cmd(cmd, sizeof cmd, fl_dense_threads(threads, k->batch), python, script, args);
+            }
             if (bench_run_line(cmd, &last_py[i])) return 1;
             ours[i][r] = last_ours[i].steps_per_s;
             py[i][r] = last_py[i].steps_per_s;
+            if (k->ndtm)
+                fprintf(stderr, "bench_families: ndtm batch %d, repetition %d: ours %.5f s/sample, Python %.5f\n",
+                        k->batch, r + 1, 1 / ours[i][r], 1 / py[i][r]);
             /* the largest over the repetitions (the same work each time) */
             long long ro = last_ours[i].peak_rss_kb - last_ours[i].rss0_kb;
             long long rp = last_py[i].peak_rss_kb - last_py[i].rss0_kb;
@@ -333,11 +559,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_families: repetition %d of %d done\n", r + 1, reps);
     }
 
-    printf("%-5s %5s %4s %6s %4s %10s %10s %7s %7s %6s %9s %9s %9s %9s %9s %9s\n", "fam", "batch", "λ",
+    if (first_ndtm > 0)
+        printf("%-5s %5s %4s %6s %4s %10s %10s %7s %7s %6s %9s %9s %9s %9s %9s %9s\n", "fam", "batch", "λ",
            "fsteps", "ckpt", "fiberlab", "pytorch", "ratio", "gflop", "%peak", "params", "params_py",
            "peakMiB", "peakMiB_py", "riseMiB", "riseMiB_py");
     int met64 = 1, met256 = 1;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < first_ndtm; i++) {
         const bench_case *k = &cases[i];
         double mo = bench_median(ours[i], reps), mp = bench_median(py[i], reps);
         double ratio = mo / mp;
@@ -355,7 +582,46 @@ int main(int argc, char **argv)
         if (k->batch == 64 && ratio < 1.5) met64 = 0;
         if (k->batch == 256 && ratio < 1.0) met256 = 0;
     }
-    printf("goal: >= 1.5x at batch 64 -> %s; never slower at batch 256 -> %s\n",
-           met64 ? "met" : "NOT met", met256 ? "met" : "NOT met");
+    if (first_ndtm > 0)
+        printf("goal: >= 1.5x at batch 64 -> %s; never slower at batch 256 -> %s\n",
+               met64 ? "met" : "NOT met", met256 ? "met" : "NOT met");
+    if (n > first_ndtm) {
+        int guided = 0;
+        fl_ndtm_opts go = {.steps = ndtm_steps};
+        fl_config *c = fl_config_default();
+        fl_ndtm_opts d;
+        if (fl_ndtm_opts_from_config(c, (int)fl_cfg_int(c, "prior.T"), &d) == 0) {
+            go = d;
+            go.steps = ndtm_steps;
+        }
+        for (int i = 0; i < ndtm_steps; i++) guided += fl_ndtm_gamma(&go, fl_ndtm_time(&go, (int)fl_cfg_int(c, "prior.T"), i)) != 0;
+        fl_config_free(c);
+        printf("NDTM sampling with the latent prior (%d DDIM steps, %d of them guided with %d Adam steps "
+               "each; the ndtm.* defaults otherwise), libtorch %d thread%s, BLAS 1 (fiberlab ndtm's setting); "
+               "seconds per sample:\n", ndtm_steps, guided, go.inner, threads, threads == 1 ? "" : "s");
+        printf("%-5s %5s %6s %12s %12s %7s %9s %9s %9s %10s %9s %10s\n", "", "batch", "steps", "fiberlab",
+               "pytorch", "ratio", "params", "params_py", "peakMiB", "peakMiB_py", "riseMiB", "riseMiB_py");
+        int met = 1;
+        for (int i = first_ndtm; i < n; i++) {
+            const bench_case *k = &cases[i];
+            double mo = bench_median(ours[i], reps), mp = bench_median(py[i], reps), ratio = mo / mp;
+            printf("%-5s %5d %6d %12.5f %12.5f %6.2fx %9lld %9lld %9.0f %10.0f %9.0f %10.0f\n", "ndtm",
+                   k->batch, k->steps, 1 / mo, 1 / mp, ratio, last_ours[i].params, last_py[i].params,
+                   peak_ours[i] / 1024.0, peak_py[i] / 1024.0, rise_ours[i] / 1024.0, rise_py[i] / 1024.0);
+            if (last_ours[i].params != last_py[i].params) {
+                fprintf(stderr, "bench_families: ndtm: parameter counts differ: ours %lld, Python %lld\n",
+                        last_ours[i].params, last_py[i].params);
+                rc = 1;
+            }
+            if (ratio < 1.2) met = 0;
+        }
+        printf("goal: NDTM >= 1.2x at batch 64 and 256 -> %s\n", met ? "met" : "NOT met");
+        char path[4200];
+        snprintf(path, sizeof path, "%s/weights.h5", ndtm_dir);
+        remove(path);
+        snprintf(path, sizeof path, "%s/inputs.h5", ndtm_dir);
+        remove(path);
+        rmdir(ndtm_dir);
+    }
     return rc;
 }

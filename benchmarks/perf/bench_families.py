@@ -5,6 +5,13 @@ clipping). One training run per call; prints one JSON line with steps/s, the tra
 parameter count and the peak RSS. Run by bench_families; usable alone:
     /usr/bin/python3 bench_families.py --family diff --batch 64 --steps 100 --lam 1 --fsteps 4 [--ckpt]
 
+--family ndtm times NDTM sampling (ndtm/ndtm.c) with the latent prior on the C side's
+weights and inputs (bench_families --ndtm-inputs DIR writes them; "steps_per_s" is then
+samples per second):
+    /usr/bin/python3 bench_families.py --family ndtm --batch 64 --ndtm-steps 20 --threads 1 \
+        --weights DIR/weights.h5 --inputs DIR/inputs.h5
+Ndtm is also the reference of tests/test_ndtm_pytorch.c (tests/fixtures/check_ndtm_twin.py).
+
 The fiber-loss term (λ > 0) goes through a stand-in for the trained VAE decoder and
 subject that bench_families.c builds identically: the VAE's conv decoder and the
 subject's conv encoder at their default sizes (vae.*, subject.* keys; the subject sees the
@@ -14,6 +21,7 @@ trainers/{nf,mlf,dnf,fff,fif,diff,fm}.c and trainers/fiber.c's objective."""
 import argparse
 import json
 import math
+import re
 import resource
 import time
 
@@ -267,10 +275,10 @@ class FreeForm(torch.nn.Module):
 # ---- the iterative families (architectures/timenet.c, trainers/diff.c, fm.c) ----------
 
 class TimeNet(torch.nn.Module):
-    def __init__(self, hidden=128, blocks=3, layers=2, embed=8):
+    def __init__(self, hidden=128, blocks=3, layers=2, embed=8, cond=COND):
         super().__init__()
         self.embed = embed
-        self.mlp = ResMLP(DIM + COND + embed, DIM, hidden, blocks, layers)
+        self.mlp = ResMLP(DIM + cond + embed, DIM, hidden, blocks, layers)
 
     def forward(self, x, t, z):
         half = self.embed // 2
@@ -397,6 +405,183 @@ def fiber_loss_mean(z_hat, z):
     return torch.where(zero, torch.zeros_like(m), torch.sqrt(safe)).mean()
 
 
+# ---- NDTM (ndtm/ndtm.c, DESIGN.md §4) with the latent prior -----------------------------
+
+class NdtmOpts:
+    """The defaults of the ndtm.* keys (ndtm/ndtm.c's schema), the static target."""
+
+    def __init__(self, steps=100):
+        self.steps, self.inner, self.u_lr = steps, 6, 0.002
+        self.w_score, self.w_control, self.w_terminal = 0.0, 3e-4, 1.0
+        self.squared, self.eta = False, 0.25
+        self.gamma_max, self.ramp_start, self.ramp_end = 1.0, 500, 300
+
+    def gamma(self, t):
+        """The cosine γ_t: 0 for t ≥ ramp_start, γ for t ≤ ramp_end, the ramp between."""
+        if t >= self.ramp_start:
+            return 0.0
+        if t <= self.ramp_end:
+            return self.gamma_max
+        x = (self.ramp_start - t) / (self.ramp_start - self.ramp_end)
+        return self.gamma_max * 0.5 * (1 - math.cos(math.pi * x))
+
+
+class LatentPrior(torch.nn.Module):
+    """The latent prior: an unconditional ε-network (TimeNet without condition, the
+    prior.* default sizes) on linear β 1e-4 … 0.02, T = 1000; eps takes the 1-based t."""
+
+    def __init__(self, T=1000, beta_max=0.02):
+        super().__init__()
+        self.T, self.beta_max = T, beta_max
+        self.abar = DIFF(T, beta_max).abar  # ᾱ_0 … ᾱ_T, Python floats (float64)
+        self.net = TimeNet(cond=0)
+
+    def eps(self, x, t):
+        b = x.shape[0]
+        return self.net(x, torch.full((b, 1), t / self.T, dtype=x.dtype), x.new_zeros(b, 0))
+
+
+class Ndtm:
+    """The guided sampler: DDIM on the leading grid t = T − T/S, …, 0 (0-based) and, at each
+    step with γ_t ≠ 0, N Adam steps (torch.optim.Adam) on the control u of
+    x_c = x_t + γ_t u, each sample's gradient rescaled to a norm of at most 1 and the
+    learning rate u_lr (1 − i/S) at step i."""
+
+    def __init__(self, prior, decoder, subject, o, clamp=0.0):
+        self.prior, self.decoder, self.subject, self.o, self.clamp = prior, decoder, subject, o, clamp
+        self.rescaled = 0  # per-sample gradients whose norm was above 1
+
+    def time(self, i):
+        S, T = self.o.steps, self.prior.T
+        return -1 if i >= S else ((S - i - 1) * T) // S
+
+    def tweedie(self, x, eps, a):
+        x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
+        return x0.clamp(-self.clamp, self.clamp) if self.clamp > 0 else x0
+
+    def cost(self, x_t, t, eps_t, u, z, gamma):
+        """C(u) per sample (B,) at 0-based t; the terminal norm not squared by default."""
+        o, a = self.o, self.prior.abar[t + 1]
+        gu = gamma * u
+        x_c = x_t + gu
+        eps_c = self.prior.eps(x_c, t + 1)
+        zf = self.subject(torch.sigmoid(self.decoder(self.tweedie(x_c, eps_c, a))))
+        term = (z - zf).square().sum(1) if o.squared else torch.linalg.vector_norm(z - zf, dim=1)
+        c = o.w_terminal * term
+        if o.w_control > 0:
+            c = c + o.w_control * gu.square().sum(1)
+        if o.w_score > 0:
+            c = c + o.w_score * (eps_t - eps_c).square().sum(1)
+        return c
+
+    def control(self, x_t, t, z, gamma, lr):
+        o = self.o
+        with torch.no_grad():
+            eps_t = self.prior.eps(x_t, t + 1) if o.w_score > 0 else None
+        u = torch.zeros_like(x_t, requires_grad=True)
+        opt = torch.optim.Adam([u], lr=lr)
+        for _ in range(o.inner):
+            with torch.enable_grad():
+                (g,) = torch.autograd.grad(self.cost(x_t, t, eps_t, u, z, gamma).sum(), u)
+            n = g.norm(dim=1, keepdim=True)
+            self.rescaled += int((n > 1).sum())
+            u.grad = g * (1 / (n + 1e-6)).clamp(max=1)
+            opt.step()
+        return u.detach()
+
+    @torch.no_grad()
+    def sample(self, x_T, z, noises=None):
+        """x_T (B, D) -> x_0 (B, D) for the representations z (B, d) of the targets;
+        noises: the DDIM noise of each step with σ > 0 in order (else torch.randn)."""
+        o, abar, x, k = self.o, self.prior.abar, x_T, 0
+        for i in range(o.steps):
+            t, s = self.time(i), self.time(i + 1)
+            a, a_s = abar[t + 1], abar[s + 1]
+            sigma = o.eta * math.sqrt((1 - a_s) / (1 - a) * (1 - a / a_s))
+            noise = None
+            if sigma > 0:
+                noise = noises[k] if noises is not None else torch.randn_like(x)
+                k += 1
+            gamma, x_c = o.gamma(t), x
+            if gamma != 0 and o.inner > 0:
+                lr = o.u_lr * (1 - i / o.steps)
+                x_c = x + gamma * self.control(x, t, z, gamma, lr)
+            eps = self.prior.eps(x_c, t + 1)
+            x = math.sqrt(a_s) * self.tweedie(x_c, eps, a) + math.sqrt(max(1 - a_s - sigma * sigma, 0)) * eps
+            if noise is not None:
+                x = x + sigma * noise
+        self.noise_used = k
+        return x
+
+
+def load_c_weights(path, modules):
+    """Loads a ctorch parameter archive (ct_params_save: an HDF5 file, one dataset per C
+    name) into {C prefix: torch module}; C names "<prefix>.in.weight", ".h<i>.", ".out."
+    of architectures/nn.c's MLP map to ResMLP's inp, layers.<i>, out; strict: every
+    tensor of each module must be in the file with its shape, and nothing else."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        names = list(f.keys())
+        seen = set()
+        for prefix, module in modules.items():
+            state = {}
+            for n in names:
+                if not n.startswith(prefix + "."):
+                    continue
+                key = n[len(prefix) + 1:]
+                key = re.sub(r"^in\.", "inp.", key)
+                key = re.sub(r"^h(\d+)\.", r"layers.\1.", key)
+                state[key] = torch.from_numpy(f[n][()])
+                seen.add(n)
+            module.load_state_dict(state, strict=True)
+        if seen != set(names):
+            raise ValueError("%s: entries of no module: %s" % (path, sorted(set(names) - seen)))
+
+
+def ndtm_models(weights=None, dtype=torch.float32):
+    """The prior, the VAE-decoder and the subject stand-ins (frozen, in dtype), with the C
+    side's weights when weights names its archive (the C names prior.eps, vae.dec,
+    subject.enc)."""
+    prior, decoder, subject = LatentPrior().to(dtype), ConvDecoder().to(dtype), ConvEncoder().to(dtype)
+    if weights:
+        load_c_weights(weights, {"prior.eps": prior.net.mlp, "vae.dec": decoder, "subject.enc": subject})
+    for m in (prior, decoder, subject):
+        m.requires_grad_(False)
+    return prior, decoder, subject
+
+
+def ndtm_main(a):
+    """Times NDTM sampling at batch a.batch with a.ndtm_steps DDIM steps: one untimed
+    warm-up sample of 2 fully guided steps, then a.reps timed samples; x_T and the target
+    images are the first rows of the inputs archive."""
+    import h5py
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    prior, decoder, subject = ndtm_models(a.weights)
+    n_params = sum(p.numel() for m in (prior, decoder, subject) for p in m.parameters())
+    with h5py.File(a.inputs, "r") as f:
+        x_T = torch.from_numpy(f["x_T"][: a.batch])
+        img = torch.from_numpy(f["targets"][: a.batch])
+    with torch.no_grad():
+        z = subject(img)
+    warm = NdtmOpts(2)
+    warm.ramp_start, warm.ramp_end = 2000, 1000
+    rss0 = rss_kb()
+    Ndtm(prior, decoder, subject, warm).sample(x_T, z)
+    sampler = Ndtm(prior, decoder, subject, NdtmOpts(a.ndtm_steps))
+    t0 = time.perf_counter()
+    for _ in range(a.reps):
+        x0 = sampler.sample(x_T, z)
+    dt = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    n = a.reps * a.batch
+    print(json.dumps({"family": "ndtm", "batch": a.batch, "steps": a.ndtm_steps, "seconds": dt,
+                      "steps_per_s": n / dt, "params": n_params, "peak_rss_kb": peak,
+                      "rss0_kb": rss0, "x0_mean_abs": x0.abs().mean().item()}), flush=True)
+
+
 FAMILIES = {
     "nf": NF,
     "mlf": MLF,
@@ -411,7 +596,7 @@ DEFAULT_FSTEPS = {"diff": 50, "fm": 20}
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--family", required=True, choices=sorted(FAMILIES))
+    ap.add_argument("--family", required=True, choices=sorted(FAMILIES) + ["ndtm"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=100)
@@ -421,7 +606,13 @@ def main():
     ap.add_argument("--ckpt", action="store_true",
                     help="checkpoint each sampler step (diff.checkpoint / fm.checkpoint)")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--ndtm-steps", type=int, default=100, help="ndtm: DDIM steps")
+    ap.add_argument("--reps", type=int, default=1, help="ndtm: timed samples")
+    ap.add_argument("--weights", help="ndtm: the C side's parameter archive")
+    ap.add_argument("--inputs", help="ndtm: the archive of x_T (B, 54) and targets (B, 3, 28, 28)")
     a = ap.parse_args()
+    if a.family == "ndtm":
+        return ndtm_main(a)
     if a.ckpt and a.family not in ("diff", "fm"):
         ap.error("--ckpt: only diff and fm have a checkpointed sampler")
     torch.set_num_threads(a.threads)

@@ -1,6 +1,7 @@
-/* fiberlab train-prior: train NDTM's latent diffusion prior (prior.*) on the fiber VAE's
- * latents into the cache (or find it there), and report the colors of its own decoded
- * samples against the exact law; with prior.script, measure a user's prior's colors. */
+/* fiberlab train-prior: train NDTM's diffusion prior (prior.*) — on the fiber VAE's
+ * latents, or with prior.space=pixel the UNet on the images — into the cache (or find it
+ * there), and report the colors of its own decoded samples against the exact law; with
+ * prior.script, measure a user's prior's colors. */
 #include <stdio.h>
 #include <string.h>
 
@@ -24,13 +25,16 @@ static void usage(void)
            "(prior-latent-<hash>.ckpt; the hash covers the data.*, vae.* and prior.* keys).\n"
            "Prints the color KL and W1 against the exact law of prior.report_samples of its\n"
            "samples, decoded by the VAE.\n"
+           "With prior.space=pixel the prior is the paper's instead: a UNet (prior.unet.*) on\n"
+           "the 3×28×28 images scaled to [-1, 1], no VAE (prior-pixel-<hash>.ckpt; the hash\n"
+           "covers data.*, prior.unet.* and the prior.* keys it reads); its samples are images.\n"
            "With prior.script=FILE (a user's TorchScript ε(x, t) in pixel space) nothing is\n"
            "trained: its own samples are drawn and their colors reported the same way.\n"
            "\n"
            "  --retrain      train anew even when a cached prior exists\n"
            "\n"
-           "Settings: prior.steps, prior.lr, prior.batch_size, prior.hidden, prior.blocks,\n"
-           "prior.ema_decay, … (configs/README.md).\n");
+           "Settings: prior.space, prior.steps, prior.lr, prior.batch_size, prior.hidden,\n"
+           "prior.blocks, prior.ema_decay, prior.unet.widths, prior.unet.steps, … (configs/README.md).\n");
 }
 
 int cmd_train_prior(int argc, char **argv)
@@ -51,13 +55,14 @@ int cmd_train_prior(int argc, char **argv)
     char path[4096];
     int rc = 0;
     bool script = *fl_cfg_str(c, "prior.script") != '\0';
+    bool pixel = !script && strcmp(fl_cfg_str(c, "prior.space"), "pixel") == 0;
     if (script && retrain) {
         rc = cli_fail(CMD, "--retrain: prior.script=%s is the user's prior; nothing is trained",
                       fl_cfg_str(c, "prior.script"));
         goto done;
     }
-    if (fl_prior_cache_path(c, path, sizeof path) ||
-        (!script && (fl_dataset_open(c, &ds) || fl_vae_open(c, ds, &v)))) {
+    if (fl_prior_check(c) || fl_prior_cache_path(c, path, sizeof path) ||
+        (!script && (fl_dataset_open(c, &ds) || (!pixel && fl_vae_open(c, ds, &v))))) {
         rc = cli_fail(CMD, "%s", fl_error());
         goto done;
     }
@@ -69,7 +74,12 @@ int cmd_train_prior(int argc, char **argv)
     const fl_prior_report *r = fl_prior_report_of(p);
     if (script)
         printf("prior      the user's TorchScript ε(x, t) on 3×28×28 pixels, T = %d\n", fl_prior_T(p));
-    else
+    else if (pixel) {
+        printf("prior      pixel UNet on 3×28×28 images, widths");
+        for (int i = 0; i < fl_cfg_len(c, "prior.unet.widths"); i++)
+            printf("%s%g", i ? ", " : " ", fl_cfg_list_num(c, "prior.unet.widths", i));
+        printf("; %lld blocks a level; T = %d\n", (long long)fl_cfg_int(c, "prior.unet.blocks"), fl_prior_T(p));
+    } else
         printf("prior      latent diffusion on the VAE's %d dimensions (%s)\n", fl_vae_dim(v), fl_vae_path(v));
     printf("file       %s\n", fl_prior_path(p));
     if (!script)

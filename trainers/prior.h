@@ -7,6 +7,13 @@
  *   the VAE. Cached like the VAE (trainers/model_cache.h):
  *   <cache_dir>/models/prior-latent-<key>.ckpt, the key over data.*, prior.*, vae.* (its
  *   data are the VAE's latents) and the train.* keys its training reads.
+ * - The pixel prior (prior.space = pixel), the paper's: the UNet of architectures/unet.h
+ *   (sized by prior.unet.*) on the images scaled to [−1, 1], same schedule, DDPM's
+ *   objective, prior.variant and EMA as the latent prior; trained by its own keys
+ *   (prior.unet.steps, .lr, .batch_size, .seed). Cached as
+ *   <cache_dir>/models/prior-pixel-<key>.ckpt, the key over data.*, prior.unet.*, the
+ *   prior.* keys it reads (T, beta_max, ema_decay, report_*, variant) and the train.* keys
+ *   its training reads; no VAE.
  * - A user's prior (prior.script): a TorchScript module ε(x, t) in pixel space, x
  *   (B, 3, 28, 28) in [−1, 1] and t (B,) int64 the 0-based step t − 1 ∈ [0, T), on the
  *   linear β schedule from 1e-4 to prior.beta_max of prior.T steps. Not trained; its
@@ -45,10 +52,15 @@ typedef struct fl_prior fl_prior;
 
 /* The prior of c: the user's TorchScript file when prior.script is set (a file that is
  * missing, fails on a (1, 3, 28, 28) batch or returns another shape is refused in one line
- * naming it), else the latent prior of vae loaded from the cache or trained into it on
- * ds. vae is borrowed and must outlive the prior (NULL only with a script prior). *out is
- * new (fl_prior_free); -1 and a message. */
+ * naming it), else the prior of prior.space (the latent one of vae, or the pixel one)
+ * loaded from the cache or trained into it on ds. vae is borrowed and must outlive the
+ * prior (it may be NULL with a script or a pixel prior). *out is new (fl_prior_free); -1
+ * and a message (a bad prior.unet.* size names its key). */
 int fl_prior_open(const fl_config *c, const fl_dataset *ds, fl_vae *vae, fl_prior **out);
+/* The prior's settings that the schema's bounds cannot check (with prior.space=pixel the
+ * UNet's size), before anything is trained: -1 and a message naming the key.
+ * fl_prior_open checks them too. */
+int fl_prior_check(const fl_config *c);
 /* Where the prior of c is (or would be) cached; a script prior: its file. */
 int fl_prior_cache_path(const fl_config *c, char *buf, size_t n);
 void fl_prior_free(fl_prior *p);   /* NULL is a no-op */
@@ -63,6 +75,10 @@ ct_tensor *fl_prior_eps(void *p, const ct_tensor *x, int t);
 /* States (B, D) -> images (B, 3, 28, 28) in [0, 1], differentiable; and images -> states. */
 ct_tensor *fl_prior_decode(const fl_prior *p, const ct_tensor *x);
 ct_tensor *fl_prior_encode(const fl_prior *p, const ct_tensor *img);
+/* DDPM's loss of a trained prior on images img (B, 3, 28, 28) in [0, 1], in its space
+ * (t ~ U{1 … T}, ε ~ N(0, I) from g; the loss it trains on) -> (); NULL and a message for
+ * a script prior. */
+ct_tensor *fl_prior_ddpm_loss(const fl_prior *p, const ct_tensor *img, ct_gen *g);
 /* The clamp of x̂0 in the prior's space: 1 in pixels, 0 (none) in the latent. */
 double fl_prior_clamp(const fl_prior *p);
 fl_vae *fl_prior_vae(const fl_prior *p);           /* NULL for a script prior opened without */

@@ -42,7 +42,7 @@ static const struct {
 };
 
 typedef struct {
-    char file[256], name[128], family[32], machine[512];
+    char file[256], name[128], family[64], machine[512];
     double lambda;
     int64_t seed;
     fl_ci m[M_COUNT];
@@ -686,7 +686,7 @@ static void finding_consistency(FILE *f, const cell *cells, int nc)
         fprintf(f, "not decided: the sweep needs DIFF or FM and another family at λ = 0.\n");
         return;
     }
-    char a[96], b[96], ud[32], uo[32];
+    char a[96], b[96], ud[80], uo[80];
     series_name(best_d->first->family, ud, sizeof ud);
     series_name(best_o->first->family, uo, sizeof uo);
     const char *verdict = ci_hi(&best_d->m[M_KL]) < ci_lo(&best_o->m[M_KL])   ? "**holds**"
@@ -729,7 +729,7 @@ static void finding_injective(FILE *f, const cell *cells, int nc)
         int g = is_injective(fam[i]);
         sum[g] += r;
         cnt[g]++;
-        char up[32];
+        char up[80];
         series_name(fam[i], up, sizeof up);
         appendf(detail, sizeof detail, &len,
                 "%s%s %.3f → %.3f (× %.2f)", len ? "; " : "", up, z->m[M_KL].mean,
@@ -761,13 +761,17 @@ static const cell *best_ndtm(const cell *cells, int nc, const char *prior)
 }
 
 /* "NDTM reaches a much lower fiber loss at a small KL cost in distribution, a larger one
- * with the OOD prior": the best unrefined correlated-prior NDTM cell against every trained
+ * with the OOD prior" (of the pixel priors when the sweep has their cells, else of the
+ * latent ones): the best unrefined correlated-prior NDTM cell against every trained
  * family's cells (its fiber-loss interval below all of theirs) with a mean KL at most
  * 1.5 × the lowest of the families at λ = 0; and, when there are OOD-prior cells, the best
  * of them with a higher mean KL than that cell. */
 static void finding_ndtm(FILE *f, const cell *cells, int nc)
 {
-    const cell *nd = best_ndtm(cells, nc, "correlated"), *ood = best_ndtm(cells, nc, "ood");
+    /* the paper's prior is in pixels: its cells decide when the sweep has them */
+    bool pixel = best_ndtm(cells, nc, "pixel-correlated") != NULL;
+    const cell *nd = best_ndtm(cells, nc, pixel ? "pixel-correlated" : "correlated");
+    const cell *ood = best_ndtm(cells, nc, pixel ? "pixel-ood" : "ood");
     const cell *best_fib = NULL, *best_kl = NULL;
     for (int i = 0; i < nc; i++) {
         const cell *c = &cells[i];

@@ -44,17 +44,21 @@ const fl_key fl_keys_sweep[] = {
      "the latent prior (no training per subject) for every entry of sweep.ndtm_priors × "
      "sweep.ndtm_targets × sweep.ndtm_refine × sweep.seeds, and scored like the families' "
      "cells. Empty: no NDTM cells."},
-    {"sweep.ndtm_priors", FL_KEY_STR_LIST, "[\"correlated\"]", FL_NO_BOUNDS, "correlated|ood",
-     "Priors of the NDTM cells (prior.variant): trained on correlated color MNIST, or on ood "
-     "(colors out of distribution for the subject)."},
+    {"sweep.ndtm_priors", FL_KEY_STR_LIST, "[\"correlated\"]", FL_NO_BOUNDS,
+     "correlated|ood|pixel-correlated|pixel-ood",
+     "Priors of the NDTM cells: the latent prior (prior.space=latent) trained on correlated "
+     "color MNIST or on ood (colors out of distribution for the subject; prior.variant), or "
+     "the pixel UNet prior of either (pixel-correlated, pixel-ood: prior.space=pixel, the "
+     "paper's)."},
     {"sweep.ndtm_targets", FL_KEY_STR_LIST, "[\"static\"]", FL_NO_BOUNDS, "static|renoised",
      "Terminal costs of the NDTM cells (ndtm.target)."},
     {"sweep.ndtm_refine", FL_KEY_STR_LIST, "[\"off\"]", FL_NO_BOUNDS, "off|on",
      "Latent refinement of the NDTM cells' samples (ndtm.refine_steps Adam steps at "
      "ndtm.refine_lr, as fiberlab ndtm --refine): off, on, or both."},
     {"sweep.ndtm_leakage", FL_KEY_BOOL, "false", FL_NO_BOUNDS, NULL,
-     "The leakage test (the paper's appendix C): NDTM cells of the correlated prior, without "
-     "refinement, on targets of the fixed variant (data.fixed_color), one per γ × "
+     "The leakage test (the paper's appendix C): NDTM cells of each correlated prior of "
+     "sweep.ndtm_priors (latent and/or pixel; the latent one when there is none), without "
+     "refinement, on targets of the fixed variant (data.fixed_color), one per γ × prior × "
      "sweep.ndtm_targets × seed; the report compares their samples' colors with those of the "
      "same cells on the benchmark's targets."},
     {"sweep.val_fraction", FL_KEY_NUM, "0.1", 0, 0.5, NULL,
@@ -427,7 +431,7 @@ typedef struct {
     fl_vae *vae;
     const fl_eval_result *nn;
     space_pairs pairs[FL_SPACE_COUNT];
-    fl_prior *priors[2];   /* correlated, ood */
+    fl_prior *priors[4];   /* latent correlated, latent ood, pixel correlated, pixel ood */
     fl_dataset *ds_fixed;  /* the leakage test's targets, opened when first needed */
     fl_sweep_summary *sum;
 } sweep_ctx;
@@ -504,7 +508,7 @@ static int make_cell(const fl_config *run, const char *name, const cell_files *f
 static int make_ndtm_cell(const fl_config *run, const char *name, const cell_files *f,
                           const ndtm_cell *cell, sweep_ctx *x)
 {
-    int which = strcmp(cell->prior, "ood") == 0;
+    int which = 2 * (strncmp(cell->prior, "pixel-", 6) == 0) + (strstr(cell->prior, "ood") != NULL);
     double tt = fl_now();
     if (!x->priors[which] && fl_prior_open(run, x->ds, x->vae, &x->priors[which]))
         return fl_fail_ctx("%s", name);
@@ -594,9 +598,10 @@ int fl_sweep_run(const fl_config *c, fl_sweep_summary *sum)
 
 /* The grid: the families' cells (family-major, then λ, then seed), then the NDTM cells
  * (γ-major, then prior, terminal cost, refinement, seed), then the leakage cells (γ-major,
- * then terminal cost, seed). */
+ * then prior, terminal cost, seed). */
 typedef struct {
     int nf, nl, ns, ng, np, nt, nr;
+    int nc;              /* the leakage test's priors: the correlated ones of sweep.ndtm_priors */
     int n_fam, n_ndtm, n_leak;
 } grid_dims;
 
@@ -611,7 +616,9 @@ static void grid_of(const fl_config *c, grid_dims *g)
     g->nr = fl_cfg_len(c, "sweep.ndtm_refine");
     g->n_fam = g->nf * g->nl * g->ns;
     g->n_ndtm = g->ng * g->np * g->nt * g->nr * g->ns;
-    g->n_leak = fl_cfg_bool(c, "sweep.ndtm_leakage") ? g->ng * g->nt * g->ns : 0;
+    g->nc = 0;
+    for (int i = 0; i < g->np; i++) g->nc += strstr(fl_cfg_list_str(c, "sweep.ndtm_priors", i), "correlated") != NULL;
+    g->n_leak = fl_cfg_bool(c, "sweep.ndtm_leakage") ? g->ng * (g->nc ? g->nc : 1) * g->nt * g->ns : 0;
 }
 
 int fl_sweep_grid_size(const fl_config *c)
@@ -634,12 +641,23 @@ static void ndtm_cell_of(const fl_config *c, const grid_dims *g, int j, ndtm_cel
     snprintf(o->family, sizeof o->family, "ndtm-%s-%s%s", o->prior, o->target, o->refine ? "-refined" : "");
 }
 
-/* Leakage cell j (0-based among them): γ-major, then terminal cost, then seed. */
+/* The k-th correlated prior of sweep.ndtm_priors ("correlated" when there is none). */
+static const char *leak_prior(const fl_config *c, int k)
+{
+    for (int i = 0, n = (int)fl_cfg_len(c, "sweep.ndtm_priors"); i < n; i++) {
+        const char *p = fl_cfg_list_str(c, "sweep.ndtm_priors", i);
+        if (strstr(p, "correlated") && k-- == 0) return p;
+    }
+    return "correlated";
+}
+
+/* Leakage cell j (0-based among them): γ-major, then prior, terminal cost, seed. */
 static void leak_cell_of(const fl_config *c, const grid_dims *g, int j, ndtm_cell *o, int64_t *seed)
 {
     memset(o, 0, sizeof *o);
-    o->gamma = fl_cfg_list_num(c, "sweep.ndtm_gammas", j / (g->nt * g->ns));
-    o->prior = "correlated";
+    int nc = g->nc ? g->nc : 1;
+    o->gamma = fl_cfg_list_num(c, "sweep.ndtm_gammas", j / (nc * g->nt * g->ns));
+    o->prior = leak_prior(c, j / (g->nt * g->ns) % nc);
     o->target = fl_cfg_list_str(c, "sweep.ndtm_targets", j / g->ns % g->nt);
     o->fixed = true;
     *seed = (int64_t)fl_cfg_list_num(c, "sweep.seeds", j % g->ns);
@@ -650,8 +668,10 @@ static void leak_cell_of(const fl_config *c, const grid_dims *g, int j, ndtm_cel
 static fl_config *ndtm_config(const fl_config *c, const ndtm_cell *o, int64_t seed)
 {
     fl_config *run = fl_config_copy(c);
+    bool pixel = strncmp(o->prior, "pixel-", 6) == 0;
     if (!run || fl_cfg_set_num(run, "ndtm.gamma", o->gamma) || fl_cfg_set_str(run, "ndtm.target", o->target) ||
-        fl_cfg_set_str(run, "prior.variant", o->prior) || fl_cfg_set_num(run, "seed", (double)seed) ||
+        fl_cfg_set_str(run, "prior.variant", o->prior + (pixel ? 6 : 0)) ||
+        fl_cfg_set_str(run, "prior.space", pixel ? "pixel" : "latent") || fl_cfg_set_num(run, "seed", (double)seed) ||
         (o->fixed && fl_cfg_set_str(run, "data.variant", "fixed"))) {
         fl_config_free(run);
         return NULL;
@@ -746,7 +766,7 @@ done:
         fl_latents_free(&x.pairs[i].train);
         fl_latents_free(&x.pairs[i].val);
     }
-    for (int i = 0; i < 2; i++) fl_prior_free(x.priors[i]);
+    for (int i = 0; i < 4; i++) fl_prior_free(x.priors[i]);
     fl_dataset_free(x.ds_fixed);
     fl_vae_free(vae);
     fl_subject_free(subj);

@@ -290,7 +290,8 @@ Test(sweep, every_axis_in_one_sweep_families_and_ndtm_cells_in_one_report, .time
              "sweep.ndtm_gammas=1 sweep.ndtm_priors=correlated,ood sweep.ndtm_leakage=true "
              "prior.steps=60 prior.batch_size=32 prior.hidden=32 prior.blocks=1 prior.ema_decay=0.9 "
              "prior.report_samples=64 prior.report_steps=10 ndtm.steps=10 ndtm.inner=2 "
-             "ndtm.ramp_start=990 ndtm.ramp_end=500 ndtm.u_lr=0.3",
+             "ndtm.ramp_start=990 ndtm.ramp_end=500 ndtm.u_lr=0.3 prior.unet.widths=4,8 "
+             "prior.unet.groups=2 prior.unet.time_embed=8 prior.unet.steps=20 prior.unet.batch_size=16",
              NPM_DIR);
     cr_assert_eq(run(args), 0, "the sweep failed:\n%s", err);
     cr_expect(strstr(out, "7 runs: 7 trained, 0 reused") != NULL, "stdout: %s", out);
@@ -339,4 +340,20 @@ Test(sweep, every_axis_in_one_sweep_families_and_ndtm_cells_in_one_report, .time
     cr_assert_eq(run(more), 0, "%s", err);
     cr_expect(strstr(out, "6 runs: 1 trained, 5 reused") != NULL, "stdout: %s", out);
     cr_expect(exists("results/t/runs/ndtm-correlated-static_g3_seed0.h5"));
+
+    /* the pixel UNet prior as an axis value: its cell and leakage cell, its own cached
+     * model, and the NDTM finding decided by the paper's (pixel) prior */
+    snprintf(more, sizeof more, "%s sweep.ndtm_priors=pixel-correlated sweep.ndtm_leakage=true", args);
+    cr_assert_eq(run(more), 0, "%s", err);
+    cr_expect(strstr(out, "6 runs: 2 trained, 4 reused") != NULL, "stdout: %s", out);
+    cr_expect(strstr(err, "prior-pixel") != NULL, "%s", err);
+    snprintf(p, sizeof p, "%s/results/t/report.md", tmp);
+    f = fopen(p, "r");
+    cr_assert_not_null(f, "no report.md");
+    md[fread(md, 1, sizeof md - 1, f)] = 0;
+    fclose(f);
+    expect_report_row(md, "NDTM pixel correlated static γ = 1", "ndtm-pixel-correlated-static_g1_seed0");
+    expect_report_row(md, "NDTM pixel correlated static fixed γ = 1", "ndtm-pixel-correlated-static-fixed_g1_seed0");
+    cr_expect(strstr(md, "NDTM pixel correlated static γ = 1 has fiber loss") != NULL,
+              "the NDTM finding is not the pixel prior's:\n%s", md);
 }

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "ctorch/ct.h"
 #include "ndtm/ndtm.h"
+#include "python_check.h"
 #include "store_fixture.h"
 #include "trainers/diffusion.h"
 #include "trainers/prior.h"
@@ -50,17 +51,7 @@ Test(ndtm_pytorch, the_python_twin_gives_the_same_cost_gradient_and_trajectory)
     fl_config *c = fl_config_default();
     ct_params *ps = ct_params_new();
     ct_gen *g = ct_gen_new(17);
-    fl_diff_spec sp = {.net = {.dim = DIM,
-                               .cond_dim = 0,
-                               .embed = (int)fl_cfg_int(c, "prior.time_embed"),
-                               .hidden = (int)fl_cfg_int(c, "prior.hidden"),
-                               .n_blocks = (int)fl_cfg_int(c, "prior.blocks"),
-                               .n_layers = (int)fl_cfg_int(c, "prior.layers"),
-                               .act = fl_act_parse(fl_cfg_str(c, "prior.activation"))},
-                       .T = (int)fl_cfg_int(c, "prior.T"),
-                       .beta_max = fl_cfg_num(c, "prior.beta_max"),
-                       .steps = 100,
-                       .eta = 0.25};
+    fl_diff_spec sp = fl_prior_latent_spec(c, DIM);   /* steps 100, η 0.25: the prior.* defaults */
     fl_diff *prior = fl_diff_new(&sp, ps, "prior.eps", g);
     cr_assert_not_null(prior, "%s", fl_error());
     fl_conv_spec vs, ss;
@@ -152,16 +143,9 @@ Test(ndtm_pytorch, the_python_twin_gives_the_same_cost_gradient_and_trajectory)
     ct_gen_free(g1), ct_gen_free(g2);
     ct_scope_end(sc);
 
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd, "'%s' '%s/fixtures/check_ndtm_twin.py' '%s' '%s' 2>&1", FL_TORCH_PYTHON,
-             FL_TEST_DIR, weights, ref);
-    FILE *pp = popen(cmd, "r");
-    cr_assert_not_null(pp);
-    char out[4096] = "";
-    size_t n = fread(out, 1, sizeof out - 1, pp);
-    out[n] = 0;
-    int st = pclose(pp);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the Python twin differs:\n%s", out);
+    char out[4096];
+    int st = run_python_check("check_ndtm_twin.py", weights, ref, out, sizeof out);
+    cr_expect_eq(st, 0, "the Python twin differs:\n%s", out);
     cr_log_info("%s", out);
     fl_subject_free(f);
     fl_diff_free(prior);

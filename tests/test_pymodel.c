@@ -11,6 +11,7 @@
 #include "core/h5.h"
 #include "core/log.h"
 #include "ctorch/ct.h"
+#include "python_check.h"
 #include "store_fixture.h"
 #include "trainers/fiber.h"
 
@@ -71,16 +72,9 @@ Test(pymodel, python_loads_a_saved_nf_and_draws_the_same_samples_for_fixed_noise
     ct_gen_free(g);
     ct_scope_end(sc);
 
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd, "'%s' '%s/fixtures/check_nf_model.py' '%s' '%s' 2>&1", FL_TORCH_PYTHON,
-             FL_TEST_DIR, model, ref);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    char out[4096] = "";
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "Python did not reproduce the samples:\n%s", out);
+    char out[4096];
+    int st = run_python_check("check_nf_model.py", model, ref, out, sizeof out);
+    cr_expect_eq(st, 0, "Python did not reproduce the samples:\n%s", out);
     cr_log_info("%s", out);
     fl_fiber_free(m);
     fl_config_free(c);

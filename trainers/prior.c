@@ -344,6 +344,22 @@ static int prior_config(const fl_config *c, fl_config **own)
     return 0;
 }
 
+fl_diff_spec fl_prior_latent_spec(const fl_config *c, int dim)
+{
+    return (fl_diff_spec){.net = {.dim = dim,
+                                  .cond_dim = 0,
+                                  .embed = (int)fl_cfg_int(c, "prior.time_embed"),
+                                  .hidden = (int)fl_cfg_int(c, "prior.hidden"),
+                                  .n_blocks = (int)fl_cfg_int(c, "prior.blocks"),
+                                  .n_layers = (int)fl_cfg_int(c, "prior.layers"),
+                                  .act = fl_act_parse(fl_cfg_str(c, "prior.activation"))},
+                          .T = (int)fl_cfg_int(c, "prior.T"),
+                          .cosine = false,
+                          .beta_max = fl_cfg_num(c, "prior.beta_max"),
+                          .steps = (int)fl_cfg_int(c, "prior.report_steps"),
+                          .eta = fl_cfg_num(c, "prior.report_eta")};
+}
+
 int fl_prior_measure(fl_prior *p)
 {
     if (p->rep.measured) return 0;
@@ -441,18 +457,7 @@ static int build_latent(fl_prior *p, const fl_config *c)
 {
     p->space = FL_PRIOR_LATENT;
     p->dim = fl_vae_dim(p->vae);
-    fl_diff_spec s = {.net = {.dim = (int)p->dim,
-                              .cond_dim = 0,
-                              .embed = (int)fl_cfg_int(c, "prior.time_embed"),
-                              .hidden = (int)fl_cfg_int(c, "prior.hidden"),
-                              .n_blocks = (int)fl_cfg_int(c, "prior.blocks"),
-                              .n_layers = (int)fl_cfg_int(c, "prior.layers"),
-                              .act = fl_act_parse(fl_cfg_str(c, "prior.activation"))},
-                      .T = p->T,
-                      .cosine = false,
-                      .beta_max = fl_cfg_num(c, "prior.beta_max"),
-                      .steps = p->report_steps,
-                      .eta = p->report_eta};
+    fl_diff_spec s = fl_prior_latent_spec(c, (int)p->dim);
     ct_gen *g = ct_gen_new(p->seed ^ 0x91e0ull);
     p->m = fl_diff_new(&s, p->ps, "prior.eps", g);
     ct_gen_free(g);

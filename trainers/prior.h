@@ -61,6 +61,10 @@ int fl_prior_open(const fl_config *c, const fl_dataset *ds, fl_vae *vae, fl_prio
  * UNet's size), before anything is trained: -1 and a message naming the key.
  * fl_prior_open checks them too. */
 int fl_prior_check(const fl_config *c);
+/* The latent prior's ε-network and schedule as prior.* sets them, on a latent of dim:
+ * unconditional, linear β to prior.beta_max, prior.report_steps and prior.report_eta as
+ * its DDIM defaults. */
+fl_diff_spec fl_prior_latent_spec(const fl_config *c, int dim);
 /* Where the prior of c is (or would be) cached; a script prior: its file. */
 int fl_prior_cache_path(const fl_config *c, char *buf, size_t n);
 void fl_prior_free(fl_prior *p);   /* NULL is a no-op */

@@ -243,17 +243,7 @@ static void ndtm_models_new(ndtm_models *m, const fl_config *c, uint64_t seed)
 {
     m->ps = ct_params_new();
     ct_gen *g = ct_gen_new(seed);
-    fl_diff_spec s = {.net = {.dim = DIM,
-                              .cond_dim = 0,
-                              .embed = (int)fl_cfg_int(c, "prior.time_embed"),
-                              .hidden = (int)fl_cfg_int(c, "prior.hidden"),
-                              .n_blocks = (int)fl_cfg_int(c, "prior.blocks"),
-                              .n_layers = (int)fl_cfg_int(c, "prior.layers"),
-                              .act = fl_act_parse(fl_cfg_str(c, "prior.activation"))},
-                      .T = (int)fl_cfg_int(c, "prior.T"),
-                      .beta_max = fl_cfg_num(c, "prior.beta_max"),
-                      .steps = 100,
-                      .eta = 0.25};
+    fl_diff_spec s = fl_prior_latent_spec(c, DIM);   /* steps 100, η 0.25: the prior.* defaults */
     m->prior = fl_diff_new(&s, m->ps, "prior.eps", g);
     fl_conv_spec vs, ss;
     if (!m->prior || fl_conv_spec_from_config(c, "vae", 3, DIM, &vs) ||

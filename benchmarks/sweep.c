@@ -389,6 +389,14 @@ static int check_settings(const fl_config *c)
     if (fl_cfg_len(c, "sweep.ndtm_gammas") > 0) {   /* NDTM's settings, as each cell reads them */
         fl_ndtm_opts o;
         if (fl_ndtm_opts_from_config(c, (int)fl_cfg_int(c, "prior.T"), &o)) return -1;
+        for (int i = 0, n = (int)fl_cfg_len(c, "sweep.ndtm_priors"); i < n; i++) {
+            /* each prior's own settings (a pixel prior's UNet size) */
+            bool pixel = strncmp(fl_cfg_list_str(c, "sweep.ndtm_priors", i), "pixel-", 6) == 0;
+            fl_config *pc = fl_config_copy(c);
+            int rc = !pc || fl_cfg_set_str(pc, "prior.space", pixel ? "pixel" : "latent") || fl_prior_check(pc);
+            fl_config_free(pc);
+            if (rc) return -1;
+        }
     }
     return fl_cfg_int(c, "data.n_train") > 0 ? check_sizes(c, fl_cfg_int(c, "data.n_train")) : 0;
 }

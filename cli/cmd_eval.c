@@ -201,7 +201,7 @@ static int eval_main(const char *cmd, int argc, char **argv, int ndtm)
     double t0 = fl_now();
     /* everything a user can get wrong is checked before anything is trained */
     fl_ndtm_opts no;
-    if (ndtm && fl_ndtm_opts_from_config(c, (int)fl_cfg_int(c, "prior.T"), &no)) goto fail;
+    if (ndtm && (fl_prior_check(c) || fl_ndtm_opts_from_config(c, (int)fl_cfg_int(c, "prior.T"), &no))) goto fail;
     if (ndtm && f.refine) no.refine_steps = (int)fl_cfg_int(c, "ndtm.refine_steps");
     if (!ndtm && f.sampler && fl_sampler_builtin(f.sampler, c, NULL, NULL, &smp) &&
         !strstr(fl_error(), "needs the VAE"))

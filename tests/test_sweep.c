@@ -101,6 +101,8 @@ Test(sweep, config_errors_fail_before_training_naming_the_key)
     expect_config_error("{}", "sweep.overrides=nf:nf.blocks=0", "nf.blocks");
     /* NDTM cells: their axes and the sampler's settings */
     expect_config_error("{}", "sweep.ndtm_gammas=1 sweep.ndtm_priors=pixel", "sweep.ndtm_priors");
+    expect_config_error("{}", "sweep.ndtm_gammas=1 sweep.ndtm_priors=pixel-ood prior.unet.groups=5",
+                        "prior.unet.groups");
     expect_config_error("{}", "sweep.ndtm_gammas=1 sweep.ndtm_targets=tweedie", "sweep.ndtm_targets");
     expect_config_error("{}", "sweep.ndtm_gammas=-1", "sweep.ndtm_gammas");
     expect_config_error("{}", "sweep.ndtm_gammas=1 ndtm.ramp_end=600", "ndtm.ramp_end");

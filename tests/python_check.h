@@ -1,6 +1,7 @@
 /* Runs a Python checker of tests/fixtures with the interpreter that has torch and h5py
- * (FL_TORCH_PYTHON): `python fixtures/<script> <a> <b>`; its stdout and stderr go into
- * out (n bytes, NUL-terminated). Returns its exit status (-1 when it could not run). */
+ * (FL_TORCH_PYTHON): `python fixtures/<script> <a> [<b>]` (b NULL: one argument); its
+ * stdout and stderr go into out (n bytes, NUL-terminated). Returns its exit status (-1
+ * when it could not run). */
 #ifndef FL_TEST_PYTHON_CHECK_H
 #define FL_TEST_PYTHON_CHECK_H
 
@@ -10,7 +11,8 @@
 static inline int run_python_check(const char *script, const char *a, const char *b, char *out, size_t n)
 {
     char cmd[1400];
-    snprintf(cmd, sizeof cmd, "'%s' '%s/fixtures/%s' '%s' '%s' 2>&1", FL_TORCH_PYTHON, FL_TEST_DIR, script, a, b);
+    snprintf(cmd, sizeof cmd, "'%s' '%s/fixtures/%s' '%s' %s%s%s 2>&1", FL_TORCH_PYTHON, FL_TEST_DIR, script, a,
+             b ? "'" : "", b ? b : "", b ? "'" : "");
     out[0] = 0;
     FILE *p = popen(cmd, "r");
     if (!p) return -1;

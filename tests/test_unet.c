@@ -3,6 +3,7 @@
  * float64, and a finite-difference check of the gradients. */
 #include <sys/wait.h>
 
+#include "python_check.h"
 #include "test_ctorch_util.h"
 
 #include "architectures/unet.h"
@@ -132,11 +133,10 @@ static void write_reference(const char *path, const fl_unet_spec *sp, ct_params 
 
 static int run_twin(const char *path)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "'%s' '%s/fixtures/check_unet.py' '%s'", FL_TORCH_PYTHON, FL_TEST_DIR, path);
-    fflush(stdout);
-    int rc = system(cmd);
-    return rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    char out[4096];
+    int rc = run_python_check("check_unet.py", path, NULL, out, sizeof out);
+    cr_log_info("%s", out);
+    return rc;
 }
 
 CT_TEST(unet, a_pytorch_twin_computes_the_same_eps_and_gradients_in_float64)

@@ -61,6 +61,13 @@ const fl_key fl_keys_sweep[] = {
      "refinement, on targets of the fixed variant (data.fixed_color), one per γ × prior × "
      "sweep.ndtm_targets × seed; the report compares their samples' colors with those of the "
      "same cells on the benchmark's targets."},
+    {"sweep.workers", FL_KEY_INT, "1", 1, 64, NULL,
+     "Processes of this machine that make the cells: this one first builds what every cell "
+     "uses (dataset, subject, VAE, references) on all its threads, then starts workers − 1 "
+     "copies of itself; each takes the cells no other holds, as the ranks of an MPI job do, "
+     "on cores ÷ workers threads (threads = 0), and this one writes the report. Small models "
+     "train faster side by side than on two threads each (docs/runs.md). Ignored under "
+     "mpirun, whose ranks are the workers."},
     {"sweep.val_fraction", FL_KEY_NUM, "0.1", 0, 0.5, NULL,
      "Share of the training pairs held out for the validation loss (early stopping)."},
     {"sweep.grid_targets", FL_KEY_INT, "8", 0, 64, NULL,
@@ -689,7 +696,7 @@ static fl_config *ndtm_config(const fl_config *c, const ndtm_cell *o, int64_t se
 
 int fl_sweep_run_share(const fl_config *c, const fl_sweep_share *share, fl_sweep_summary *sum)
 {
-    fl_sweep_share all = {0, 1, 0, true};
+    fl_sweep_share all = {0, 1, 0, true, false};
     if (!share) share = &all;
     memset(sum, 0, sizeof *sum);
     double t0 = fl_now();
@@ -729,6 +736,7 @@ int fl_sweep_run_share(const fl_config *c, const fl_sweep_share *share, fl_sweep
     x.subj = subj;
     x.vae = vae;
     sum->seconds_setup = fl_now() - t0;
+    if (share->setup_only) goto done;
 
     /* the first pass makes the cells no other process holds; the second waits for the
      * ones another process was making, and so reuses them */

@@ -46,6 +46,7 @@ typedef struct {
     int part, parts;   /* 0 and 1: every cell */
     int start;         /* the first cell of the first pass */
     bool report;       /* write the folder's report at the end */
+    bool setup_only;   /* only build what every cell uses: dataset, subject, VAE, references */
 } fl_sweep_share;
 
 /* The cells of c's grid: the families' (sweep.families × sweep.lambdas × sweep.seeds),

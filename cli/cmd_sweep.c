@@ -37,38 +37,58 @@ static int run_sweep(const char *cmd, fl_config *c)
     return 0;
 }
 
-/* The ranks of an MPI job share the grid through the cells' locks (each starts at its
- * own place in it), then rank 0 writes the report and prints the job's summary. */
-static int run_job(fl_config *c, const cli_job *j)
+/* The ranks of an MPI job, or the local workers of sweep.workers, share the grid (or
+ * the shard `part`) through the cells' locks (each starts at its own place in it), then
+ * rank 0 writes the report and prints the job's summary. */
+static int run_job(fl_config *c, cli_job *j, const fl_sweep_share *part, double t0, double setup)
 {
     fl_sweep_summary s;
-    double t0 = fl_now();
+    const char *who = j->mpi ? "rank" : "worker";
     int cores = fl_cores_available() / j->local_size;
     if (fl_cfg_int(c, "threads") == 0) fl_threads_set(cores > 1 ? cores : 1, FL_WORK_CONV);
     int grid = fl_sweep_grid_size(c);
-    fl_sweep_share share = {0, 1, grid * j->rank / j->size, false};
+    fl_sweep_share share = {part->part, part->parts, grid * j->rank / j->size, false, false};
     int mine = fl_sweep_run_share(c, &share, &s);
     fl_config_free(c);
-    if (mine) fprintf(stderr, "fiberlab sweep: rank %d: %s\n", j->rank, fl_error());
+    if (mine) fprintf(stderr, "fiberlab sweep: %s %d: %s\n", who, j->rank, fl_error());
     double v[4] = {s.runs_trained, s.runs_rescored, s.seconds_train, s.peak_rss_mib};
     int all = cli_job_agree(j, mine ? 1 : 0);
     cli_job_sum(j, v, 4);
     if (all) {
-        if (!mine) fprintf(stderr, "fiberlab sweep: another rank failed; the cells done stay\n");
+        if (!mine) fprintf(stderr, "fiberlab sweep: another %s failed; the cells done stay\n", who);
         return 1;
     }
     if (j->rank != 0) return 0;
     double tr = fl_now();
     if (fl_sweep_report(s.dir)) return cli_fail("sweep", "%s", fl_error());
-    printf("%d ranks, %d runs: %.0f trained, %.0f reused", j->size, s.runs_grid, v[0],
-           s.runs_grid - v[0] - v[1]);
+    printf("%d %ss, %d runs: %.0f trained, %.0f reused", j->size, who, s.runs_total, v[0],
+           s.runs_total - v[0] - v[1]);
     if (v[1] > 0) printf(", %.0f scored again", v[1]);
     printf(" from earlier\n");
-    printf("time %.1f s (training %.1f s summed over the ranks; report %.1f s); peak memory "
-           "%.0f MiB summed over the ranks\n", fl_now() - t0, v[2], fl_now() - tr, v[3]);
+    printf("time %.1f s (", fl_now() - t0);
+    if (setup >= 0) printf("data, subject, VAE, references %.1f s; ", setup);
+    printf("training %.1f s summed over the %ss; report %.1f s); peak memory %.0f MiB summed "
+           "over the %ss\n", v[2], who, fl_now() - tr, v[3], who);
     printf("results in %s/: report.md, fidelity_consistency.png, index.json, timing.md, grids/, runs/, models/\n",
            s.dir);
     return 0;
+}
+
+/* sweep.workers = k > 1 in a process alone: what every cell uses is built here on all
+ * the threads first, then k − 1 copies of this process join it as workers. */
+static int run_workers(fl_config *c, cli_job *j, const fl_sweep_share *part, char **argv, double t0)
+{
+    fl_sweep_summary s;
+    fl_sweep_share setup = {part->part, part->parts, 0, false, true};
+    if (fl_sweep_run_share(c, &setup, &s)) {
+        fl_config_free(c);
+        return cli_fail("sweep", "%s", fl_error());
+    }
+    if (cli_job_spawn("sweep", j, (int)fl_cfg_int(c, "sweep.workers"), argv)) {
+        fl_config_free(c);
+        return 1;
+    }
+    return run_job(c, j, part, t0, s.seconds_setup);
 }
 
 /* --shard i/n: both whole numbers, 0 <= i < n, nothing after. */
@@ -122,10 +142,15 @@ int cmd_sweep(int argc, char **argv)
                "shards' runs/ and models/ into one folder if they did not share one). Under\n"
                "mpirun (fiberlab built with Open MPI) the ranks divide the cells among\n"
                "themselves, the cores of a machine among its ranks (threads=0), and rank 0\n"
-               "writes the report once all are done.\n");
+               "writes the report once all are done. sweep.workers=K does the same on one\n"
+               "machine without MPI: this process builds the dataset, subject, VAE and\n"
+               "references, then starts K - 1 copies of itself, and the K processes divide\n"
+               "the cells and the cores (with --shard too: the shard's cells).\n");
         return 0;
     }
-    fl_sweep_share share = {0, 1, 0, true};
+    double t0 = fl_now();
+    char **all_args = argv;
+    fl_sweep_share share = {0, 1, 0, true, false};
     cli_opts o;
     const char *config = NULL;
     if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=')) {
@@ -142,11 +167,15 @@ int cmd_sweep(int argc, char **argv)
     if (cli_job_begin("sweep", &j)) return 1;
     int rc = 1;
     fl_config *c = NULL;
-    if (j.size > 1 && share.parts > 1)
+    if (j.mpi && share.parts > 1)
         cli_fail("sweep", "--shard: the ranks of an MPI job divide the grid themselves");
-    else if ((c = cli_opts_config("sweep", &o)) && j.size > 1)
-        rc = run_job(c, &j);
-    else if (c) {
+    else if (!(c = cli_opts_config("sweep", &o)))
+        ;
+    else if (j.size > 1)   /* an MPI rank, or a worker that worker 0 started */
+        rc = run_job(c, &j, &share, t0, -1);
+    else if (fl_cfg_int(c, "sweep.workers") > 1)
+        rc = run_workers(c, &j, &share, all_args, t0);
+    else {
         fl_sweep_summary s;
         rc = fl_sweep_run_share(c, &share, &s);
         fl_config_free(c);

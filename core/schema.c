@@ -45,6 +45,7 @@ static const struct {
     {"sweep.lambdas", FL_ROLE_NONE},
     {"sweep.overrides", FL_ROLE_NONE},      /* the runs' own keys carry what they set */
     {"sweep.seeds", FL_ROLE_NONE},
+    {"sweep.workers", FL_ROLE_NONE},
     {"sweep.ndtm_gammas", FL_ROLE_NONE},    /* each NDTM cell's ndtm.gamma, ndtm.target, prior.variant, seed */
     {"sweep.ndtm_priors", FL_ROLE_NONE},
     {"sweep.ndtm_targets", FL_ROLE_NONE},

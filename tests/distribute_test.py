@@ -1,8 +1,9 @@
 """A sweep spread over processes (issue 15, item 6): `--shard 0/2` and `--shard 1/2` into
 one folder make every cell of the grid once between them (cell k belongs to shard
-k % 2); `mpirun -n 2 fiberlab sweep` on one machine makes every cell once between its
-two ranks and writes one report; the numbers of both equal those of one plain process;
-a malformed --shard is refused before anything runs.
+k % 2); `mpirun -n 2 fiberlab sweep` on one machine, and `sweep.workers=2` without MPI,
+make every cell once between their two processes, both working, and write one report;
+the numbers of all equal those of one plain process; a malformed --shard is refused
+before anything runs; a worker that fails makes the sweep fail.
 
 usage: distribute_test.py FIBERLAB_BIN SOURCE_DIR [--mpi]
   --mpi: fiberlab is built with MPI, so the mpirun part must run (else it is skipped)
@@ -28,6 +29,42 @@ def summary_count(stdout, what):
         return int(line.split(" runs: ")[1].split(" " + what)[0])
     except (IndexError, ValueError):
         return None
+
+
+def check_job(r, who, folder, ref, fails):
+    """The checks of a job of two processes (who: "rank" or "worker") that made GRID's
+    cells into folder: one job summary with 4 trained, log lines of both, each cell
+    trained once with both working, one process's numbers, one report."""
+    print("%s job: exit %d; %s" % (who, r.returncode,
+                                   [ln for ln in r.stdout.splitlines() if "runs:" in ln]))
+    if r.returncode != 0:
+        fails.append("the %s job exited %d:\n%s\n%s" % (who, r.returncode, r.stdout, r.stderr))
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("[%s " % who)]
+    for k in range(2):
+        if not any(ln.startswith("[%s %d/2] " % (who, k)) for ln in lines):
+            fails.append("no log line of %s %d:\n%s" % (who, k, r.stderr))
+    if r.stdout.count(" runs: ") != 1 or "2 %ss, 4 runs: 4 trained" % who not in r.stdout:
+        fails.append("not one job summary with 4 trained:\n%s" % r.stdout)
+    # each process trained at least one cell, and each cell was trained once
+    per = [sum(1 for ln in lines if ln.startswith("[%s %d/2] " % (who, k)) and
+               "steps/s" in ln and " 100% " in ln) for k in range(2)]
+    print("finished trainings per %s: %s" % (who, per))
+    if sum(per) != 4 or min(per) == 0:
+        fails.append("trainings per %s %s: not 4 in all with both working" % (who, per))
+    got = st.run_metrics(folder)
+    if got != ref:
+        fails.append("the %s job's numbers differ from one process's:\n  %s\n  %s" % (who, got, ref))
+    for f in ("fidelity_consistency.png", "report.md"):
+        if not os.path.exists(os.path.join(folder, f)):
+            fails.append("the %s job wrote no %s" % (who, f))
+    try:
+        with open(os.path.join(folder, "report.md")) as f:
+            md = f.read()
+    except OSError:
+        md = ""
+    for cell in ("NF λ = 0 | 2 |", "NF λ = 30 | 2 |"):
+        if cell not in md:
+            fails.append("the %s job's report.md has no row '%s'" % (who, cell))
 
 
 def main():
@@ -86,6 +123,23 @@ def main():
         if n_index != 4:
             fails.append("the last shard's index.json lists %s runs, not 4" % n_index)
 
+        # two local workers, without MPI
+        r = st.run(st.sweep_cmd(binary, cfg, npm, out, "workers", *GRID) + ["sweep.workers=2"],
+                   cache, tmp)
+        check_job(r, "worker", os.path.join(out, "workers"), ref, fails)
+        # a cell that fails (its run file's place is taken by a folder) makes its worker,
+        # and so the job, fail; the other cells are made and stay
+        bad = os.path.join(out, "workers_bad")
+        os.makedirs(os.path.join(bad, "runs", CELLS[3] + ".h5"))
+        r = st.run(st.sweep_cmd(binary, cfg, npm, out, "workers_bad", *GRID) +
+                   ["sweep.workers=2"], cache, tmp)
+        made = [c for c in CELLS if os.path.isfile(os.path.join(bad, "runs", c + ".h5"))]
+        print("a failing cell: exit %d, made %s" % (r.returncode, made))
+        if r.returncode == 0 or "fiberlab sweep: worker" not in r.stderr:
+            fails.append("a sweep with a failing cell exited %d:\n%s" % (r.returncode, r.stderr))
+        if made != CELLS[:3]:
+            fails.append("a sweep with a failing cell left %s, not %s" % (made, CELLS[:3]))
+
         # an MPI job of two ranks on this machine
         mpirun = shutil.which("mpirun")
         if want_mpi and not mpirun:
@@ -100,32 +154,7 @@ def main():
                                                  [ln for ln in r.stdout.splitlines() if "runs:" in ln]))
             if r.returncode != 0:
                 fails.append("mpirun -n 2 exited %d:\n%s\n%s" % (r.returncode, r.stdout, r.stderr))
-            ranks = [ln for ln in r.stderr.splitlines() if ln.startswith("[rank ")]
-            for k in range(2):
-                if not any(ln.startswith("[rank %d/2] " % k) for ln in ranks):
-                    fails.append("no log line of rank %d:\n%s" % (k, r.stderr))
-            if r.stdout.count(" runs: ") != 1 or "2 ranks, 4 runs: 4 trained" not in r.stdout:
-                fails.append("not one job summary with 4 trained:\n%s" % r.stdout)
-            # each rank trained at least one cell, and each cell was trained once
-            per_rank = [sum(1 for ln in ranks if ln.startswith("[rank %d/2] " % k) and
-                            "steps/s" in ln and " 100% " in ln) for k in range(2)]
-            print("finished trainings per rank: %s" % per_rank)
-            if sum(per_rank) != 4 or min(per_rank) == 0:
-                fails.append("trainings per rank %s: not 4 in all with both ranks working" % per_rank)
-            mpi = st.run_metrics(os.path.join(out, "mpi"))
-            if mpi != ref:
-                fails.append("the MPI job's numbers differ from one process's:\n  %s\n  %s" % (mpi, ref))
-            for f in ("fidelity_consistency.png", "report.md"):
-                if not os.path.exists(os.path.join(out, "mpi", f)):
-                    fails.append("the MPI job wrote no %s" % f)
-            try:
-                with open(os.path.join(out, "mpi", "report.md")) as f:
-                    md = f.read()
-            except OSError:
-                md = ""
-            for cell in ("NF λ = 0 | 2 |", "NF λ = 30 | 2 |"):
-                if cell not in md:
-                    fails.append("the MPI job's report.md has no row '%s'" % cell)
+            check_job(r, "rank", os.path.join(out, "mpi"), ref, fails)
         else:
             print("skipped the mpirun part: fiberlab is built without MPI")
 

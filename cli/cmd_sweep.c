@@ -209,7 +209,10 @@ int cmd_train(int argc, char **argv)
     snprintf(fam, sizeof fam, "sweep.families=%s", fl_cfg_str(c, "model.family"));
     snprintf(lam, sizeof lam, "sweep.lambdas=%.17g", fl_cfg_num(c, "train.lambda"));
     snprintf(seed, sizeof seed, "sweep.seeds=%lld", (long long)fl_cfg_int(c, "seed"));
-    if (fl_config_override(c, fam) || fl_config_override(c, lam) || fl_config_override(c, seed)) {
+    /* one run: none of the config's NDTM cells, and no second worker to wait for it */
+    if (fl_config_override(c, fam) || fl_config_override(c, lam) || fl_config_override(c, seed) ||
+        fl_config_override(c, "sweep.ndtm_gammas=[]") ||
+        fl_config_override(c, "sweep.ndtm_leakage=false") || fl_config_override(c, "sweep.workers=1")) {
         fl_config_free(c);
         return cli_fail("train", "%s", fl_error());
     }

@@ -3,7 +3,8 @@ one folder make every cell of the grid once between them (cell k belongs to shar
 k % 2); `mpirun -n 2 fiberlab sweep` on one machine, and `sweep.workers=2` without MPI,
 make every cell once between their two processes, both working, and write one report;
 the numbers of all equal those of one plain process; a malformed --shard is refused
-before anything runs; a worker that fails makes the sweep fail.
+before anything runs; a worker that fails makes the sweep fail; `fiberlab train` makes
+its one run alone even when the config asks for NDTM cells and workers.
 
 usage: distribute_test.py FIBERLAB_BIN SOURCE_DIR [--mpi]
   --mpi: fiberlab is built with MPI, so the mpirun part must run (else it is skipped)
@@ -139,6 +140,17 @@ def main():
             fails.append("a sweep with a failing cell exited %d:\n%s" % (r.returncode, r.stderr))
         if made != CELLS[:3]:
             fails.append("a sweep with a failing cell left %s, not %s" % (made, CELLS[:3]))
+
+        # fiberlab train is one run in one process, whatever grid and workers the config has
+        r = st.run([binary, "train", "--config", cfg, "data.path=" + npm, "out_dir=" + out,
+                    "sweep.name=train", "threads=1", "model.family=nf", "train.lambda=30",
+                    "sweep.ndtm_gammas=1", "sweep.workers=2"], cache, tmp)
+        made = sorted(st.run_metrics(os.path.join(out, "train")))
+        print("fiberlab train: exit %d, made %s" % (r.returncode, made))
+        if r.returncode != 0 or made != ["nf_lam30_seed0"] or "1 runs: 1 trained" not in r.stdout \
+                or "[worker" in r.stderr:
+            fails.append("fiberlab train made %s (exit %d):\n%s\n%s" % (made, r.returncode, r.stdout,
+                                                                        r.stderr))
 
         # an MPI job of two ranks on this machine
         mpirun = shutil.which("mpirun")

@@ -20,22 +20,22 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 grep -m1 'model name' /proc/cpuinfo | sed 's/.*: /cpu: /'
 echo "cores: $(nproc)"
 $bin info | grep -E '^(kernel|mpi) '
-$bin train-vae --config configs/demo.json >/dev/null 2>&1   # warm cache, untimed
+$bin train-vae --config configs/nf.json >/dev/null 2>&1   # warm cache, untimed
 now() { date +%s.%N; }
 one="" mpi="" wrk=""
 for r in $(seq 1 "$rounds"); do
     t=$(now)
     # shellcheck disable=SC2086
-    $bin sweep configs/demo.json $grid sweep.name=one$r threads=2 "$@" >"$out/one$r.log" 2>&1
+    $bin sweep configs/nf.json $grid sweep.name=one$r threads=2 "$@" >"$out/one$r.log" 2>&1
     one="$one $(awk "BEGIN {print $(now) - $t}")"
     t=$(now)
     # shellcheck disable=SC2086
-    mpirun -n 2 --bind-to none $bin sweep configs/demo.json $grid sweep.name=mpi$r threads=1 "$@" \
+    mpirun -n 2 --bind-to none $bin sweep configs/nf.json $grid sweep.name=mpi$r threads=1 "$@" \
         >"$out/mpi$r.log" 2>&1
     mpi="$mpi $(awk "BEGIN {print $(now) - $t}")"
     t=$(now)
     # shellcheck disable=SC2086
-    $bin sweep configs/demo.json $grid sweep.name=wrk$r threads=0 sweep.workers=2 "$@" \
+    $bin sweep configs/nf.json $grid sweep.name=wrk$r threads=0 sweep.workers=2 "$@" \
         >"$out/wrk$r.log" 2>&1
     wrk="$wrk $(awk "BEGIN {print $(now) - $t}")"
     grep -h ' runs: ' "$out/one$r.log" "$out/mpi$r.log" "$out/wrk$r.log" | sed 's/^/  /'

@@ -160,7 +160,8 @@ Test(config, configs_readme_is_the_schema_documentation)
 
 Test(config, the_shipped_configs_load)
 {
-    const char *files[] = {FL_SOURCE_DIR "/configs/demo.json", FL_SOURCE_DIR "/configs/nf.json"};
+    const char *files[] = {FL_SOURCE_DIR "/configs/demo.json", FL_SOURCE_DIR "/configs/nf.json",
+                           FL_SOURCE_DIR "/configs/full.json"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         fl_config *c = fl_config_load(files[i]);
         cr_expect_not_null(c, "%s", fl_error());

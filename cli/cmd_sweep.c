@@ -51,9 +51,10 @@ static int run_job(fl_config *c, cli_job *j, const fl_sweep_share *part, double 
     int mine = fl_sweep_run_share(c, &share, &s);
     fl_config_free(c);
     if (mine) fprintf(stderr, "fiberlab sweep: %s %d: %s\n", who, j->rank, fl_error());
-    double v[4] = {s.runs_trained, s.runs_rescored, s.seconds_train, s.peak_rss_mib};
+    double v[6] = {s.runs_trained, s.runs_rescored, s.seconds_train, s.peak_rss_mib, s.seconds_eval,
+                   s.seconds_setup};
     int all = cli_job_agree(j, mine ? 1 : 0);
-    cli_job_sum(j, v, 4);
+    cli_job_sum(j, v, 6);
     if (all) {
         if (!mine) fprintf(stderr, "fiberlab sweep: another %s failed; the cells done stay\n", who);
         return 1;
@@ -67,8 +68,9 @@ static int run_job(fl_config *c, cli_job *j, const fl_sweep_share *part, double 
     printf(" from earlier\n");
     printf("time %.1f s (", fl_now() - t0);
     if (setup >= 0) printf("data, subject, VAE, references %.1f s; ", setup);
-    printf("training %.1f s summed over the %ss; report %.1f s); peak memory %.0f MiB summed "
-           "over the %ss\n", v[2], who, fl_now() - tr, v[3], who);
+    printf("summed over the %ss: opening the cached models and training NDTM's priors %.1f s, "
+           "training %.1f s, sampling and evaluation %.1f s; report %.1f s); peak memory %.0f "
+           "MiB summed over the %ss\n", who, v[5], v[2], v[4], fl_now() - tr, v[3], who);
     printf("results in %s/: report.md, fidelity_consistency.png, index.json, timing.md, grids/, runs/, models/\n",
            s.dir);
     return 0;

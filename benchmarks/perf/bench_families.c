@@ -8,24 +8,31 @@
  * without and with activation checkpointing of those steps (diff.checkpoint /
  * fm.checkpoint; torch.utils.checkpoint on the Python side), with the peak resident
  * memory of each side. Goal: >= 1.5x at batch 64, never slower at 256.
- * And NDTM sampling (ndtm/ndtm.c, issue 14) with the latent prior at batch 64 and 256:
- * seconds per sample of fl_ndtm_sample with the ndtm.* defaults but --ndtm-steps DDIM
- * steps (default 20: t = 950, 900, …, 0, of which the 10 below ndtm.ramp_start = 500 are
- * guided, the same half as the default 100 steps), against the same algorithm in
- * bench_families.py (DDIM on the leading grid, torch.optim.Adam on the control with the
- * per-sample gradient rescaling and the linear lr decay, the cosine γ_t, the static
- * target and the non-squared terminal norm). Both sides read the same weights and inputs
- * from ctorch archives this program writes (the prior's ε-network: an unconditional
- * fl_diff of the prior.* default sizes on the 54-d latent; the VAE-decoder and subject
- * stand-ins below; x_T and target images), run libtorch on --threads threads and BLAS on
- * one (fiberlab ndtm's setting), each after an untimed 2-step guided warm-up. Goal:
- * >= 1.2x at both batches. tests/test_ndtm_pytorch.c checks that the twin computes what
- * ndtm.c computes (cost, gradient, whole trajectories, float64).
+ * And NDTM sampling (ndtm/ndtm.c, issue 14) with the latent and the pixel prior
+ * (--ndtm-prior, default both) at batch 64 and 256: seconds per sample of fl_ndtm_sample
+ * with the ndtm.* defaults but --ndtm-steps DDIM steps (default 20: t = 950, 900, …, 0, of
+ * which the 10 below ndtm.ramp_start = 500 are guided, the same half as the default 100
+ * steps), against the same algorithm in bench_families.py (DDIM on the leading grid,
+ * torch.optim.Adam on the control with the per-sample gradient rescaling and the linear
+ * lr decay, the cosine γ_t, the static target and the non-squared terminal norm). Both
+ * sides read the same weights and inputs from ctorch archives this program writes: the
+ * latent prior's ε-network (an unconditional fl_diff of the prior.* default sizes on the
+ * 54-d latent) decoded by the VAE-decoder stand-in below; the pixel prior as `fiberlab
+ * ndtm` builds it (fl_prior_new with prior.space = pixel: the UNet of the prior.unet.*
+ * defaults, its v-parametrised ε, seen through fl_ndtm_prior_of: images x = 2·image − 1,
+ * x̂0 clamped to [−1, 1], no decoder), its weights the UNet's initialisation with DDPM's
+ * zero-initialised convolutions drawn like the others (bench_families.py: PixelPrior on
+ * unet_twin.py's UNet); the subject stand-in below for both; x_T of each space and the
+ * target images. Both run libtorch on --threads threads and BLAS on one (fiberlab ndtm's
+ * setting), each after an untimed 2-step guided warm-up. Goal: >= 1.2x at both batches,
+ * each prior. tests/test_ndtm_pytorch.c checks that the twin computes what ndtm.c
+ * computes with either prior (cost, gradient, whole trajectories, float64).
  *   bench_families [--threads N] [--reps R] [--python PATH] [--only FAMILY|ndtm]
- *                  [--ndtm-steps S] [--fiber | --no-fiber]
+ *                  [--ndtm-steps S] [--ndtm-prior latent|pixel|both] [--fiber | --no-fiber]
  *   bench_families --ndtm-inputs DIR   (the NDTM weights and inputs, for one side alone:
- *                  bench_families --ndtm-worker B S THREADS REPS DIR, or
- *                  bench_families.py --family ndtm --weights DIR/weights.h5 --inputs DIR/inputs.h5)
+ *                  bench_families --ndtm-worker B S THREADS REPS DIR latent|pixel, or
+ *                  bench_families.py --family ndtm --prior latent|pixel --weights DIR/weights.h5
+ *                  --pixel DIR/pixel.h5 --inputs DIR/inputs.h5)
  * --fiber: only the λ > 0 rows; --no-fiber: only the λ = 0 rows (both leave NDTM out).
  * Every run is a child process of its own (ours: this program with --worker), so that
  * each side's memory high-water mark is its own.
@@ -409,7 +416,7 @@ static int ndtm_worker_main(int batch, int steps, int threads, int reps, const c
     ct_free(x0);
     const char *prof = getenv("FIBERLAB_TORCH_PROFILE");
     if (prof && *prof && ct_profile_begin(prof)) die("FIBERLAB_TORCH_PROFILE");
-    double t0 = fl_now();
+    double t0 = fl_now(), c0 = bench_cpu_seconds();
     double mean_abs = 0;
     for (int r = 0; r < reps; r++) {
         x0 = fl_ndtm_sample(&p, m.subj, x_T, img, z, &o, g);
@@ -419,15 +426,15 @@ static int ndtm_worker_main(int batch, int steps, int threads, int reps, const c
         ct_scope_end(s);
         ct_free(x0);
     }
-    double dt = fl_now() - t0;
+    double dt = fl_now() - t0, cpu = bench_cpu_seconds() - c0;
     if (prof && *prof && ct_profile_end()) die("FIBERLAB_TORCH_PROFILE");
     long long peak = bench_peak_rss_kb();
     int64_t params = pixel ? ndtm_params(fl_prior_params(m.pixel), "") + ndtm_params(m.ps, "subject.enc.")
                            : ndtm_params(m.ps, "");
     printf("{\"family\": \"ndtm\", \"prior\": \"%s\", \"batch\": %d, \"steps\": %d, \"seconds\": %.4f, "
            "\"steps_per_s\": %.6f, \"params\": %lld, \"peak_rss_kb\": %lld, \"rss0_kb\": %lld, "
-           "\"x0_mean_abs\": %.6f}\n",
-           which, batch, steps, dt, reps * batch / dt, (long long)params, peak, rss0, mean_abs);
+           "\"x0_mean_abs\": %.6f, \"cpu_seconds\": %.4f}\n",
+           which, batch, steps, dt, reps * batch / dt, (long long)params, peak, rss0, mean_abs, cpu);
     fflush(stdout);
     ct_gen_free(g);
     ct_free(x_T);
@@ -581,6 +588,7 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     double ours[MAX_CASES][MAX_REPS], py[MAX_CASES][MAX_REPS];
+    double cpu_ours[MAX_CASES][MAX_REPS], cpu_py[MAX_CASES][MAX_REPS];   /* NDTM: CPU s/sample */
     bench_line last_ours[MAX_CASES], last_py[MAX_CASES];
     long long peak_ours[MAX_CASES] = {0}, peak_py[MAX_CASES] = {0};
     long long rise_ours[MAX_CASES] = {0}, rise_py[MAX_CASES] = {0};
@@ -613,9 +621,12 @@ int main(int argc, char **argv)
             if (bench_run_line(cmd, &last_py[i])) return 1;
             ours[i][r] = last_ours[i].steps_per_s;
             py[i][r] = last_py[i].steps_per_s;
+            cpu_ours[i][r] = last_ours[i].cpu_seconds / k->batch;
+            cpu_py[i][r] = last_py[i].cpu_seconds / k->batch;
             if (k->ndtm)
-                fprintf(stderr, "bench_families: ndtm %s prior, batch %d, repetition %d: ours %.5f s/sample, "
-                        "Python %.5f\n", k->prior, k->batch, r + 1, 1 / ours[i][r], 1 / py[i][r]);
+                fprintf(stderr, "bench_families: ndtm %s prior, batch %d, repetition %d: ours %.5f s/sample "
+                        "(CPU %.5f), Python %.5f (CPU %.5f)\n", k->prior, k->batch, r + 1, 1 / ours[i][r],
+                        cpu_ours[i][r], 1 / py[i][r], cpu_py[i][r]);
             /* the largest over the repetitions (the same work each time) */
             long long ro = last_ours[i].peak_rss_kb - last_ours[i].rss0_kb;
             long long rp = last_py[i].peak_rss_kb - last_py[i].rss0_kb;
@@ -667,15 +678,20 @@ int main(int argc, char **argv)
         printf("NDTM sampling with the latent prior (the VAE-decoder stand-in) and the pixel prior (the "
                "UNet of prior.unet.*) (%d DDIM steps, %d of them guided with %d Adam steps each; the ndtm.* "
                "defaults otherwise), libtorch %d thread%s, BLAS 1 (fiberlab ndtm's setting); "
-               "seconds per sample:\n", ndtm_steps, guided, go.inner, threads, threads == 1 ? "" : "s");
-        printf("%-6s %5s %6s %12s %12s %7s %9s %9s %9s %10s %9s %10s\n", "prior", "batch", "steps", "fiberlab",
-               "pytorch", "ratio", "params", "params_py", "peakMiB", "peakMiB_py", "riseMiB", "riseMiB_py");
+               "seconds per sample (wall clock; cpu: the process's own CPU time, user + system, which "
+               "leaves out the time its core ran other processes):\n", ndtm_steps, guided, go.inner, threads,
+               threads == 1 ? "" : "s");
+        printf("%-6s %5s %6s %12s %12s %7s %9s %9s %9s %9s %9s %9s %10s %9s %10s\n", "prior", "batch", "steps",
+               "fiberlab", "pytorch", "ratio", "cpu", "cpu_py", "cpu_ratio", "params", "params_py", "peakMiB",
+               "peakMiB_py", "riseMiB", "riseMiB_py");
         int met = 1;
         for (int i = first_ndtm; i < n; i++) {
             const bench_case *k = &cases[i];
             double mo = bench_median(ours[i], reps), mp = bench_median(py[i], reps), ratio = mo / mp;
-            printf("%-6s %5d %6d %12.5f %12.5f %6.2fx %9lld %9lld %9.0f %10.0f %9.0f %10.0f\n", k->prior,
-                   k->batch, k->steps, 1 / mo, 1 / mp, ratio, last_ours[i].params, last_py[i].params,
+            double co = bench_median(cpu_ours[i], reps), cp = bench_median(cpu_py[i], reps);
+            printf("%-6s %5d %6d %12.5f %12.5f %6.2fx %9.5f %9.5f %8.2fx %9lld %9lld %9.0f %10.0f %9.0f %10.0f\n",
+                   k->prior, k->batch, k->steps, 1 / mo, 1 / mp, ratio, co, cp, cp / co, last_ours[i].params,
+                   last_py[i].params,
                    peak_ours[i] / 1024.0, peak_py[i] / 1024.0, rise_ours[i] / 1024.0, rise_py[i] / 1024.0);
             if (last_ours[i].params != last_py[i].params) {
                 fprintf(stderr, "bench_families: ndtm, %s prior: parameter counts differ: ours %lld, Python %lld\n",

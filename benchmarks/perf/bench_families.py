@@ -627,15 +627,16 @@ def ndtm_main(a):
     rss0 = rss_kb()
     Ndtm(prior, decode, subject, warm, clamp).sample(x_T, z)
     sampler = Ndtm(prior, decode, subject, NdtmOpts(a.ndtm_steps), clamp)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(a.reps):
         x0 = sampler.sample(x_T, z)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     n = a.reps * a.batch
     print(json.dumps({"family": "ndtm", "prior": a.prior, "batch": a.batch, "steps": a.ndtm_steps, "seconds": dt,
                       "steps_per_s": n / dt, "params": n_params, "peak_rss_kb": peak,
-                      "rss0_kb": rss0, "x0_mean_abs": x0.abs().mean().item()}), flush=True)
+                      "rss0_kb": rss0, "x0_mean_abs": x0.abs().mean().item(),
+                      "cpu_seconds": cpu}), flush=True)
 
 
 FAMILIES = {

@@ -217,3 +217,17 @@ ct_tensor *fl_unet_forward(const fl_unet *u, const ct_tensor *x, const ct_tensor
     ct_scope_end(sc);
     return y;
 }
+
+ct_status fl_unet_spec_put(const fl_unet_spec *s, ct_archive *a, const char *prefix)
+{
+    const char *names[] = {"channels", "levels", "blocks", "groups", "embed", "time_dim"};
+    const int values[] = {s->channels, s->levels, s->blocks, s->groups, s->embed, s->time_dim};
+    char key[256];
+    for (int i = 0; i < 6 + s->levels; i++) {
+        if (i < 6) snprintf(key, sizeof key, "%s%s", prefix, names[i]);
+        else snprintf(key, sizeof key, "%swidth%d", prefix, i - 6);
+        ct_status st = ct_archive_put_i64(a, key, i < 6 ? values[i] : s->widths[i - 6]);
+        if (st != CT_OK) return st;
+    }
+    return CT_OK;
+}

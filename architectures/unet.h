@@ -41,5 +41,9 @@ const fl_unet_spec *fl_unet_spec_of(const fl_unet *u);
 
 /* x (B, C, H, W), t (B, 1) in [0, 1] -> ε (B, C, H, W). */
 ct_tensor *fl_unet_forward(const fl_unet *u, const ct_tensor *x, const ct_tensor *t);
+/* The spec into an archive as int64 entries "<prefix>channels", levels, blocks, groups,
+ * embed, time_dim and width0 … width<levels − 1> (what the PyTorch twin,
+ * benchmarks/perf/unet_twin.py, builds the network from). */
+ct_status fl_unet_spec_put(const fl_unet_spec *s, ct_archive *a, const char *prefix);
 
 #endif

@@ -174,9 +174,10 @@ static ct_tensor *optimise_control(const fl_ndtm_prior *p, fl_subject *f, const 
 {
     ct_scope *s = ct_scope_begin();
     ct_set_grad_enabled(false);
-    ct_tensor *eps_t = p->eps(p->eps_ctx, x_t, t + 1);                          /* (B, D) */
+    /* the unguided ε(x_t) only where the score cost reads it (a UNet forward per step) */
+    ct_tensor *eps_t = o->w_score > 0 ? p->eps(p->eps_ctx, x_t, t + 1) : NULL;  /* (B, D) */
     ct_tensor *u = ct_zeros_like(x_t), *m = ct_zeros_like(x_t), *v = ct_zeros_like(x_t);
-    int rc = eps_t && u && m && v ? 0 : -1;
+    int rc = (eps_t || o->w_score <= 0) && u && m && v ? 0 : -1;
     for (int k = 1; k <= o->inner && !rc; k++) {
         ct_scope *si = ct_scope_begin();
         ct_set_grad_enabled(true);

@@ -81,7 +81,8 @@ int fl_ndtm_time(const fl_ndtm_opts *o, int T, int i);
 ct_tensor *fl_ndtm_target(const fl_ndtm_prior *p, fl_subject *f, const ct_tensor *x_target,
                           const ct_tensor *z_target, int t, const fl_ndtm_opts *o, ct_gen *g);
 /* The cost C(u) per sample (B,) at state x_t (B, D), 0-based time t, the unguided
- * ε_t (B, D), the target z (B, d) and γ. Differentiable w.r.t. u. */
+ * ε_t (B, D; read only when o->w_score > 0, else it may be NULL), the target z (B, d) and
+ * γ. Differentiable w.r.t. u. */
 ct_tensor *fl_ndtm_cost(const fl_ndtm_prior *p, fl_subject *f, const ct_tensor *x_t, int t,
                         const ct_tensor *eps_t, const ct_tensor *u, const ct_tensor *z, double gamma,
                         const fl_ndtm_opts *o);

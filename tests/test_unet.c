@@ -107,16 +107,7 @@ static void write_reference(const char *path, const fl_unet_spec *sp, ct_params 
     ct_scope *s = ct_scope_begin();
     ct_archive *a = ct_archive_new();
     char key[256];
-    cr_assert(!ct_archive_put_i64(a, "spec/channels", sp->channels) &&
-              !ct_archive_put_i64(a, "spec/levels", sp->levels) &&
-              !ct_archive_put_i64(a, "spec/blocks", sp->blocks) &&
-              !ct_archive_put_i64(a, "spec/groups", sp->groups) &&
-              !ct_archive_put_i64(a, "spec/embed", sp->embed) &&
-              !ct_archive_put_i64(a, "spec/time_dim", sp->time_dim), "%s", ct_last_error());
-    for (int i = 0; i < sp->levels; i++) {
-        snprintf(key, sizeof key, "spec/width%d", i);
-        cr_assert_eq(ct_archive_put_i64(a, key, sp->widths[i]), CT_OK, "%s", ct_last_error());
-    }
+    cr_assert_eq(fl_unet_spec_put(sp, a, "spec/"), CT_OK, "%s", ct_last_error());
     cr_assert_eq(ct_params_put(ps, a, "params/"), CT_OK, "%s", ct_last_error());
     for (int i = 0; i < ct_params_count(ps); i++) {
         ct_tensor *gr = ct_grad_of(ct_params_at(ps, i));

@@ -115,6 +115,7 @@ const double *fl_prior_abar(const fl_prior *p) { return p->m ? fl_diff_abar(p->m
 double fl_prior_clamp(const fl_prior *p) { return p->space == FL_PRIOR_PIXEL ? 1 : 0; }
 fl_vae *fl_prior_vae(const fl_prior *p) { return p->vae; }
 const char *fl_prior_path(const fl_prior *p) { return p->path; }
+ct_params *fl_prior_params(const fl_prior *p) { return p->ps; }
 const fl_prior_report *fl_prior_report_of(const fl_prior *p) { return &p->rep; }
 
 ct_tensor *fl_prior_no_cond(int64_t b) { return ct_zeros(CT_SHAPE(b, 0), ct_float_dtype()); }
@@ -387,7 +388,7 @@ int fl_prior_cache_path(const fl_config *c, char *buf, size_t n)
 
 /* The pixel prior's UNet from prior.unet.*, for 3 × 28 × 28 images; -1 and a message
  * naming the key when it cannot be built. */
-static int unet_spec_from_config(const fl_config *c, fl_unet_spec *s)
+int fl_prior_unet_spec(const fl_config *c, fl_unet_spec *s)
 {
     memset(s, 0, sizeof *s);
     s->channels = 3;
@@ -426,7 +427,7 @@ int fl_prior_check(const fl_config *c)
         return fl_fail("prior.report_steps: %lld DDIM steps, more than prior.T = %d",
                        (long long)fl_cfg_int(c, "prior.report_steps"), T);
     fl_unet_spec us;
-    if (strcmp(fl_cfg_str(c, "prior.space"), "pixel") == 0 && unet_spec_from_config(c, &us)) return -1;
+    if (strcmp(fl_cfg_str(c, "prior.space"), "pixel") == 0 && fl_prior_unet_spec(c, &us)) return -1;
     return 0;
 }
 
@@ -471,7 +472,7 @@ static int build_pixel(fl_prior *p, const fl_config *c)
     p->dim = 3 * 28 * 28;
     p->seed = (uint64_t)fl_cfg_int(c, "prior.unet.seed");
     fl_unet_spec s;
-    if (unet_spec_from_config(c, &s)) return -1;
+    if (fl_prior_unet_spec(c, &s)) return -1;
     p->abar = malloc(((size_t)p->T + 1) * sizeof *p->abar);
     if (!p->abar) return fl_fail("out of memory");
     fl_noise_schedule_fill(p->abar, p->T, false, fl_cfg_num(c, "prior.beta_max"));
@@ -484,7 +485,7 @@ static int build_pixel(fl_prior *p, const fl_config *c)
     return p->unet ? 0 : fl_fail_ctx("prior.unet");
 }
 
-int fl_prior_open(const fl_config *c, const fl_dataset *ds, fl_vae *vae, fl_prior **out)
+int fl_prior_new(const fl_config *c, fl_vae *vae, fl_prior **out)
 {
     *out = NULL;
     if (fl_prior_check(c)) return -1;
@@ -495,13 +496,13 @@ int fl_prior_open(const fl_config *c, const fl_dataset *ds, fl_vae *vae, fl_prio
     p->report_samples = (int)fl_cfg_int(c, "prior.report_samples");
     p->report_steps = (int)fl_cfg_int(c, "prior.report_steps");
     p->report_eta = fl_cfg_num(c, "prior.report_eta");
+    for (int k = 0; k < 3; k++) p->rep.color.kl[k] = p->rep.color.w1[k] = NAN;
+    p->rep.color.kl_mean = p->rep.color.w1_mean = NAN;
     if (*fl_cfg_str(c, "prior.script")) {
         if (open_script(p, c)) {
             fl_prior_free(p);
             return -1;
         }
-        for (int k = 0; k < 3; k++) p->rep.color.kl[k] = p->rep.color.w1[k] = NAN;
-        p->rep.color.kl_mean = p->rep.color.w1_mean = NAN;
         *out = p;
         return 0;
     }
@@ -512,13 +513,28 @@ int fl_prior_open(const fl_config *c, const fl_dataset *ds, fl_vae *vae, fl_prio
     }
     p->ps = ct_params_new();
     p->T = (int)fl_cfg_int(c, "prior.T");
-    int rc = p->ps ? (pixel ? build_pixel(p, c) : build_latent(p, c)) : fl_fail("out of memory");
+    if (!p->ps || (pixel ? build_pixel(p, c) : build_latent(p, c))) {
+        if (!p->ps) fl_fail("out of memory");
+        fl_prior_free(p);
+        return -1;
+    }
+    *out = p;
+    return 0;
+}
+
+int fl_prior_open(const fl_config *c, const fl_dataset *ds, fl_vae *vae, fl_prior **out)
+{
+    *out = NULL;
+    fl_prior *p;
+    if (fl_prior_new(c, vae, &p)) return -1;
+    if (p->script) return *out = p, 0;
+    bool pixel = p->space == FL_PRIOR_PIXEL;
     fl_cached m = cached_spec(p, pixel, (int)p->dim);
     m.ema_decay = fl_cfg_num(c, "prior.ema_decay");
     fl_cached_info info = {0};
     fl_config *own = NULL;
     fl_dataset *own_ds = NULL;
-    if (!rc) rc = prior_config(c, &own);
+    int rc = prior_config(c, &own);
     if (!rc && own && fl_dataset_open(own, &own_ds))
         rc = fl_fail_ctx("prior.variant=%s", fl_cfg_str(c, "prior.variant"));
     if (!rc) rc = fl_cached_open(own ? own : c, own_ds ? own_ds : ds, &m, p->path, sizeof p->path, &info);

@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "architectures/unet.h"
 #include "core/config.h"
 #include "core/metrics.h"
 #include "ctorch/ct.h"
@@ -57,6 +58,16 @@ typedef struct fl_prior fl_prior;
  * prior (it may be NULL with a script or a pixel prior). *out is new (fl_prior_free); -1
  * and a message (a bad prior.unet.* size names its key). */
 int fl_prior_open(const fl_config *c, const fl_dataset *ds, fl_vae *vae, fl_prior **out);
+/* The prior of c as fl_prior_open builds it, but with its network's initial weights:
+ * neither looked up in the cache nor trained (benchmarks and tests set its parameters,
+ * fl_prior_params). A script prior is fl_prior_open's. -1 and a message. */
+int fl_prior_new(const fl_config *c, fl_vae *vae, fl_prior **out);
+/* The parameters of its network (the latent prior's ε-network, the pixel prior's UNet);
+ * NULL for a script prior. Borrowed. */
+ct_params *fl_prior_params(const fl_prior *p);
+/* The pixel prior's UNet as prior.unet.* sizes it, for 3 × 28 × 28 images: -1 and a
+ * message naming the key when it cannot be built. */
+int fl_prior_unet_spec(const fl_config *c, fl_unet_spec *s);
 /* The prior's settings that the schema's bounds cannot check (with prior.space=pixel the
  * UNet's size), before anything is trained: -1 and a message naming the key.
  * fl_prior_open checks them too. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "core/blas.h"
 #include "core/log.h"
@@ -36,6 +37,7 @@ int bench_run_line(const char *cmd, bench_line *out)
     out->peak_rss_kb = (long long)field(line, "peak_rss_kb");
     out->rss0_kb = (long long)field(line, "rss0_kb");
     out->gemm_flop = field(line, "gemm_flop");
+    out->cpu_seconds = field(line, "cpu_seconds");
     if (rc != 0 || !(out->steps_per_s > 0)) {
         fprintf(stderr, "bench: the run failed (exit status %d): %s\n", rc, cmd);
         return -1;
@@ -104,4 +106,10 @@ double bench_gemm_peak_gflops(int threads)
     ct_scope_end(s);
     fl_threads_set(n0, w0);
     return 2.0 * 1024 * 1024 * 1024 / bench_median(t, 7) / 1e9;
+}
+
+double bench_cpu_seconds(void)
+{
+    struct timespec ts;
+    return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0 ? ts.tv_sec + 1e-9 * ts.tv_nsec : 0;
 }

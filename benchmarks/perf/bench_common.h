@@ -7,10 +7,11 @@
 
 #include <stddef.h>
 
-/* The fields of a side's JSON line ("steps_per_s", "params", "peak_rss_kb", "rss0_kb");
- * a missing field reads 0. */
+/* The fields of a side's JSON line ("steps_per_s", "params", "peak_rss_kb", "rss0_kb",
+ * "gemm_flop", "cpu_seconds"); a missing field reads 0. */
 typedef struct {
     double steps_per_s;
+    double cpu_seconds;      /* CPU time (user + system, all threads) of the timed part (0: not measured) */
     long long params;
     long long peak_rss_kb;   /* the child's high-water mark of resident memory */
     long long rss0_kb;       /* its resident memory when the timed steps began */
@@ -31,6 +32,9 @@ double bench_median(double *v, int n);
 long long bench_rss_kb(void);
 /* Its high-water mark of resident memory, in KiB (getrusage ru_maxrss). */
 long long bench_peak_rss_kb(void);
+/* The CPU time this process has used, user and system, all threads, in seconds
+ * (CLOCK_PROCESS_CPUTIME_ID; Python's time.process_time()). */
+double bench_cpu_seconds(void);
 /* The GEMM peak of this machine for the benchmarks' ratios: GFLOP/s of a 1024² float32
  * matrix product (ct_matmul, the BLAS libtorch calls) on `threads` OpenBLAS threads, the
  * median of 7 timings of 10 products after a warm-up; restores the thread setting. */

@@ -8,24 +8,31 @@
  * without and with activation checkpointing of those steps (diff.checkpoint /
  * fm.checkpoint; torch.utils.checkpoint on the Python side), with the peak resident
  * memory of each side. Goal: >= 1.5x at batch 64, never slower at 256.
- * And NDTM sampling (ndtm/ndtm.c, issue 14) with the latent prior at batch 64 and 256:
- * seconds per sample of fl_ndtm_sample with the ndtm.* defaults but --ndtm-steps DDIM
- * steps (default 20: t = 950, 900, …, 0, of which the 10 below ndtm.ramp_start = 500 are
- * guided, the same half as the default 100 steps), against the same algorithm in
- * bench_families.py (DDIM on the leading grid, torch.optim.Adam on the control with the
- * per-sample gradient rescaling and the linear lr decay, the cosine γ_t, the static
- * target and the non-squared terminal norm). Both sides read the same weights and inputs
- * from ctorch archives this program writes (the prior's ε-network: an unconditional
- * fl_diff of the prior.* default sizes on the 54-d latent; the VAE-decoder and subject
- * stand-ins below; x_T and target images), run libtorch on --threads threads and BLAS on
- * one (fiberlab ndtm's setting), each after an untimed 2-step guided warm-up. Goal:
- * >= 1.2x at both batches. tests/test_ndtm_pytorch.c checks that the twin computes what
- * ndtm.c computes (cost, gradient, whole trajectories, float64).
+ * And NDTM sampling (ndtm/ndtm.c, issue 14) with the latent and the pixel prior
+ * (--ndtm-prior, default both) at batch 64 and 256: seconds per sample of fl_ndtm_sample
+ * with the ndtm.* defaults but --ndtm-steps DDIM steps (default 20: t = 950, 900, …, 0, of
+ * which the 10 below ndtm.ramp_start = 500 are guided, the same half as the default 100
+ * steps), against the same algorithm in bench_families.py (DDIM on the leading grid,
+ * torch.optim.Adam on the control with the per-sample gradient rescaling and the linear
+ * lr decay, the cosine γ_t, the static target and the non-squared terminal norm). Both
+ * sides read the same weights and inputs from ctorch archives this program writes: the
+ * latent prior's ε-network (an unconditional fl_diff of the prior.* default sizes on the
+ * 54-d latent) decoded by the VAE-decoder stand-in below; the pixel prior as `fiberlab
+ * ndtm` builds it (fl_prior_new with prior.space = pixel: the UNet of the prior.unet.*
+ * defaults, its v-parametrised ε, seen through fl_ndtm_prior_of: images x = 2·image − 1,
+ * x̂0 clamped to [−1, 1], no decoder), its weights the UNet's initialisation with DDPM's
+ * zero-initialised convolutions drawn like the others (bench_families.py: PixelPrior on
+ * unet_twin.py's UNet); the subject stand-in below for both; x_T of each space and the
+ * target images. Both run libtorch on --threads threads and BLAS on one (fiberlab ndtm's
+ * setting), each after an untimed 2-step guided warm-up. Goal: >= 1.2x at both batches,
+ * each prior. tests/test_ndtm_pytorch.c checks that the twin computes what ndtm.c
+ * computes with either prior (cost, gradient, whole trajectories, float64).
  *   bench_families [--threads N] [--reps R] [--python PATH] [--only FAMILY|ndtm]
- *                  [--ndtm-steps S] [--fiber | --no-fiber]
+ *                  [--ndtm-steps S] [--ndtm-prior latent|pixel|both] [--fiber | --no-fiber]
  *   bench_families --ndtm-inputs DIR   (the NDTM weights and inputs, for one side alone:
- *                  bench_families --ndtm-worker B S THREADS REPS DIR, or
- *                  bench_families.py --family ndtm --weights DIR/weights.h5 --inputs DIR/inputs.h5)
+ *                  bench_families --ndtm-worker B S THREADS REPS DIR latent|pixel, or
+ *                  bench_families.py --family ndtm --prior latent|pixel --weights DIR/weights.h5
+ *                  --pixel DIR/pixel.h5 --inputs DIR/inputs.h5)
  * --fiber: only the λ > 0 rows; --no-fiber: only the λ = 0 rows (both leave NDTM out).
  * Every run is a child process of its own (ours: this program with --worker), so that
  * each side's memory high-water mark is its own.
@@ -217,17 +224,20 @@ static int worker_main(const char *family, int batch, int steps, double lambda, 
     return 0;
 }
 
-/* ---- NDTM sampling with the latent prior (the --ndtm-worker side) ---------------------- */
+/* ---- NDTM sampling with the latent and the pixel prior (the --ndtm-worker side) -------- */
 
-/* The prior's ε-network (an unconditional fl_diff of the prior.* default sizes on the
- * 54-d latent) and the VAE-decoder and subject stand-ins, in one frozen set whose names
- * (prior.eps.*, vae.dec.*, subject.enc.*) bench_families.py maps onto its modules. */
+/* The latent prior's ε-network (an unconditional fl_diff of the prior.* default sizes on
+ * the 54-d latent) and the VAE-decoder and subject stand-ins, in one frozen set whose
+ * names (prior.eps.*, vae.dec.*, subject.enc.*) bench_families.py maps onto its modules;
+ * and, when asked, the pixel prior (trainers/prior.c with prior.space = pixel: the UNet of
+ * the prior.unet.* defaults, its parameters prior.eps.* in a set of its own). */
 typedef struct {
     ct_params *ps;
     fl_diff *prior;
     fl_conv_decoder dec;
     fl_conv_encoder enc;
     fl_subject *subj;
+    fl_prior *pixel;
 } ndtm_models;
 
 /* The latent prior's decode: the VAE decoder's sigmoid image (B, 3, 28, 28). */
@@ -239,9 +249,35 @@ static ct_tensor *ndtm_decode(void *ctx, const ct_tensor *u)
     return x;
 }
 
-static void ndtm_models_new(ndtm_models *m, const fl_config *c, uint64_t seed)
+/* The pixel prior's stand-in weights: the UNet's initialisation (torch.nn's U(±1/√fan_in))
+ * but for DDPM's zero-initialised convolutions (each block's last and the output's),
+ * which get the same law as the others — else the untrained UNet is v ≡ 0 (ε = √(1 − ᾱ) x)
+ * and every block the identity. */
+static void unet_stand_in(ct_params *ps, ct_gen *g)
+{
+    for (int i = 0; i < ct_params_count(ps); i++) {
+        ct_scope *s = ct_scope_begin();
+        ct_tensor *w = ct_params_at(ps, i);
+        const char *name = ct_params_name(ps, i);
+        size_t len = strlen(name);
+        if (ct_ndim(w) == 4 && ct_item(ct_max_all(ct_abs(w))) == 0 && len > 7 &&
+            strcmp(name + len - 7, ".weight") == 0) {
+            char bias[512];
+            snprintf(bias, sizeof bias, "%.*s.bias", (int)(len - 7), name);
+            ct_tensor *b = ct_params_find(ps, bias);
+            double bound = 1 / sqrt((double)(ct_size(w, 1) * ct_size(w, 2) * ct_size(w, 3)));
+            if (!b || ct_copy_(w, ct_adds(ct_muls(ct_rand(ct_shape_of(w), ct_dtype_of(w), g), 2 * bound), -bound)) ||
+                ct_copy_(b, ct_adds(ct_muls(ct_rand(ct_shape_of(b), ct_dtype_of(b), g), 2 * bound), -bound)))
+                die(name);
+        }
+        ct_scope_end(s);
+    }
+}
+
+static void ndtm_models_new(ndtm_models *m, const fl_config *c, uint64_t seed, bool pixel)
 {
     m->ps = ct_params_new();
+    m->pixel = NULL;
     ct_gen *g = ct_gen_new(seed);
     fl_diff_spec s = fl_prior_latent_spec(c, DIM);   /* steps 100, η 0.25: the prior.* defaults */
     m->prior = fl_diff_new(&s, m->ps, "prior.eps", g);
@@ -253,14 +289,25 @@ static void ndtm_models_new(ndtm_models *m, const fl_config *c, uint64_t seed)
         die("the NDTM prior and stand-ins");
     ct_params_set_trainable(m->ps, false);
     m->subj = fl_subject_custom("conv stand-in", COND, subject_fn, &m->enc, NULL);
+    if (pixel) {
+        /* the real pixel prior's construction, untrained (prior.unet.*, prior.T, beta_max) */
+        fl_config *pc = fl_config_copy(c);
+        if (!pc || fl_config_override(pc, "prior.space=pixel") || fl_prior_new(pc, NULL, &m->pixel))
+            die("the pixel prior");
+        fl_config_free(pc);
+        unet_stand_in(fl_prior_params(m->pixel), g);
+        ct_params_set_trainable(fl_prior_params(m->pixel), false);
+    }
     ct_gen_free(g);
 }
 
-/* Every element of the set (its parameters are frozen: ct_params_numel counts none). */
-static int64_t ndtm_params(const ct_params *ps)
+/* Every element of the set whose name starts with prefix (its parameters are frozen:
+ * ct_params_numel counts none). */
+static int64_t ndtm_params(const ct_params *ps, const char *prefix)
 {
     int64_t n = 0;
-    for (int i = 0; i < ct_params_count(ps); i++) n += ct_numel(ct_params_at(ps, i));
+    for (int i = 0; i < ct_params_count(ps); i++)
+        if (strncmp(ct_params_name(ps, i), prefix, strlen(prefix)) == 0) n += ct_numel(ct_params_at(ps, i));
     return n;
 }
 
@@ -278,27 +325,40 @@ static fl_ndtm_prior ndtm_prior_of(ndtm_models *m)
 
 static void ndtm_models_free(ndtm_models *m)
 {
+    fl_prior_free(m->pixel);
     fl_subject_free(m->subj);
     fl_diff_free(m->prior);
     ct_params_free(m->ps);
 }
 
-/* The files both sides read, in dir: weights.h5 (the models' parameters) and inputs.h5
- * (x_T (256, 54) ~ N(0, I) and target images (256, 3, 28, 28) ~ U[0, 1]). */
+/* The files both sides read, in dir: weights.h5 (the latent prior's and the stand-ins'
+ * parameters), pixel.h5 (the pixel prior's UNet: its spec, "spec/…", and parameters,
+ * "params/prior.eps.…") and inputs.h5 (x_T (256, 54) and x_T_pixel (256, 3·28·28)
+ * ~ N(0, I), target images (256, 3, 28, 28) ~ U[0, 1]). */
 static void ndtm_write_inputs(const char *dir)
 {
     char path[4200];
     fl_config *c = fl_config_default();
     ndtm_models m;
-    ndtm_models_new(&m, c, 0);
+    ndtm_models_new(&m, c, 0, true);
     snprintf(path, sizeof path, "%s/weights.h5", dir);
     if (ct_params_save(m.ps, path)) die(path);
+    fl_unet_spec us;
+    if (fl_prior_unet_spec(c, &us)) die("prior.unet");
+    ct_archive *a = ct_archive_new();
+    snprintf(path, sizeof path, "%s/pixel.h5", dir);
+    if (fl_unet_spec_put(&us, a, "spec/") || ct_params_put(fl_prior_params(m.pixel), a, "params/") ||
+        ct_archive_write(a, path))
+        die(path);
+    ct_archive_free(a);
     ct_scope *s = ct_scope_begin();
     ct_gen *g = ct_gen_new(5);
-    ct_archive *a = ct_archive_new();
+    a = ct_archive_new();
     snprintf(path, sizeof path, "%s/inputs.h5", dir);
     if (ct_archive_put(a, "x_T", ct_randn(CT_SHAPE(256, DIM), CT_F32, g)) ||
-        ct_archive_put(a, "targets", ct_rand(CT_SHAPE(256, 3, 28, 28), CT_F32, g)) || ct_archive_write(a, path))
+        ct_archive_put(a, "targets", ct_rand(CT_SHAPE(256, 3, 28, 28), CT_F32, g)) ||
+        ct_archive_put(a, "x_T_pixel", ct_randn(CT_SHAPE(256, 3 * 28 * 28), CT_F32, g)) ||
+        ct_archive_write(a, path))
         die(path);
     ct_archive_free(a);
     ct_gen_free(g);
@@ -307,32 +367,44 @@ static void ndtm_write_inputs(const char *dir)
     fl_config_free(c);
 }
 
-/* Times reps guided samplings of batch rows with the ndtm.* defaults but `steps` DDIM
- * steps, after an untimed warm-up of 2 fully guided steps; prints bench_common.h's line
- * (steps_per_s: samples per second). */
-static int ndtm_worker_main(int batch, int steps, int threads, int reps, const char *dir)
+/* Times reps guided samplings of batch rows with the latent or the pixel prior and the
+ * ndtm.* defaults but `steps` DDIM steps, after an untimed warm-up of 2 fully guided steps;
+ * prints bench_common.h's line (steps_per_s: samples per second). The pixel prior is seen
+ * as fiberlab ndtm sees it: fl_ndtm_prior_of (x = 2·image − 1, x̂0 clamped to [−1, 1]). */
+static int ndtm_worker_main(int batch, int steps, int threads, int reps, const char *dir, const char *which)
 {
     char path[4200];
+    bool pixel = strcmp(which, "pixel") == 0;
+    if (!pixel && strcmp(which, "latent") != 0) {
+        fprintf(stderr, "bench_families: --ndtm-worker: prior '%s', expected latent or pixel\n", which);
+        return 2;
+    }
     fl_config *c = fl_config_default();
     fl_threads_set(threads, FL_WORK_CONV);   /* as fiberlab ndtm (cli/cli_opts.c) */
     ndtm_models m;
-    ndtm_models_new(&m, c, 1);
+    ndtm_models_new(&m, c, 1, pixel);
     snprintf(path, sizeof path, "%s/weights.h5", dir);
     if (ct_params_load(m.ps, path)) die(path);
+    ct_archive *a;
+    if (pixel) {
+        snprintf(path, sizeof path, "%s/pixel.h5", dir);
+        if (!(a = ct_archive_read(path)) || ct_params_get(fl_prior_params(m.pixel), a, "params/")) die(path);
+        ct_archive_free(a);
+    }
     snprintf(path, sizeof path, "%s/inputs.h5", dir);
-    ct_archive *a = ct_archive_read(path);
+    a = ct_archive_read(path);
     if (!a) die(path);
     ct_scope *sc = ct_scope_begin();
-    ct_tensor *x_T = ct_scope_keep(sc, ct_narrow(ct_archive_get(a, "x_T"), 0, 0, batch));     /* (B, 54) */
+    ct_tensor *x_T = ct_scope_keep(sc, ct_narrow(ct_archive_get(a, pixel ? "x_T_pixel" : "x_T"), 0, 0, batch)); /* (B, D) */
     ct_tensor *img = ct_scope_keep(sc, ct_narrow(ct_archive_get(a, "targets"), 0, 0, batch)); /* (B, 3, 28, 28) */
     bool prev = ct_set_grad_enabled(false);
     ct_tensor *z = ct_scope_keep(sc, fl_subject_forward(m.subj, img));                       /* (B, 48) */
     ct_set_grad_enabled(prev);
     ct_scope_end(sc);
     ct_archive_free(a);
-    fl_ndtm_prior p = ndtm_prior_of(&m);
+    fl_ndtm_prior p = pixel ? fl_ndtm_prior_of(m.pixel) : ndtm_prior_of(&m);
     fl_ndtm_opts o, warm;
-    if (!x_T || !img || !z || fl_ndtm_opts_from_config(c, fl_diff_T(m.prior), &o)) die("NDTM setup");
+    if (!x_T || !img || !z || fl_ndtm_opts_from_config(c, p.T, &o)) die("NDTM setup");
     warm = o;
     warm.steps = 2;
     warm.gamma = FL_GAMMA_CONSTANT;
@@ -344,7 +416,7 @@ static int ndtm_worker_main(int batch, int steps, int threads, int reps, const c
     ct_free(x0);
     const char *prof = getenv("FIBERLAB_TORCH_PROFILE");
     if (prof && *prof && ct_profile_begin(prof)) die("FIBERLAB_TORCH_PROFILE");
-    double t0 = fl_now();
+    double t0 = fl_now(), c0 = bench_cpu_seconds();
     double mean_abs = 0;
     for (int r = 0; r < reps; r++) {
         x0 = fl_ndtm_sample(&p, m.subj, x_T, img, z, &o, g);
@@ -354,12 +426,15 @@ static int ndtm_worker_main(int batch, int steps, int threads, int reps, const c
         ct_scope_end(s);
         ct_free(x0);
     }
-    double dt = fl_now() - t0;
+    double dt = fl_now() - t0, cpu = bench_cpu_seconds() - c0;
     if (prof && *prof && ct_profile_end()) die("FIBERLAB_TORCH_PROFILE");
     long long peak = bench_peak_rss_kb();
-    printf("{\"family\": \"ndtm\", \"batch\": %d, \"steps\": %d, \"seconds\": %.4f, \"steps_per_s\": %.6f, "
-           "\"params\": %lld, \"peak_rss_kb\": %lld, \"rss0_kb\": %lld, \"x0_mean_abs\": %.6f}\n",
-           batch, steps, dt, reps * batch / dt, (long long)ndtm_params(m.ps), peak, rss0, mean_abs);
+    int64_t params = pixel ? ndtm_params(fl_prior_params(m.pixel), "") + ndtm_params(m.ps, "subject.enc.")
+                           : ndtm_params(m.ps, "");
+    printf("{\"family\": \"ndtm\", \"prior\": \"%s\", \"batch\": %d, \"steps\": %d, \"seconds\": %.4f, "
+           "\"steps_per_s\": %.6f, \"params\": %lld, \"peak_rss_kb\": %lld, \"rss0_kb\": %lld, "
+           "\"x0_mean_abs\": %.6f, \"cpu_seconds\": %.4f}\n",
+           which, batch, steps, dt, reps * batch / dt, (long long)params, peak, rss0, mean_abs, cpu);
     fflush(stdout);
     ct_gen_free(g);
     ct_free(x_T);
@@ -379,6 +454,7 @@ typedef struct {
     int fsteps;         /* differentiable sampler steps (λ > 0) */
     bool ckpt;          /* those steps checkpointed */
     bool ndtm;          /* NDTM sampling (steps: its DDIM steps) */
+    const char *prior;  /* NDTM's prior: "latent" or "pixel" */
 } bench_case;
 
 #define MAX_CASES 64
@@ -399,7 +475,7 @@ int main(int argc, char **argv)
     fl_runtime_init(argv);
     fl_log_set_quiet(true);
     int threads = 2, reps = 3, ndtm_steps = 20;
-    const char *python = "/usr/bin/python3", *only = NULL;
+    const char *python = "/usr/bin/python3", *only = NULL, *ndtm_prior = "both";
     bool fiber_only = false, no_fiber = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--worker") == 0 && i + 7 < argc)
@@ -407,9 +483,9 @@ int main(int argc, char **argv)
                                atoi(argv[i + 5]), atoi(argv[i + 6]), atoi(argv[i + 7]) != 0);
         if (strcmp(argv[i], "--ndtm-inputs") == 0 && i + 1 < argc)
             return ndtm_write_inputs(argv[i + 1]), 0;
-        if (strcmp(argv[i], "--ndtm-worker") == 0 && i + 5 < argc)
+        if (strcmp(argv[i], "--ndtm-worker") == 0 && i + 6 < argc)
             return ndtm_worker_main(atoi(argv[i + 1]), atoi(argv[i + 2]), atoi(argv[i + 3]),
-                                    atoi(argv[i + 4]), argv[i + 5]);
+                                    atoi(argv[i + 4]), argv[i + 5], argv[i + 6]);
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
@@ -420,15 +496,22 @@ int main(int argc, char **argv)
             only = argv[++i];
         else if (strcmp(argv[i], "--ndtm-steps") == 0 && i + 1 < argc)
             ndtm_steps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--ndtm-prior") == 0 && i + 1 < argc)
+            ndtm_prior = argv[++i];
         else if (strcmp(argv[i], "--fiber") == 0)
             fiber_only = true;
         else if (strcmp(argv[i], "--no-fiber") == 0)
             no_fiber = true;
         else {
             fprintf(stderr, "usage: bench_families [--threads N] [--reps R] [--python PATH] "
-                            "[--only FAMILY|ndtm] [--ndtm-steps S] [--fiber | --no-fiber]\n");
+                            "[--only FAMILY|ndtm] [--ndtm-steps S] [--ndtm-prior latent|pixel|both] "
+                            "[--fiber | --no-fiber]\n");
             return 2;
         }
+    }
+    if (strcmp(ndtm_prior, "latent") && strcmp(ndtm_prior, "pixel") && strcmp(ndtm_prior, "both")) {
+        fprintf(stderr, "bench_families: --ndtm-prior %s, expected latent, pixel or both\n", ndtm_prior);
+        return 2;
     }
     if (reps < 1 || reps > MAX_REPS) reps = reps < 1 ? 1 : MAX_REPS;
     if (ndtm_steps < 1 || ndtm_steps > 1000) {
@@ -443,12 +526,12 @@ int main(int argc, char **argv)
     for (int f = 0; f < 7 && !fiber_only; f++) {
         if (only && strcmp(only, families[f])) continue;
         for (int b = 0; b < 2; b++)
-            cases[n++] = (bench_case){families[f], batches[b], steps_for(families[f], batches[b], 0, 0), 0, 0, false, false};
+            cases[n++] = (bench_case){families[f], batches[b], steps_for(families[f], batches[b], 0, 0), 0, 0, false, false, NULL};
     }
     /* λ > 0 at batch 64: the one-pass samplers (the flows' inverse, the free-form decoder) */
     for (int f = 0; f < 5 && !no_fiber; f++) {
         if (only && strcmp(only, families[f])) continue;
-        cases[n++] = (bench_case){families[f], 64, steps_for(families[f], 64, LAMBDA, 0), LAMBDA, 0, false, false};
+        cases[n++] = (bench_case){families[f], 64, steps_for(families[f], 64, LAMBDA, 0), LAMBDA, 0, false, false, NULL};
     }
     for (int f = 5; f < 7 && !no_fiber; f++) {
         if (only && strcmp(only, families[f])) continue;
@@ -457,12 +540,14 @@ int main(int argc, char **argv)
                 for (int ck = 0; ck < 2; ck++)
                     cases[n++] = (bench_case){families[f], batches[b],
                                               steps_for(families[f], batches[b], LAMBDA, fsteps[k]),
-                                              LAMBDA, fsteps[k], ck == 1, false};
+                                              LAMBDA, fsteps[k], ck == 1, false, NULL};
     }
-    /* NDTM sampling with the latent prior: with the λ = 0 rows (it trains nothing) */
+    /* NDTM sampling with the latent and the pixel prior: with the λ = 0 rows (it trains nothing) */
     int first_ndtm = n;
-    for (int b = 0; b < 2 && !fiber_only && !no_fiber && (!only || !strcmp(only, "ndtm")); b++)
-        cases[n++] = (bench_case){"ndtm", batches[b], ndtm_steps, 0, 0, false, true};
+    static const char *const priors[2] = {"latent", "pixel"};
+    for (int p = 0; p < 2 && !fiber_only && !no_fiber && (!only || !strcmp(only, "ndtm")); p++)
+        for (int b = 0; b < 2 && (!strcmp(ndtm_prior, "both") || !strcmp(ndtm_prior, priors[p])); b++)
+            cases[n++] = (bench_case){"ndtm", batches[b], ndtm_steps, 0, 0, false, true, priors[p]};
     char ndtm_dir[] = "/tmp/bench_ndtm.XXXXXX";
     if (n > first_ndtm) {
         if (!mkdtemp(ndtm_dir)) return perror("mkdtemp"), 1;
@@ -503,6 +588,7 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     double ours[MAX_CASES][MAX_REPS], py[MAX_CASES][MAX_REPS];
+    double cpu_ours[MAX_CASES][MAX_REPS], cpu_py[MAX_CASES][MAX_REPS];   /* NDTM: CPU s/sample */
     bench_line last_ours[MAX_CASES], last_py[MAX_CASES];
     long long peak_ours[MAX_CASES] = {0}, peak_py[MAX_CASES] = {0};
     long long rise_ours[MAX_CASES] = {0}, rise_py[MAX_CASES] = {0};
@@ -516,12 +602,12 @@ int main(int argc, char **argv)
             char cmd[8192], args[512];
             if (k->ndtm) {
                 /* libtorch's threads, BLAS 1: fiberlab ndtm's setting (FL_WORK_CONV) */
-                snprintf(cmd, sizeof cmd, "/proc/%d/exe --ndtm-worker %d %d %d 1 %s", (int)getpid(),
-                         k->batch, k->steps, threads, ndtm_dir);
+                snprintf(cmd, sizeof cmd, "/proc/%d/exe --ndtm-worker %d %d %d 1 %s %s", (int)getpid(),
+                         k->batch, k->steps, threads, ndtm_dir, k->prior);
                 if (bench_run_line(cmd, &last_ours[i])) return 1;
-                snprintf(args, sizeof args, "--family ndtm --batch %d --ndtm-steps %d --threads %d "
-                         "--reps 1 --weights %s/weights.h5 --inputs %s/inputs.h5", k->batch, k->steps,
-                         threads, ndtm_dir, ndtm_dir);
+                snprintf(args, sizeof args, "--family ndtm --prior %s --batch %d --ndtm-steps %d --threads %d "
+                         "--reps 1 --weights %s/weights.h5 --pixel %s/pixel.h5 --inputs %s/inputs.h5",
+                         k->prior, k->batch, k->steps, threads, ndtm_dir, ndtm_dir, ndtm_dir);
                 bench_python_cmd(cmd, sizeof cmd, 1, python, script, args);
             } else {
                 snprintf(cmd, sizeof cmd, "/proc/%d/exe --worker %s %d %d %g %d %d %d", (int)getpid(),
@@ -535,9 +621,12 @@ int main(int argc, char **argv)
             if (bench_run_line(cmd, &last_py[i])) return 1;
             ours[i][r] = last_ours[i].steps_per_s;
             py[i][r] = last_py[i].steps_per_s;
+            cpu_ours[i][r] = last_ours[i].cpu_seconds / k->batch;
+            cpu_py[i][r] = last_py[i].cpu_seconds / k->batch;
             if (k->ndtm)
-                fprintf(stderr, "bench_families: ndtm batch %d, repetition %d: ours %.5f s/sample, Python %.5f\n",
-                        k->batch, r + 1, 1 / ours[i][r], 1 / py[i][r]);
+                fprintf(stderr, "bench_families: ndtm %s prior, batch %d, repetition %d: ours %.5f s/sample "
+                        "(CPU %.5f), Python %.5f (CPU %.5f)\n", k->prior, k->batch, r + 1, 1 / ours[i][r],
+                        cpu_ours[i][r], 1 / py[i][r], cpu_py[i][r]);
             /* the largest over the repetitions (the same work each time) */
             long long ro = last_ours[i].peak_rss_kb - last_ours[i].rss0_kb;
             long long rp = last_py[i].peak_rss_kb - last_py[i].rss0_kb;
@@ -586,30 +675,38 @@ int main(int argc, char **argv)
         }
         for (int i = 0; i < ndtm_steps; i++) guided += fl_ndtm_gamma(&go, fl_ndtm_time(&go, (int)fl_cfg_int(c, "prior.T"), i)) != 0;
         fl_config_free(c);
-        printf("NDTM sampling with the latent prior (%d DDIM steps, %d of them guided with %d Adam steps "
-               "each; the ndtm.* defaults otherwise), libtorch %d thread%s, BLAS 1 (fiberlab ndtm's setting); "
-               "seconds per sample:\n", ndtm_steps, guided, go.inner, threads, threads == 1 ? "" : "s");
-        printf("%-5s %5s %6s %12s %12s %7s %9s %9s %9s %10s %9s %10s\n", "", "batch", "steps", "fiberlab",
-               "pytorch", "ratio", "params", "params_py", "peakMiB", "peakMiB_py", "riseMiB", "riseMiB_py");
+        printf("NDTM sampling with the latent prior (the VAE-decoder stand-in) and the pixel prior (the "
+               "UNet of prior.unet.*) (%d DDIM steps, %d of them guided with %d Adam steps each; the ndtm.* "
+               "defaults otherwise), libtorch %d thread%s, BLAS 1 (fiberlab ndtm's setting); "
+               "seconds per sample (wall clock; cpu: the process's own CPU time, user + system, which "
+               "leaves out the time its core ran other processes):\n", ndtm_steps, guided, go.inner, threads,
+               threads == 1 ? "" : "s");
+        printf("%-6s %5s %6s %12s %12s %7s %9s %9s %9s %9s %9s %9s %10s %9s %10s\n", "prior", "batch", "steps",
+               "fiberlab", "pytorch", "ratio", "cpu", "cpu_py", "cpu_ratio", "params", "params_py", "peakMiB",
+               "peakMiB_py", "riseMiB", "riseMiB_py");
         int met = 1;
         for (int i = first_ndtm; i < n; i++) {
             const bench_case *k = &cases[i];
             double mo = bench_median(ours[i], reps), mp = bench_median(py[i], reps), ratio = mo / mp;
-            printf("%-5s %5d %6d %12.5f %12.5f %6.2fx %9lld %9lld %9.0f %10.0f %9.0f %10.0f\n", "ndtm",
-                   k->batch, k->steps, 1 / mo, 1 / mp, ratio, last_ours[i].params, last_py[i].params,
+            double co = bench_median(cpu_ours[i], reps), cp = bench_median(cpu_py[i], reps);
+            printf("%-6s %5d %6d %12.5f %12.5f %6.2fx %9.5f %9.5f %8.2fx %9lld %9lld %9.0f %10.0f %9.0f %10.0f\n",
+                   k->prior, k->batch, k->steps, 1 / mo, 1 / mp, ratio, co, cp, cp / co, last_ours[i].params,
+                   last_py[i].params,
                    peak_ours[i] / 1024.0, peak_py[i] / 1024.0, rise_ours[i] / 1024.0, rise_py[i] / 1024.0);
             if (last_ours[i].params != last_py[i].params) {
-                fprintf(stderr, "bench_families: ndtm: parameter counts differ: ours %lld, Python %lld\n",
-                        last_ours[i].params, last_py[i].params);
+                fprintf(stderr, "bench_families: ndtm, %s prior: parameter counts differ: ours %lld, Python %lld\n",
+                        k->prior, last_ours[i].params, last_py[i].params);
                 rc = 1;
             }
             if (ratio < 1.2) met = 0;
         }
-        printf("goal: NDTM >= 1.2x at batch 64 and 256 -> %s\n", met ? "met" : "NOT met");
+        printf("goal: NDTM >= 1.2x at batch 64 and 256, each prior -> %s\n", met ? "met" : "NOT met");
         char path[4200];
         snprintf(path, sizeof path, "%s/weights.h5", ndtm_dir);
         remove(path);
         snprintf(path, sizeof path, "%s/inputs.h5", ndtm_dir);
+        remove(path);
+        snprintf(path, sizeof path, "%s/pixel.h5", ndtm_dir);
         remove(path);
         rmdir(ndtm_dir);
     }

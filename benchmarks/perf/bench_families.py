@@ -5,11 +5,11 @@ clipping). One training run per call; prints one JSON line with steps/s, the tra
 parameter count and the peak RSS. Run by bench_families; usable alone:
     /usr/bin/python3 bench_families.py --family diff --batch 64 --steps 100 --lam 1 --fsteps 4 [--ckpt]
 
---family ndtm times NDTM sampling (ndtm/ndtm.c) with the latent prior on the C side's
-weights and inputs (bench_families --ndtm-inputs DIR writes them; "steps_per_s" is then
-samples per second):
-    /usr/bin/python3 bench_families.py --family ndtm --batch 64 --ndtm-steps 20 --threads 1 \
-        --weights DIR/weights.h5 --inputs DIR/inputs.h5
+--family ndtm times NDTM sampling (ndtm/ndtm.c) with the latent or the pixel prior
+(--prior) on the C side's weights and inputs (bench_families --ndtm-inputs DIR writes
+them; "steps_per_s" is then samples per second):
+    /usr/bin/python3 bench_families.py --family ndtm --prior pixel --batch 64 --ndtm-steps 20 \
+        --threads 1 --weights DIR/weights.h5 --pixel DIR/pixel.h5 --inputs DIR/inputs.h5
 Ndtm is also the reference of tests/test_ndtm_pytorch.c (tests/fixtures/check_ndtm_twin.py).
 
 The fiber-loss term (λ > 0) goes through a stand-in for the trained VAE decoder and
@@ -23,11 +23,15 @@ import json
 import math
 import re
 import resource
+import sys
 import time
 
 import torch
 import torch.autograd.forward_ad as fwAD
 import torch.utils.checkpoint
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from unet_twin import unet_from_spec  # noqa: E402
 
 DIM, COND = 54, 48
 
@@ -405,7 +409,7 @@ def fiber_loss_mean(z_hat, z):
     return torch.where(zero, torch.zeros_like(m), torch.sqrt(safe)).mean()
 
 
-# ---- NDTM (ndtm/ndtm.c, DESIGN.md §4) with the latent prior -----------------------------
+# ---- NDTM (ndtm/ndtm.c, DESIGN.md §4) with the latent and the pixel prior ---------------
 
 class NdtmOpts:
     """The defaults of the ndtm.* keys (ndtm/ndtm.c's schema), the static target."""
@@ -441,14 +445,46 @@ class LatentPrior(torch.nn.Module):
         return self.net(x, torch.full((b, 1), t / self.T, dtype=x.dtype), x.new_zeros(b, 0))
 
 
+class PixelPrior(torch.nn.Module):
+    """The pixel prior (trainers/prior.c, prior.space = pixel): the UNet (unet_twin.py) on
+    the images scaled to [−1, 1], flattened to (B, 3·28·28), in the v-parametrisation
+    ε = √(1 − ᾱ_t) x_t + √ᾱ_t · net(x_t, t/T), on the same schedule; eps takes the 1-based t.
+    Its states map to images as (x + 1)/2, and NDTM clamps its x̂0 to [−1, 1]."""
+
+    clamp = 1.0
+
+    def __init__(self, net, T=1000, beta_max=0.02):
+        super().__init__()
+        self.T, self.beta_max = T, beta_max
+        self.abar = DIFF(T, beta_max).abar
+        self.net = net
+
+    def eps(self, x, t):
+        b, ab = x.shape[0], self.abar[t]
+        img = x.reshape(b, 3, 28, 28)
+        v = self.net(img, torch.full((b, 1), t / self.T, dtype=x.dtype))
+        return (img * math.sqrt(1 - ab) + math.sqrt(ab) * v).reshape(b, -1)
+
+    @staticmethod
+    def decode(x):
+        return ((x + 1) * 0.5).reshape(-1, 3, 28, 28)
+
+
+def vae_decode(decoder):
+    """The latent prior's map to images: the VAE decoder's sigmoid image."""
+    return lambda u: torch.sigmoid(decoder(u))
+
+
 class Ndtm:
     """The guided sampler: DDIM on the leading grid t = T − T/S, …, 0 (0-based) and, at each
     step with γ_t ≠ 0, N Adam steps (torch.optim.Adam) on the control u of
     x_c = x_t + γ_t u, each sample's gradient rescaled to a norm of at most 1 and the
-    learning rate u_lr (1 − i/S) at step i."""
+    learning rate u_lr (1 − i/S) at step i. decode maps the prior's states to images
+    (vae_decode(decoder), PixelPrior.decode); x̂0 is clamped to [−clamp, clamp] when
+    clamp > 0 (the pixel prior's 1)."""
 
-    def __init__(self, prior, decoder, subject, o, clamp=0.0):
-        self.prior, self.decoder, self.subject, self.o, self.clamp = prior, decoder, subject, o, clamp
+    def __init__(self, prior, decode, subject, o, clamp=0.0):
+        self.prior, self.decode, self.subject, self.o, self.clamp = prior, decode, subject, o, clamp
         self.rescaled = 0  # per-sample gradients whose norm was above 1
 
     def time(self, i):
@@ -465,7 +501,7 @@ class Ndtm:
         gu = gamma * u
         x_c = x_t + gu
         eps_c = self.prior.eps(x_c, t + 1)
-        zf = self.subject(torch.sigmoid(self.decoder(self.tweedie(x_c, eps_c, a))))
+        zf = self.subject(self.decode(self.tweedie(x_c, eps_c, a)))
         term = (z - zf).square().sum(1) if o.squared else torch.linalg.vector_norm(z - zf, dim=1)
         c = o.w_terminal * term
         if o.w_control > 0:
@@ -551,35 +587,56 @@ def ndtm_models(weights=None, dtype=torch.float32):
     return prior, decoder, subject
 
 
+def pixel_prior(path, dtype=torch.float32):
+    """The pixel prior of the C side's archive (fl_unet_spec_put's "spec/*" and the UNet's
+    parameters "params/prior.eps.*"), frozen, in dtype."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        spec = {"spec/" + k: v[()] for k, v in f["spec"].items()}
+        prefix = "params/prior.eps."
+        state = {}
+        f.visititems(lambda n, o: state.__setitem__(n[len(prefix):], torch.from_numpy(o[()]))
+                     if isinstance(o, h5py.Dataset) and n.startswith(prefix) else None)
+    prior = PixelPrior(unet_from_spec(spec).to(dtype))
+    prior.net.load_state_dict(state, strict=True)
+    return prior.requires_grad_(False)
+
+
 def ndtm_main(a):
-    """Times NDTM sampling at batch a.batch with a.ndtm_steps DDIM steps: one untimed
-    warm-up sample of 2 fully guided steps, then a.reps timed samples; x_T and the target
-    images are the first rows of the inputs archive."""
+    """Times NDTM sampling with a.prior at batch a.batch with a.ndtm_steps DDIM steps: one
+    untimed warm-up sample of 2 fully guided steps, then a.reps timed samples; x_T and the
+    target images are the first rows of the inputs archive."""
     import h5py
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     prior, decoder, subject = ndtm_models(a.weights)
-    n_params = sum(p.numel() for m in (prior, decoder, subject) for p in m.parameters())
+    models, decode, clamp, key = (prior, decoder, subject), vae_decode(decoder), 0.0, "x_T"
+    if a.prior == "pixel":
+        prior = pixel_prior(a.pixel)
+        models, decode, clamp, key = (prior, subject), PixelPrior.decode, PixelPrior.clamp, "x_T_pixel"
+    n_params = sum(p.numel() for m in models for p in m.parameters())
     with h5py.File(a.inputs, "r") as f:
-        x_T = torch.from_numpy(f["x_T"][: a.batch])
+        x_T = torch.from_numpy(f[key][: a.batch])
         img = torch.from_numpy(f["targets"][: a.batch])
     with torch.no_grad():
         z = subject(img)
     warm = NdtmOpts(2)
     warm.ramp_start, warm.ramp_end = 2000, 1000
     rss0 = rss_kb()
-    Ndtm(prior, decoder, subject, warm).sample(x_T, z)
-    sampler = Ndtm(prior, decoder, subject, NdtmOpts(a.ndtm_steps))
-    t0 = time.perf_counter()
+    Ndtm(prior, decode, subject, warm, clamp).sample(x_T, z)
+    sampler = Ndtm(prior, decode, subject, NdtmOpts(a.ndtm_steps), clamp)
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(a.reps):
         x0 = sampler.sample(x_T, z)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     n = a.reps * a.batch
-    print(json.dumps({"family": "ndtm", "batch": a.batch, "steps": a.ndtm_steps, "seconds": dt,
+    print(json.dumps({"family": "ndtm", "prior": a.prior, "batch": a.batch, "steps": a.ndtm_steps, "seconds": dt,
                       "steps_per_s": n / dt, "params": n_params, "peak_rss_kb": peak,
-                      "rss0_kb": rss0, "x0_mean_abs": x0.abs().mean().item()}), flush=True)
+                      "rss0_kb": rss0, "x0_mean_abs": x0.abs().mean().item(),
+                      "cpu_seconds": cpu}), flush=True)
 
 
 FAMILIES = {
@@ -608,9 +665,14 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--ndtm-steps", type=int, default=100, help="ndtm: DDIM steps")
     ap.add_argument("--reps", type=int, default=1, help="ndtm: timed samples")
-    ap.add_argument("--weights", help="ndtm: the C side's parameter archive")
-    ap.add_argument("--inputs", help="ndtm: the archive of x_T (B, 54) and targets (B, 3, 28, 28)")
+    ap.add_argument("--prior", choices=("latent", "pixel"), default="latent", help="ndtm: the prior")
+    ap.add_argument("--weights", help="ndtm: the C side's parameter archive (latent prior, stand-ins)")
+    ap.add_argument("--pixel", help="ndtm: the C side's pixel prior (UNet spec and parameters)")
+    ap.add_argument("--inputs", help="ndtm: the archive of x_T (B, 54), x_T_pixel (B, 2352) and "
+                    "targets (B, 3, 28, 28)")
     a = ap.parse_args()
+    if a.family == "ndtm" and a.prior == "pixel" and not a.pixel:
+        ap.error("--prior pixel needs --pixel FILE (bench_families --ndtm-inputs DIR writes DIR/pixel.h5)")
     if a.family == "ndtm":
         return ndtm_main(a)
     if a.ckpt and a.family not in ("diff", "fm"):

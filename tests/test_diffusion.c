@@ -1,5 +1,8 @@
 /* The iterative families DIFF (trainers/diff.c) and FM (trainers/fm.c): each fits a
- * conditional 2-D Gaussian toy problem; DDIM at η = 0 is deterministic and its
+ * conditional 2-D Gaussian toy problem (DIFF with an ε- and with a v-network); the
+ * targets of the ε, v and x0 predictions convert back to the true ε, the network's output
+ * reaches the samplers through that conversion, and the loss is the MSE on the predicted
+ * quantity; DDIM at η = 0 is deterministic and its
  * inversion returns to the sample; FM's midpoint solver follows the closed-form flow
  * between two Gaussians (at least) to second order; gradients through the samplers match finite
  * differences, and truncation to the last k steps is the gradient of the truncated
@@ -175,6 +178,150 @@ Test(diffusion, fm_fits_the_per_condition_mean_and_covariance_of_a_2d_gaussian_t
     toy_train(&t, &fl_family_fm, toy_net, 1200);
     toy_expect_fit(&t, 20, 0.1, 0.1);
     toy_free(&t);
+}
+
+Test(diffusion, diff_with_v_prediction_fits_the_per_condition_mean_and_covariance_of_a_2d_gaussian_toy)
+{
+    static const char *const ov[] = {"diff.hidden=64", "diff.blocks=2", "diff.time_embed=16",
+                                     "diff.prediction=v", NULL};
+    toy_task t;
+    toy_train(&t, &fl_family_diff, ov, 2000);
+    toy_expect_fit(&t, 50, 0.1, 0.1);
+    toy_free(&t);
+}
+
+/* ---- what the network predicts: ε, v or x0 ------------------------------------------- */
+
+static const fl_diff_prediction predictions[] = {FL_DIFF_EPS, FL_DIFF_V, FL_DIFF_X0};
+static const char *const prediction_names[] = {"eps", "v", "x0"};
+
+Test(diffusion, the_target_of_each_prediction_converts_back_to_the_true_noise)
+{
+    ct_scope *sc = ct_scope_begin();
+    ct_gen *g = ct_gen_new(17);
+    /* ᾱ from the authors' ᾱ_T (2e-9) to the first step's 1 − 1e-4, one per row */
+    const double abar[] = {2e-9, 1e-3, 0.1, 0.5, 0.9, 0.9999};
+    const int64_t b = sizeof abar / sizeof abar[0];
+    ct_tensor *ab = ct_from_data(abar, CT_SHAPE(b, 1), CT_F64);                    /* (B, 1) */
+    ct_tensor *x0 = ct_randn(CT_SHAPE(b, 5), CT_F64, g), *eps = ct_randn(CT_SHAPE(b, 5), CT_F64, g);
+    ct_tensor *x_t = ct_add(ct_mul(ct_sqrt(ab), x0), ct_mul(ct_sqrt(ct_rsubs(ab, 1)), eps)); /* (B, 5) */
+    for (int k = 0; k < 3; k++) {
+        /* an oracle network: it returns the true target; its ε̂ must be the true ε */
+        ct_tensor *target = fl_diff_target(predictions[k], x0, eps, ab, 0);       /* (B, 5) */
+        ct_tensor *e = fl_diff_eps_from(predictions[k], x_t, target, ab, 0);
+        double d = ct_max_abs_diff(e, eps);
+        cr_expect_lt(d, 1e-9, "%s, per-row ᾱ: ε̂ %.3g off ε", prediction_names[k], d);
+        /* the same with ᾱ a number, row by row */
+        for (int64_t i = 0; i < b; i++) {
+            ct_tensor *r0 = ct_narrow(x0, 0, i, 1), *re = ct_narrow(eps, 0, i, 1), *rx = ct_narrow(x_t, 0, i, 1);
+            ct_tensor *e1 = fl_diff_eps_from(predictions[k], rx, fl_diff_target(predictions[k], r0, re, NULL, abar[i]),
+                                             NULL, abar[i]);
+            double d1 = ct_max_abs_diff(e1, re);
+            cr_expect_lt(d1, 1e-9, "%s, ᾱ = %g: ε̂ %.3g off ε", prediction_names[k], abar[i], d1);
+        }
+    }
+    /* v is Salimans & Ho's: x0 = √ᾱ x_t − √(1−ᾱ) v and ε = √(1−ᾱ) x_t + √ᾱ v */
+    ct_tensor *v = fl_diff_target(FL_DIFF_V, x0, eps, ab, 0);
+    double dx = ct_max_abs_diff(ct_sub(ct_mul(ct_sqrt(ab), x_t), ct_mul(ct_sqrt(ct_rsubs(ab, 1)), v)), x0);
+    double de = ct_max_abs_diff(ct_add(ct_mul(ct_sqrt(ct_rsubs(ab, 1)), x_t), ct_mul(ct_sqrt(ab), v)), eps);
+    cr_expect_lt(dx, 1e-12, "x0 from v: %.3g off", dx);
+    cr_expect_lt(de, 1e-12, "ε from v: %.3g off", de);
+    cr_expect_gt(ct_max_abs_diff(v, eps), 0.1, "v is not ε");
+    ct_gen_free(g);
+    ct_scope_end(sc);
+}
+
+Test(diffusion, the_network_output_reaches_the_samplers_as_eps_through_the_prediction)
+{
+    ct_scope *sc = ct_scope_begin();
+    ct_dtype prev_dt = ct_set_float_dtype(CT_F64);
+    bool prev = ct_set_grad_enabled(false);
+    fl_diff *m[3];
+    ct_params *ps[3];
+    char key[32];
+    for (int k = 0; k < 3; k++) {   /* the same seed: the same weights, read three ways */
+        snprintf(key, sizeof key, "diff.prediction=%s", prediction_names[k]);
+        m[k] = model_new(&fl_family_diff, (const char *const[]){"diff.hidden=32", key, NULL}, 3, 2, 5, &ps[k]);
+    }
+    ct_gen *g = ct_gen_new(1);
+    ct_tensor *x = ct_randn(CT_SHAPE(16, 3), CT_F64, g), *z = ct_randn(CT_SHAPE(16, 2), CT_F64, g);
+    int T = fl_diff_T(m[0]);
+    const int ts[] = {1, T / 2, T};
+    for (int i = 0; i < 3; i++) {
+        int t = ts[i];
+        double a = fl_diff_alpha_bar(m[0], t);
+        ct_tensor *out = fl_diff_eps(m[0], x, t, z);                               /* the raw output */
+        ct_tensor *ev = fl_diff_eps(m[1], x, t, z), *ex = fl_diff_eps(m[2], x, t, z);
+        double dv = ct_max_abs_diff(ev, ct_axpy(ct_muls(x, sqrt(1 - a)), sqrt(a), out));
+        double dx = ct_max_abs_diff(ex, ct_muls(ct_axpy(x, -sqrt(a), out), 1 / sqrt(1 - a)));
+        cr_expect_lt(dv, 1e-12, "v, t = %d: ε̂ %.3g off √(1−ᾱ) x + √ᾱ v̂", t, dv);
+        cr_expect_lt(dx, 1e-9, "x0, t = %d: ε̂ %.3g off (x − √ᾱ x̂0)/√(1−ᾱ)", t, dx);
+        cr_expect_gt(ct_max_abs_diff(ev, out), 1e-3, "t = %d: v's ε̂ is the raw output", t);
+    }
+    for (int k = 0; k < 3; k++) fl_family_diff.destroy(m[k]), ct_params_free(ps[k]);
+    ct_gen_free(g);
+    ct_set_grad_enabled(prev);
+    ct_set_float_dtype(prev_dt);
+    ct_scope_end(sc);
+}
+
+/* A diffusion model of one step (ᾱ_1 = 0.64) whose every weight is 0: its output is 0. */
+static fl_diff *zero_model(fl_diff_prediction p, ct_params **ps)
+{
+    *ps = ct_params_new();
+    ct_gen *g = ct_gen_new(3);
+    fl_diff_spec s = {.net = {.dim = 4, .cond_dim = 0, .embed = 8, .hidden = 16, .n_blocks = 0,
+                              .n_layers = 1, .act = fl_act_parse("silu")},
+                      .T = 1, .beta_max = 0.36, .steps = 1, .prediction = p};
+    fl_diff *m = fl_diff_new(&s, *ps, "zero", g);
+    cr_assert_not_null(m, "%s", fl_error());
+    bool prev = ct_set_grad_enabled(false);
+    for (int i = 0; i < ct_params_count(*ps); i++) cr_assert_eq(ct_zero_(ct_params_at(*ps, i)), CT_OK);
+    ct_set_grad_enabled(prev);
+    ct_gen_free(g);
+    return m;
+}
+
+/* The training loss of m on u (B, 4), the noise from a generator of seed 9. */
+static double ddpm_loss_of(const fl_diff *m, const ct_tensor *u)
+{
+    ct_gen *g = ct_gen_new(9);
+    ct_tensor *none = ct_zeros(CT_SHAPE(ct_size(u, 0), 0), CT_F64);              /* (B, 0) */
+    ct_tensor *l = fl_diff_ddpm_loss(m, u, none, g);
+    cr_assert_not_null(l, "%s", fl_error());
+    double r = ct_item(l);
+    ct_free(l), ct_free(none);
+    ct_gen_free(g);
+    return r;
+}
+
+Test(diffusion, the_training_loss_is_the_mse_on_the_predicted_quantity)
+{
+    ct_scope *sc = ct_scope_begin();
+    ct_dtype prev_dt = ct_set_float_dtype(CT_F64);
+    ct_params *ps[3];
+    fl_diff *m[3];
+    for (int k = 0; k < 3; k++) m[k] = zero_model(predictions[k], &ps[k]);
+    cr_assert_float_eq(fl_diff_alpha_bar(m[0], 1), 0.64, 1e-15);
+    ct_gen *g = ct_gen_new(2);
+    ct_tensor *u = ct_adds(ct_muls(ct_randn(CT_SHAPE(64, 4), CT_F64, g), 0.7), 0.3);   /* (64, 4) */
+    double uu = ct_item(ct_mean(ct_square(u)));
+    /* the output is 0, so each loss is the mean square of its target, with the same ε:
+     * eps mean ε², x0 mean u², v mean (0.8 ε − 0.6 u)², whose ±u average drops the cross term */
+    double l_eps = ddpm_loss_of(m[0], u), l_x0 = ddpm_loss_of(m[2], u);
+    double l_vp = ddpm_loss_of(m[1], u), l_vm = ddpm_loss_of(m[1], ct_neg(u));
+    double l_v0 = ddpm_loss_of(m[1], ct_zeros_like(u));
+    cr_expect_float_eq(l_x0, uu, 1e-12, "x0: loss %.15g, mean u² %.15g", l_x0, uu);
+    cr_expect_float_eq(l_v0, 0.64 * l_eps, 1e-12, "v at u = 0: loss %.15g, 0.64 mean ε² %.15g", l_v0,
+                       0.64 * l_eps);
+    cr_expect_float_eq((l_vp + l_vm) / 2, 0.64 * l_eps + 0.36 * uu, 1e-12,
+                       "v: loss at ±u %.15g, 0.64 mean ε² + 0.36 mean u² %.15g", (l_vp + l_vm) / 2,
+                       0.64 * l_eps + 0.36 * uu);
+    cr_expect(fabs(l_eps - 1) < 0.3 && fabs(l_eps - uu) > 0.1, "eps: loss %.4g is not about mean ε² = 1", l_eps);
+    for (int k = 0; k < 3; k++) fl_diff_free(m[k]), ct_params_free(ps[k]);
+    ct_gen_free(g);
+    ct_set_float_dtype(prev_dt);
+    ct_scope_end(sc);
 }
 
 /* ---- DDIM ---------------------------------------------------------------------------- */
@@ -410,6 +557,17 @@ Test(diffusion, gradient_through_a_2_step_ddim_sampler_matches_finite_difference
                                                "diff.T=20", "diff.steps=2", "diff.beta_max=0.5", "diff.eta=0.5", NULL});
 }
 
+Test(diffusion, gradient_through_a_2_step_ddim_sampler_of_v_and_x0_networks_matches_finite_differences)
+{
+    for (int k = 1; k < 3; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "diff.prediction=%s", prediction_names[k]);
+        expect_gradient_matches_finite_differences(
+            &fl_family_diff, (const char *const[]){"diff.hidden=8", "diff.blocks=1", "diff.time_embed=4", "diff.T=20",
+                                                   "diff.steps=2", "diff.beta_max=0.5", "diff.eta=0.5", key, NULL});
+    }
+}
+
 Test(diffusion, gradient_through_a_2_step_midpoint_sampler_matches_finite_differences)
 {
     expect_gradient_matches_finite_differences(
@@ -618,6 +776,9 @@ Test(diffusion, checkpointed_ddim_gives_the_fiber_loss_gradient_of_the_plain_sam
     /* with truncation: the last 2 of 3 steps differentiated, only those recomputed */
     expect_checkpoint_keeps_the_gradient(&fl_family_diff,
                                          (const char *const[]){DIFF_SMALL, "diff.eta=0.7", "diff.grad_steps=2", NULL}, 3, 2);
+    /* and a v-network */
+    expect_checkpoint_keeps_the_gradient(&fl_family_diff,
+                                         (const char *const[]){DIFF_SMALL, "diff.eta=0.7", "diff.prediction=v", NULL}, 4, 4);
 }
 
 Test(diffusion, checkpointed_ode_solver_gives_the_fiber_loss_gradient_of_the_plain_one)
@@ -646,6 +807,8 @@ Test(diffusion, bad_sampler_settings_are_refused_naming_the_key)
     cr_expect(strstr(fl_error(), "diff.steps") != NULL, "%s", fl_error());
     cr_expect_neq(fl_config_override(c, "fm.steps=0"), 0);
     cr_expect(strstr(fl_error(), "fm.steps") != NULL, "%s", fl_error());
+    cr_expect_neq(fl_config_override(c, "diff.prediction=score"), 0);
+    cr_expect(strstr(fl_error(), "diff.prediction") != NULL, "%s", fl_error());
     cr_expect_neq(fl_config_override(c, "fm.solver=rk4"), 0);
     cr_expect(strstr(fl_error(), "fm.solver") != NULL, "%s", fl_error());
     fl_config_free(c);

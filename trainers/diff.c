@@ -1,7 +1,8 @@
 /* DIFF: conditional diffusion on the points u of the latent (Ho et al. 2020; Song et al.
- * 2021). An ε-prediction network ε_θ(x_t, t/T, z) trained with DDPM's objective,
- * E_{t, ε} ‖ε_θ(√ᾱ_t u + √(1−ᾱ_t) ε, t/T, z) − ε‖² (t uniform in 1 … T, mean over the
- * elements), sampled with DDIM. The fiber-loss term backpropagates through the sampler
+ * 2021). A network net_θ(x_t, t/T, z) predicting ε (DDPM), v (Salimans & Ho 2022) or u
+ * itself (diff.prediction), trained with E_{t, ε} ‖net_θ(√ᾱ_t u + √(1−ᾱ_t) ε, t/T, z) −
+ * target‖² (t uniform in 1 … T, mean over the elements), sampled with DDIM on the ε̂ its
+ * output converts to. The fiber-loss term backpropagates through the sampler
  * (the last diff.grad_steps of its steps), with diff.checkpoint each of those steps
  * recomputed in the backward pass instead of kept (ct_checkpoint). */
 #include <math.h>
@@ -15,6 +16,12 @@
 
 const fl_key fl_keys_diff[] = {
     FL_TIMENET_KEYS("diff"),
+    {"diff.prediction", FL_KEY_STR, "\"eps\"", FL_NO_BOUNDS, "eps|v|x0",
+     "What the network predicts: eps the noise ε (DDPM), v = √ᾱ ε − √(1−ᾱ) u (Salimans & Ho "
+     "2022), x0 the point u itself; the samplers convert it to ε. The loss is the MSE on the "
+     "predicted quantity; an error δ in it moves the sampler's estimate of u by δ √(1−ᾱ)/√ᾱ "
+     "with eps (unbounded at high noise, where the condition decides the sample), δ √(1−ᾱ) "
+     "with v, δ with x0."},
     {"diff.schedule", FL_KEY_STR, "\"linear\"", FL_NO_BOUNDS, "linear|cosine",
      "Noise schedule: β linear from 1e-4 to diff.beta_max, or the cosine ᾱ of Nichol & "
      "Dhariwal (2021) with β clipped at diff.beta_max."},
@@ -41,6 +48,7 @@ struct fl_diff {
     fl_timenet net;
     int dim, T, steps, grad_steps;
     bool checkpoint;
+    fl_diff_prediction prediction;
     double eta;
     double *abar;          /* ᾱ_t, t = 0 … T */
     ct_tensor *abar_t;     /* ᾱ_1 … ᾱ_T (T) in the float dtype, for training; owned */
@@ -62,6 +70,44 @@ void fl_noise_schedule_fill(double *abar, int T, bool cosine, double beta_max)
         if (beta > beta_max) beta = beta_max;
         abar[t] = abar[t - 1] * (1 - beta);
     }
+}
+
+int fl_diff_prediction_parse(const char *name)
+{
+    static const char *const names[FL_DIFF_PREDICTION_COUNT] = {"eps", "v", "x0"};
+    for (int i = 0; i < FL_DIFF_PREDICTION_COUNT; i++)
+        if (name && strcmp(name, names[i]) == 0) return i;
+    return -1;
+}
+
+ct_tensor *fl_diff_target(fl_diff_prediction p, const ct_tensor *x0, const ct_tensor *eps,
+                          const ct_tensor *ab_t, double ab)
+{
+    if (p == FL_DIFF_EPS) return ct_ref(eps);
+    if (p == FL_DIFF_X0) return ct_ref(x0);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *v = ab_t ? ct_sub(ct_mul(ct_sqrt(ab_t), eps), ct_mul(ct_sqrt(ct_rsubs(ab_t, 1)), x0))
+                        : ct_axpy(ct_muls(eps, sqrt(ab)), -sqrt(1 - ab), x0);    /* (B, D) */
+    ct_tensor *r = ct_scope_keep(s, v);
+    ct_scope_end(s);
+    return r;
+}
+
+ct_tensor *fl_diff_eps_from(fl_diff_prediction p, const ct_tensor *x_t, const ct_tensor *out,
+                            const ct_tensor *ab_t, double ab)
+{
+    if (p == FL_DIFF_EPS) return ct_ref(out);
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *e;                                                                 /* (B, D) */
+    if (p == FL_DIFF_V)   /* ε̂ = √(1−ᾱ) x_t + √ᾱ v̂ */
+        e = ab_t ? ct_add(ct_mul(ct_sqrt(ct_rsubs(ab_t, 1)), x_t), ct_mul(ct_sqrt(ab_t), out))
+                 : ct_axpy(ct_muls(x_t, sqrt(1 - ab)), sqrt(ab), out);
+    else                  /* ε̂ = (x_t − √ᾱ x̂0) / √(1−ᾱ) */
+        e = ab_t ? ct_div(ct_sub(x_t, ct_mul(ct_sqrt(ab_t), out)), ct_sqrt(ct_rsubs(ab_t, 1)))
+                 : ct_muls(ct_axpy(x_t, -sqrt(ab), out), 1 / sqrt(1 - ab));
+    ct_tensor *r = ct_scope_keep(s, e);
+    ct_scope_end(s);
+    return r;
 }
 
 static int diff_check(const fl_config *c, int u_dim, int z_dim)
@@ -118,6 +164,7 @@ fl_diff *fl_diff_new(const fl_diff_spec *sp, ct_params *ps, const char *name, ct
     m->steps = sp->steps;
     m->grad_steps = sp->grad_steps;
     m->checkpoint = sp->checkpoint;
+    m->prediction = sp->prediction;
     m->eta = sp->eta;
     m->abar = malloc(((size_t)m->T + 1) * sizeof *m->abar);
     if (!m->abar) {
@@ -151,7 +198,8 @@ static void *diff_create(const fl_config *c, int u_dim, int z_dim, ct_params *ps
                       .steps = (int)fl_cfg_int(c, "diff.steps"),
                       .eta = fl_cfg_num(c, "diff.eta"),
                       .grad_steps = (int)fl_cfg_int(c, "diff.grad_steps"),
-                      .checkpoint = fl_cfg_bool(c, "diff.checkpoint")};
+                      .checkpoint = fl_cfg_bool(c, "diff.checkpoint"),
+                      .prediction = fl_diff_prediction_parse(fl_cfg_str(c, "diff.prediction"))};
     return fl_diff_new(&s, ps, "diff.eps", g);
 }
 
@@ -164,7 +212,8 @@ ct_tensor *fl_diff_eps(const fl_diff *m, const ct_tensor *x, int t, const ct_ten
 {
     ct_scope *s = ct_scope_begin();
     ct_tensor *tt = ct_full(CT_SHAPE(ct_size(x, 0), 1), (double)t / m->T, ct_dtype_of(x)); /* (B, 1) */
-    ct_tensor *eps = ct_scope_keep(s, fl_timenet_forward(&m->net, x, tt, z));     /* (B, D) */
+    ct_tensor *out = fl_timenet_forward(&m->net, x, tt, z);                       /* (B, D) */
+    ct_tensor *eps = ct_scope_keep(s, out ? fl_diff_eps_from(m->prediction, x, out, NULL, m->abar[t]) : NULL);
     ct_scope_end(s);
     return eps;
 }
@@ -189,12 +238,14 @@ ct_tensor *fl_diff_ddpm_loss(const fl_diff *m, const ct_tensor *u, const ct_tens
     ct_tensor *tt = ct_muls(ct_adds(ct_unsqueeze(ct_to_dtype(t, ct_dtype_of(u)), 1), 1),
                             1.0 / m->T);                                          /* (B, 1) */
     ct_tensor *pred = fl_timenet_forward(&m->net, x_t, tt, z);                    /* (B, D) */
-    ct_tensor *loss = ct_scope_keep(s, ct_mse(pred, eps));
+    ct_tensor *target = fl_diff_target(m->prediction, u, eps, ab, 0);             /* (B, D) */
+    ct_tensor *loss = ct_scope_keep(s, ct_mse(pred, target));
     ct_scope_end(s);
     return loss;
 }
 
-/* The DDPM loss: t ~ U{1 … T}, ε ~ N(0, I), MSE between ε_θ(x_t, t/T, z) and ε. */
+/* The DDPM loss: t ~ U{1 … T}, ε ~ N(0, I), MSE between net_θ(x_t, t/T, z) and its
+ * target (ε, v or u). */
 static ct_tensor *diff_loss(void *model, const ct_tensor *u, const ct_tensor *z, ct_gen *g,
                             fl_terms *terms)
 {
@@ -350,8 +401,7 @@ ct_tensor *fl_diff_ddim_invert(const fl_diff *m, const ct_tensor *x0, const ct_t
         int t = fl_ddim_tau(i, S, m->T, FL_DDIM_ROUND), tp = fl_ddim_tau(i - 1, S, m->T, FL_DDIM_ROUND);
         double a = m->abar[t], ap = m->abar[tp];
         ct_scope *si = ct_scope_begin();
-        ct_tensor *tt = ct_full(CT_SHAPE(ct_size(x, 0), 1), (double)t / m->T, ct_dtype_of(x));
-        ct_tensor *eps = fl_timenet_forward(&m->net, x, tt, z);                   /* (B, D) */
+        ct_tensor *eps = fl_diff_eps(m, x, t, z);                                 /* (B, D) */
         ct_tensor *xh = ct_muls(ct_axpy(x, -sqrt(1 - ap), eps), 1 / sqrt(ap));    /* x̂_0 */
         ct_tensor *y = ct_scope_keep(si, ct_axpy(ct_muls(xh, sqrt(a)), sqrt(1 - a), eps));
         ct_scope_end(si);

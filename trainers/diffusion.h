@@ -23,6 +23,26 @@
 /* ---- DIFF: DDPM training, DDIM sampling --------------------------------------------- */
 typedef struct fl_diff fl_diff;
 
+/* What the network predicts (diff.prediction); fl_diff_eps converts it to ε̂, so the
+ * samplers see an ε-network whatever it is. With x_t = √ᾱ x0 + √(1−ᾱ) ε:
+ *   EPS  ε itself (DDPM);
+ *   V    v = √ᾱ ε − √(1−ᾱ) x0 (Salimans & Ho 2022): ε̂ = √(1−ᾱ) x_t + √ᾱ v̂;
+ *   X0   x0: ε̂ = (x_t − √ᾱ x̂0) / √(1−ᾱ).
+ * An error δ in the output moves the sampler's x̂0 = (x_t − √(1−ᾱ) ε̂)/√ᾱ by
+ * δ √(1−ᾱ)/√ᾱ (EPS: unbounded as ᾱ → 0, at the high noise where the condition decides the
+ * sample), by δ √(1−ᾱ) (V) or by δ (X0). */
+typedef enum { FL_DIFF_EPS = 0, FL_DIFF_V, FL_DIFF_X0, FL_DIFF_PREDICTION_COUNT } fl_diff_prediction;
+/* Parses "eps", "v", "x0"; -1 when unknown. */
+int fl_diff_prediction_parse(const char *name);
+/* The network's target for x0 and ε (B, D) at ᾱ_t ab: a number, or per row ab_t (B, 1)
+ * when not NULL -> (B, D). */
+ct_tensor *fl_diff_target(fl_diff_prediction p, const ct_tensor *x0, const ct_tensor *eps,
+                          const ct_tensor *ab_t, double ab);
+/* ε̂ from the network's output out (B, D) at x_t (B, D), ᾱ_t ab (ab_t (B, 1) when not
+ * NULL) -> (B, D); EPS returns out itself (a new handle). */
+ct_tensor *fl_diff_eps_from(fl_diff_prediction p, const ct_tensor *x_t, const ct_tensor *out,
+                            const ct_tensor *ab_t, double ab);
+
 /* What a diffusion model is made of, without the config: the family builds one from
  * diff.*, the NDTM prior (trainers/prior.h) from prior.*. */
 typedef struct {
@@ -34,6 +54,7 @@ typedef struct {
     double eta;           /* default DDIM η */
     int grad_steps;       /* diff.grad_steps */
     bool checkpoint;      /* diff.checkpoint */
+    fl_diff_prediction prediction;   /* diff.prediction; 0 (EPS) unless set */
 } fl_diff_spec;
 
 /* A model whose parameters ("<name>.…") go into ps; NULL and a message. fl_diff_free. */
@@ -48,7 +69,8 @@ int fl_diff_T(const fl_diff *m);                 /* diffusion steps T */
 int fl_diff_dim(const fl_diff *m);               /* D */
 double fl_diff_alpha_bar(const fl_diff *m, int t);   /* ᾱ_t, t = 0 … T (ᾱ_0 = 1) */
 const double *fl_diff_abar(const fl_diff *m);        /* ᾱ_0 … ᾱ_T: T + 1 entries */
-/* ε_θ(x, t/T, z): x (B, D) at step t ∈ [1, T], z (B, C) (C = 0: a (B, 0) tensor) -> (B, D). */
+/* ε̂(x, t/T, z): the network's output as ε (fl_diff_eps_from): x (B, D) at step
+ * t ∈ [1, T], z (B, C) (C = 0: a (B, 0) tensor) -> (B, D). */
 ct_tensor *fl_diff_eps(const fl_diff *m, const ct_tensor *x, int t, const ct_tensor *z);
 /* An unconditional ε-network as the samplers of any prior see it: x (B, D) at step
  * t ∈ [1, T] -> (B, D), differentiable w.r.t. x; ctorch's ownership rules. */
@@ -56,7 +78,8 @@ typedef ct_tensor *(*fl_eps_fn)(void *ctx, const ct_tensor *x, int t);
 /* fl_diff_eps of an unconditional fl_diff (ctx) with the empty condition: an fl_eps_fn. */
 ct_tensor *fl_diff_eps_uncond(void *m, const ct_tensor *x, int t);
 /* DDPM's loss on a batch u (B, D): t ~ U{1 … T}, ε ~ N(0, I), the mean of
- * (ε_θ(√ᾱ_t u + √(1−ᾱ_t) ε, t/T, z) − ε)² -> (). */
+ * (net(√ᾱ_t u + √(1−ᾱ_t) ε, t/T, z) − target)², the target that of the prediction
+ * (fl_diff_target: ε, v or u) -> (). */
 ct_tensor *fl_diff_ddpm_loss(const fl_diff *m, const ct_tensor *u, const ct_tensor *z, ct_gen *g);
 
 /* The time grids of a DDIM sampler of S steps, τ_S > … > τ_1 > τ_0 = 0 in 1 … T:

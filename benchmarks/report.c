@@ -942,7 +942,8 @@ static void put_report(FILE *f, const report_in *in)
 
     put_timing_table(f, cells, nc);
     fprintf(f, "\n## Where it ran\n\nThe machine that wrote each run file (CPU; cores; BLAS "
-               "kernel; libtorch and its ATen kernels; host), with its number of runs:\n\n");
+               "kernel; libtorch and its ATen kernels; the GPU when the models ran on one; host), "
+               "with its number of runs:\n\n");
     for (int i = 0; i < n; i++) {
         bool seen = false;
         for (int j = 0; j < i && !seen; j++) seen = strcmp(rows[j].machine, rows[i].machine) == 0;

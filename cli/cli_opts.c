@@ -68,7 +68,31 @@ fl_config *cli_opts_config_over(const char *cmd, const cli_opts *o, fl_config *c
     }
     int threads = (int)fl_cfg_int(c, "threads");
     fl_threads_set(threads, FL_WORK_CONV);
+    if (cli_device_use(cmd, c, 0)) {
+        fl_config_free(c);
+        return NULL;
+    }
     return c;
+}
+
+int cli_device_use(const char *cmd, const fl_config *c, int slot)
+{
+    const char *s = fl_cfg_str(c, "device");
+    ct_device d;
+    if (ct_device_parse(s, &d) != CT_OK) return cli_fail(cmd, "device: %s", ct_last_error());
+    if (d.kind == CT_CUDA) {
+        if (!ct_cuda_available())
+            return cli_fail(cmd, "device: '%s' is not available: this libtorch (%s) has no CUDA "
+                                 "or sees no GPU (Debian's libtorch-dev is built without CUDA)",
+                            s, ct_torch_version());
+        int n = ct_cuda_device_count();
+        if (strcmp(s, "cuda") == 0) d.index = slot % n;
+        else if (d.index >= n)
+            return cli_fail(cmd, "device: '%s' is not available: this machine has %d GPU%s (cuda:0 "
+                                 "to cuda:%d)", s, n, n == 1 ? "" : "s", n - 1);
+    }
+    ct_set_default_device(d);
+    return 0;
 }
 
 int cli_opt_retrain(void *ctx, int argc, char **argv, int i)

@@ -48,9 +48,12 @@ static int run_job(fl_config *c, cli_job *j, const fl_sweep_share *part, double 
     if (fl_cfg_int(c, "threads") == 0) fl_threads_set(cores > 1 ? cores : 1, FL_WORK_CONV);
     int grid = fl_sweep_grid_size(c);
     fl_sweep_share share = {part->part, part->parts, grid * j->rank / j->size, false, false};
-    int mine = fl_sweep_run_share(c, &share, &s);
+    /* device "cuda": the processes on this machine take its GPUs in turn */
+    int dev = cli_device_use("sweep", c, j->local_rank), mine = dev;
+    if (dev) memset(&s, 0, sizeof s);   /* its line is printed */
+    else mine = fl_sweep_run_share(c, &share, &s);
     fl_config_free(c);
-    if (mine) fprintf(stderr, "fiberlab sweep: %s %d: %s\n", who, j->rank, fl_error());
+    if (mine && !dev) fprintf(stderr, "fiberlab sweep: %s %d: %s\n", who, j->rank, fl_error());
     double v[6] = {s.runs_trained, s.runs_rescored, s.seconds_train, s.peak_rss_mib, s.seconds_eval,
                    s.seconds_setup};
     int all = cli_job_agree(j, mine ? 1 : 0);

@@ -35,6 +35,7 @@ static int env_int(const char *const names[], int fallback)
 
 static const char *const size_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", NULL};
 static const char *const local_vars[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", NULL};
+static const char *const local_rank_vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", NULL};
 
 /* "i/k/fd" in the environment of a local worker that cli_job_spawn started */
 #define WORKER_ENV "FIBERLAB_WORKER"
@@ -58,7 +59,7 @@ int cli_job_begin(const char *cmd, cli_job *j)
             i >= k || fd < 0)
             return cli_fail(cmd, "%s='%s' is not a worker of this program's", WORKER_ENV, w);
         unsetenv(WORKER_ENV);   /* not for what this worker starts in turn */
-        j->rank = i;
+        j->rank = j->local_rank = i;
         j->size = j->local_size = k;
         j->report_fd = fd;
         set_prefix("worker", i, k);
@@ -75,6 +76,7 @@ int cli_job_begin(const char *cmd, cli_job *j)
     MPI_Comm_size(MPI_COMM_WORLD, &j->size);
     j->local_size = env_int(local_vars, 1);
     if (j->local_size < 1) j->local_size = 1;
+    j->local_rank = env_int(local_rank_vars, j->rank);
     set_prefix("rank", j->rank, j->size);
     return 0;
 #else

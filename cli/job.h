@@ -14,6 +14,7 @@
 typedef struct {
     int rank, size;   /* 0 and 1 when alone */
     int local_size;   /* ranks on this machine */
+    int local_rank;   /* this one's number among them */
     bool mpi;         /* MPI was started (and must be finalized) */
     /* local workers: a worker's pipe to worker 0 (-1: none); worker 0's children and
      * the read ends of their pipes */

@@ -209,7 +209,14 @@ void fl_machine_describe(char *buf, size_t n)
     if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "unknown host");
     const char *core = fl_blas_corename();
     const char *aten = fl_aten_kernels();
-    snprintf(buf, n, "%s; %d cores; %s kernel %s; libtorch %s (ATen kernels %s); host %s",
+    char dev[64] = "";
+    ct_device d = ct_default_device();
+    if (d.kind != CT_CPU) {   /* the models ran on a GPU (the config's device) */
+        char name[32];
+        ct_device_name(d, name, sizeof name);
+        snprintf(dev, sizeof dev, "; device %s", name);
+    }
+    snprintf(buf, n, "%s; %d cores; %s kernel %s; libtorch %s (ATen kernels %s)%s; host %s",
              fl_cpu_name(), fl_cores_available(), core ? "OpenBLAS" : "BLAS", core ? core : "n/a",
-             ct_torch_version(), aten ? aten : "libtorch's choice", host);
+             ct_torch_version(), aten ? aten : "libtorch's choice", dev, host);
 }

@@ -49,7 +49,8 @@ bool fl_aten_kernels_set_by_us(void);   /* true when fl_aten_ensure_kernels set 
 /* The CPU from /proc/cpuinfo, e.g. "AMD EPYC (family 26, model 2)" (static string). */
 const char *fl_cpu_name(void);
 /* One line on what this process computes with, stored in every run file and listed by
- * the report: "CPU; N cores; OpenBLAS kernel K; libtorch V; host H". */
+ * the report: "CPU; N cores; OpenBLAS kernel K; libtorch V (ATen kernels A)[; device
+ * cuda:I]; host H", the device when the config put the models on a GPU. */
 void fl_machine_describe(char *buf, size_t n);
 
 /* The first call in every main(): fl_blas_ensure_best_kernel, then the allocator. glibc

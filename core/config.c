@@ -13,6 +13,7 @@
 
 #include "core/log.h"
 #include "core/schema.h"
+#include "ctorch/ct.h"
 
 struct fl_config {
     cJSON *root;
@@ -141,16 +142,22 @@ static const char *kind_name(fl_key_kind k)
 
 static bool is_int(double v) { return isfinite(v) && v == floor(v) && fabs(v) < 9.007e15; }
 
-/* The keys that name folders (core/schema.c): a folder path must not be empty (it
- * would be the file-system root or the working directory, depending on who joins it),
- * and a folder name must be one plain component, so that it stays inside its parent. */
-static int check_path(const fl_key *k, const char *s, const char *o)
+/* The string keys of a form (core/schema.c): a folder path must not be empty (it would
+ * be the file-system root or the working directory, depending on who joins it), a
+ * folder name must be one plain component, so that it stays inside its parent, and a
+ * device must be one ctorch reads (whether it is there is the command's to check). */
+static int check_form(const fl_key *k, const char *s, const char *o)
 {
-    switch (fl_schema_path_form(k->key)) {
-    case FL_PATH_FOLDER:
+    ct_device d;
+    switch (fl_schema_str_form(k->key)) {
+    case FL_STR_DEVICE:
+        if (ct_device_parse(s, &d) != CT_OK)
+            return fl_fail("%s: key '%s' must be cpu, cuda or cuda:N, got '%s'", o, k->key, s);
+        return 0;
+    case FL_STR_FOLDER:
         if (!s[0]) return fl_fail("%s: key '%s' must name a folder, got an empty string", o, k->key);
         return 0;
-    case FL_PATH_NAME:
+    case FL_STR_NAME:
         if (!s[0] || strcmp(s, ".") == 0 || strcmp(s, "..") == 0 || strchr(s, '/'))
             return fl_fail("%s: key '%s' must be a plain folder name (not empty, '.', '..' "
                            "or with '/'), got '%s'", o, k->key, s);
@@ -196,7 +203,7 @@ static int check_value(const fl_key *k, const cJSON *v, const char *origin)
         case FL_KEY_STR_LIST:
             if (!cJSON_IsString(e))
                 return fl_fail("%s: key '%s' must be %s", o, k->key, kind_name(k->kind));
-            if (check_path(k, e->valuestring, o)) return -1;
+            if (check_form(k, e->valuestring, o)) return -1;
             if (choices_of(k)) {
                 const char *s = e->valuestring;
                 size_t len = strlen(s);

@@ -1,4 +1,4 @@
-/* Keys that belong to no layer (seeding, threads and where files go), and the role of
+/* Keys that belong to no layer (seeding, threads, the device and where files go), and the role of
  * every key: what a trained model's identity and its scores' identity are made of. */
 #include "core/schema.h"
 
@@ -12,6 +12,11 @@ const fl_key fl_keys_general[] = {
      "CPU cores to use; 0: every core the process may run on. They go to libtorch's own "
      "threads for conv work and to OpenBLAS's for dense work, never to both at once "
      "(nested pools oversubscribe the cores; see core/blas.h)."},
+    {"device", FL_KEY_STR, "\"cpu\"", FL_NO_BOUNDS, NULL,
+     "Where the models train and sample: cpu, cuda (the first GPU; a sweep's workers or "
+     "ranks on one machine take the GPUs in turn) or cuda:N. A GPU needs fiberlab built "
+     "against a libtorch with CUDA (Debian 12's libtorch-dev has none); the command stops "
+     "before any work when the device is not there."},
     {"cache_dir", FL_KEY_STR, "\"cache\"", FL_NO_BOUNDS, NULL,
      "Folder for the downloaded digits (scripts/setup.sh fills it), built datasets and "
      "trained subjects and VAEs; a relative path is taken from the source tree. The "
@@ -31,6 +36,7 @@ static const struct {
 } roles[] = {
     {"seed", FL_ROLE_MODEL},
     {"threads", FL_ROLE_NONE},      /* results agree to float rounding across thread counts */
+    {"device", FL_ROLE_NONE},       /* the same computation; GPU kernels round otherwise */
     {"cache_dir", FL_ROLE_NONE},
     {"out_dir", FL_ROLE_NONE},
     {"train.checkpoint_every", FL_ROLE_NONE},
@@ -80,13 +86,16 @@ int fl_schema_list_len(const char *key)
     return strcmp(key, "data.fixed_color") == 0 ? 3 : 0;   /* R, G, B */
 }
 
-fl_path_form fl_schema_path_form(const char *key)
+fl_str_form fl_schema_str_form(const char *key)
 {
     static const struct {
         const char *key;
-        fl_path_form form;
-    } forms[] = {{"out_dir", FL_PATH_FOLDER}, {"cache_dir", FL_PATH_FOLDER}, {"sweep.name", FL_PATH_NAME}};
+        fl_str_form form;
+    } forms[] = {{"out_dir", FL_STR_FOLDER},
+                 {"cache_dir", FL_STR_FOLDER},
+                 {"sweep.name", FL_STR_NAME},
+                 {"device", FL_STR_DEVICE}};
     for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
         if (strcmp(forms[i].key, key) == 0) return forms[i].form;
-    return FL_PATH_NONE;
+    return FL_STR_ANY;
 }

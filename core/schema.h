@@ -32,10 +32,11 @@ fl_key_role fl_schema_role(const char *key);
  * overrides and setters alike. */
 /* The number of entries a list key must have (data.fixed_color: 3); 0: any. */
 int fl_schema_list_len(const char *key);
-/* What a string key that names a folder must look like: FOLDER, any non-empty path
+/* What a string key without choices must look like: FOLDER, any non-empty path
  * (out_dir, cache_dir); NAME, one plain component that stays inside its parent
- * (sweep.name: not empty, ".", ".." or with '/'). */
-typedef enum { FL_PATH_NONE = 0, FL_PATH_FOLDER, FL_PATH_NAME } fl_path_form;
-fl_path_form fl_schema_path_form(const char *key);
+ * (sweep.name: not empty, ".", ".." or with '/'); DEVICE, a device as ctorch reads it
+ * (device: "cpu", "cuda" or "cuda:N"). */
+typedef enum { FL_STR_ANY = 0, FL_STR_FOLDER, FL_STR_NAME, FL_STR_DEVICE } fl_str_form;
+fl_str_form fl_schema_str_form(const char *key);
 
 #endif

@@ -256,8 +256,9 @@ ct_status ct_device_parse(const char *s, ct_device *out) {
         int idx = 0;
         if (s[4] == ':') {
             char *end;
+            if (s[5] < '0' || s[5] > '9') goto bad;   /* strtol takes " 1", "+1" */
             long v = strtol(s + 5, &end, 10);
-            if (end == s + 5 || *end || v < 0) goto bad;
+            if (*end || v > 1 << 20) goto bad;
             idx = (int)v;
         } else if (s[4]) {
             goto bad;

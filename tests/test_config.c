@@ -161,7 +161,7 @@ Test(config, configs_readme_is_the_schema_documentation)
 Test(config, the_shipped_configs_load)
 {
     const char *files[] = {FL_SOURCE_DIR "/configs/demo.json", FL_SOURCE_DIR "/configs/nf.json",
-                           FL_SOURCE_DIR "/configs/full.json"};
+                           FL_SOURCE_DIR "/configs/full.json", FL_SOURCE_DIR "/configs/paper.json"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         fl_config *c = fl_config_load(files[i]);
         cr_expect_not_null(c, "%s", fl_error());
@@ -234,6 +234,23 @@ Test(config, folder_keys_stay_inside_their_parent)
     fl_config_free(c);
     expect_error("{\"sweep\": {\"name\": \"../x\"}}", "'sweep.name' must be a plain folder name");
     expect_error("{\"out_dir\": \"\"}", "'out_dir' must name a folder");
+}
+
+Test(config, the_device_is_one_ctorch_reads)
+{
+    fl_config *c = fl_config_default();
+    cr_expect_str_eq(fl_cfg_str(c, "device"), "cpu");
+    const char *bad[] = {"device=gpu", "device=CPU", "device=cuda:", "device=cuda:x", "device=cuda:-1",
+                         "device=cuda:+1", "device=cuda: 1", "device=cuda:1x", "device=cuda0", "device="};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) expect_bad_override(c, bad[i], "device");
+    /* whether the device is there is the command's to check (cli_device_use), not the config's */
+    const char *good[] = {"cpu", "cuda", "cuda:0", "cuda:3"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        cr_expect_eq(fl_cfg_set_str(c, "device", good[i]), 0, "%s: %s", good[i], fl_error());
+        cr_expect_str_eq(fl_cfg_str(c, "device"), good[i]);
+    }
+    fl_config_free(c);
+    expect_error("{\"device\": \"tpu\"}", "'device' must be cpu, cuda or cuda:N");
 }
 
 /* A long list parses in time linear in its length: 400,000 entries took minutes when

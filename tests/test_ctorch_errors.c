@@ -235,7 +235,8 @@ CT_TEST(errors, unknown_device_string_is_an_error)
     cr_expect_eq(ct_device_parse("cuda:1", &d), CT_OK);
     cr_expect_eq(d.kind, CT_CUDA);
     cr_expect_eq(d.index, 1);
-    const char *bad[] = {"gpu", "cuda:", "cuda:x", "cuda:-1", "cpu0", ""};
+    const char *bad[] = {"gpu", "cuda:", "cuda:x", "cuda:-1", "cuda:+1", "cuda: 1", "cuda:1x",
+                         "cuda:99999999999", "cpu0", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ct_clear_error();
         cr_expect_eq(ct_device_parse(bad[i], &d), CT_ERR_ARG, "'%s'", bad[i]);

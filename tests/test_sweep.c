@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/stats.h"
+#include "ctorch/ct.h"
 #include "store_fixture.h"
 
 TestSuite(sweep, .init = make_tmp, .fini = remove_tmp);
@@ -107,6 +108,12 @@ Test(sweep, config_errors_fail_before_training_naming_the_key)
     expect_config_error("{}", "sweep.ndtm_gammas=-1", "sweep.ndtm_gammas");
     expect_config_error("{}", "sweep.ndtm_gammas=1 ndtm.ramp_end=600", "ndtm.ramp_end");
     expect_config_error("{}", "sweep.ndtm_gammas=1 ndtm.steps=2000", "ndtm.steps");
+    /* a device that is not one, and one this machine does not have (a libtorch without
+     * CUDA: any GPU; with CUDA: an index past the last GPU) */
+    expect_config_error("{\"device\": \"gpu\"}", "", "device");
+    expect_config_error("{}", ct_cuda_available() ? "device=cuda:4096" : "device=cuda", "device");
+    expect_config_error("{}", ct_cuda_available() ? "device=cuda:4096 sweep.workers=2" : "device=cuda sweep.workers=2",
+                        "device");
 }
 
 /* A setting small enough to train subject, VAE and two fiber models in seconds. */

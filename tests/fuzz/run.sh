@@ -33,7 +33,17 @@ for t in "${targets[@]}"; do
     rc=$?
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
     took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1)
-    if [ $rc -eq 0 ]; then
+    # -fork=1: the parent's "#N: ... oom/timeout/crash: a/b/c" lines count the jobs' executions
+    # and findings together (with -ignore_crashes=1 the run goes on and exits 0)
+    forked=$(grep -E '^#[0-9]+: .*oom/timeout/crash' "$log" | tail -1)
+    if [ -n "$forked" ]; then
+        runs=$(echo "$forked" | sed -E 's/^#([0-9]+):.*/\1/')
+        took=$(echo "$forked" | sed -E 's/.* time: ([0-9]+)s.*/\1/')
+        found=$(echo "$forked" | sed -E 's/.*oom\/timeout\/crash: ([0-9\/]+).*/\1/')
+    fi
+    if [ $rc -eq 0 ] && [ -n "$forked" ]; then
+        echo "fuzz_$t: ${runs:-?} executions in ${took:-$secs} s (forked jobs), oom/timeout/crash $found; inputs in $crashes/"
+    elif [ $rc -eq 0 ]; then
         echo "fuzz_$t: ${runs:-?} executions in ${took:-$secs} s, no crash"
     else
         echo "fuzz_$t: FAILED (exit $rc) after ${runs:-?} executions; input in $crashes/, log $log"

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "architectures/freeform.h"
+#include "bench_common.h"
 #include "core/log.h"
 #include "ctorch/ct.h"
 
@@ -58,18 +59,6 @@ static ct_tensor *step_loss(variant fn, pair *p, const ct_tensor *u, ct_gen *g)
     ct_tensor *s = fn(p, u, g, &u_rec);
     if (!s) return NULL;
     return ct_mean(ct_sub(ct_muls(ct_sum_dim(ct_square(ct_sub(u, u_rec)), 1, false), 10), s));
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static double time_variant(variant fn, pair *p, ct_params *ps, const ct_tensor *u, int steps)
@@ -134,7 +123,7 @@ int main(int argc, char **argv)
         t_fwd[r] = time_variant(surrogate_forward, &p, ps, u, steps);
         t_dv[r] = time_variant(surrogate_double_vjp, &p, ps, u, steps);
     }
-    double m_fwd = median(t_fwd, ROUNDS), m_dv = median(t_dv, ROUNDS);
+    double m_fwd = bench_median(t_fwd, ROUNDS), m_dv = bench_median(t_dv, ROUNDS);
     printf("free-form surrogate step, B = %d, D = %d, C = %d, %lld parameters, %d thread(s), "
            "medians of %d interleaved rounds of %d steps:\n",
            batch, DIM, COND, (long long)ct_params_numel(ps), threads, ROUNDS, steps);

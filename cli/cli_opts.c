@@ -38,6 +38,30 @@ int cli_opts_parse(const char *cmd, int argc, char **argv, cli_opts *o,
     return 0;
 }
 
+/* Makes the config's `device` the default device of every tensor made from here on:
+ * "cuda" alone is GPU slot mod the number of GPUs, an index is taken as it is. 0, or 1
+ * after printing "fiberlab CMD: device: why" when the device is not there (a libtorch
+ * without CUDA, an index past the last GPU); the config has checked its form. */
+static int device_use(const char *cmd, const fl_config *c, int slot)
+{
+    const char *s = fl_cfg_str(c, "device");
+    ct_device d = {CT_CPU, 0};
+    ct_device_parse(s, &d);
+    if (d.kind == CT_CUDA) {
+        if (!ct_cuda_available())
+            return cli_fail(cmd, "device: '%s' is not available: this libtorch (%s) has no CUDA "
+                                 "or sees no GPU (Debian's libtorch-dev is built without CUDA)",
+                            s, ct_torch_version());
+        int n = ct_cuda_device_count();
+        if (strcmp(s, "cuda") == 0) d.index = slot % n;
+        else if (d.index >= n)
+            return cli_fail(cmd, "device: '%s' is not available: this machine has %d GPU%s (cuda:0 "
+                                 "to cuda:%d)", s, n, n == 1 ? "" : "s", n - 1);
+    }
+    ct_set_default_device(d);
+    return 0;
+}
+
 fl_config *cli_opts_config(const char *cmd, const cli_opts *o)
 {
     fl_config *c = o->config ? fl_config_load(o->config) : fl_config_default();
@@ -68,31 +92,11 @@ fl_config *cli_opts_config_over(const char *cmd, const cli_opts *o, fl_config *c
     }
     int threads = (int)fl_cfg_int(c, "threads");
     fl_threads_set(threads, FL_WORK_CONV);
-    if (cli_device_use(cmd, c, 0)) {
+    if (device_use(cmd, c, o->device_slot)) {
         fl_config_free(c);
         return NULL;
     }
     return c;
-}
-
-int cli_device_use(const char *cmd, const fl_config *c, int slot)
-{
-    const char *s = fl_cfg_str(c, "device");
-    ct_device d;
-    if (ct_device_parse(s, &d) != CT_OK) return cli_fail(cmd, "device: %s", ct_last_error());
-    if (d.kind == CT_CUDA) {
-        if (!ct_cuda_available())
-            return cli_fail(cmd, "device: '%s' is not available: this libtorch (%s) has no CUDA "
-                                 "or sees no GPU (Debian's libtorch-dev is built without CUDA)",
-                            s, ct_torch_version());
-        int n = ct_cuda_device_count();
-        if (strcmp(s, "cuda") == 0) d.index = slot % n;
-        else if (d.index >= n)
-            return cli_fail(cmd, "device: '%s' is not available: this machine has %d GPU%s (cuda:0 "
-                                 "to cuda:%d)", s, n, n == 1 ? "" : "s", n - 1);
-    }
-    ct_set_default_device(d);
-    return 0;
 }
 
 int cli_opt_retrain(void *ctx, int argc, char **argv, int i)

@@ -14,6 +14,8 @@ typedef struct {
     const char *out;       /* --out FILE */
     const char *overrides[CLI_MAX_OVERRIDES];
     int n_overrides;
+    int device_slot;       /* the GPU `device=cuda` takes: this slot mod the GPUs (0 unless
+                              a sweep's worker or rank sets its number) */
 } cli_opts;
 
 /* Parses argv[1..]: the common options, and the command's own through other (returns
@@ -23,17 +25,12 @@ int cli_opts_parse(const char *cmd, int argc, char **argv, cli_opts *o,
                    int (*other)(void *ctx, int argc, char **argv, int i), void *ctx);
 /* The config of the options (file, then overrides), with ct_set_num_threads applied
  * from `threads` (0: every core this process may run on) and the default device from
- * `device` (cli_device_use, slot 0). NULL after printing "fiberlab CMD: what". */
+ * `device` ("cuda": the GPU o->device_slot mod their number); NULL after printing
+ * "fiberlab CMD: what" (for a device that is not there: "fiberlab CMD: device: why"). */
 fl_config *cli_opts_config(const char *cmd, const cli_opts *o);
 /* The same over the config c (taken: freed on failure); with eval_only, an override of
  * a key that changes a trained model (fl_config_role MODEL) is refused. */
 fl_config *cli_opts_config_over(const char *cmd, const cli_opts *o, fl_config *c, bool eval_only);
-
-/* Makes the config's `device` the default device of every tensor made from here on:
- * "cuda" alone is GPU slot mod the number of GPUs (a sweep's worker or rank number), an
- * index is taken as it is. 0, or 1 after printing "fiberlab CMD: device: why" when the
- * device is not there (a libtorch without CUDA, an index past the last GPU). */
-int cli_device_use(const char *cmd, const fl_config *c, int slot);
 
 /* The `other` of cli_opts_parse for commands whose one own option is --retrain: sets
  * *(int *)ctx to 1. */

@@ -48,12 +48,9 @@ static int run_job(fl_config *c, cli_job *j, const fl_sweep_share *part, double 
     if (fl_cfg_int(c, "threads") == 0) fl_threads_set(cores > 1 ? cores : 1, FL_WORK_CONV);
     int grid = fl_sweep_grid_size(c);
     fl_sweep_share share = {part->part, part->parts, grid * j->rank / j->size, false, false};
-    /* device "cuda": the processes on this machine take its GPUs in turn */
-    int dev = cli_device_use("sweep", c, j->local_rank), mine = dev;
-    if (dev) memset(&s, 0, sizeof s);   /* its line is printed */
-    else mine = fl_sweep_run_share(c, &share, &s);
+    int mine = fl_sweep_run_share(c, &share, &s);
     fl_config_free(c);
-    if (mine && !dev) fprintf(stderr, "fiberlab sweep: %s %d: %s\n", who, j->rank, fl_error());
+    if (mine) fprintf(stderr, "fiberlab sweep: %s %d: %s\n", who, j->rank, fl_error());
     double v[6] = {s.runs_trained, s.runs_rescored, s.seconds_train, s.peak_rss_mib, s.seconds_eval,
                    s.seconds_setup};
     int all = cli_job_agree(j, mine ? 1 : 0);
@@ -170,6 +167,7 @@ int cmd_sweep(int argc, char **argv)
     if (!o.config) return cli_fail("sweep", "missing CONFIG (e.g. configs/demo.json)");
     cli_job j;
     if (cli_job_begin("sweep", &j)) return 1;
+    o.device_slot = j.local_rank;   /* device "cuda": this machine's processes take its GPUs in turn */
     int rc = 1;
     fl_config *c = NULL;
     if (j.mpi && share.parts > 1)

@@ -243,7 +243,7 @@ Test(config, the_device_is_one_ctorch_reads)
     const char *bad[] = {"device=gpu", "device=CPU", "device=cuda:", "device=cuda:x", "device=cuda:-1",
                          "device=cuda:+1", "device=cuda: 1", "device=cuda:1x", "device=cuda0", "device="};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) expect_bad_override(c, bad[i], "device");
-    /* whether the device is there is the command's to check (cli_device_use), not the config's */
+    /* whether the device is there is the command's to check (cli_opts_config), not the config's */
     const char *good[] = {"cpu", "cuda", "cuda:0", "cuda:3"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         cr_expect_eq(fl_cfg_set_str(c, "device", good[i]), 0, "%s: %s", good[i], fl_error());

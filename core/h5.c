@@ -257,21 +257,38 @@ int fl_h5r_dims(fl_h5r *r, const char *name, int *ndim, int64_t dims[8])
     return rc;
 }
 
+/* Whether a stored type is a number HDF5 converts safely: an element of at most 8 bytes
+ * (a corrupt file can declare a 1 GiB one, which HDF5 would allocate for the
+ * conversion) in a standard layout — an integer whose bits fill its bytes, or an IEEE
+ * float of 4 or 8 bytes. A corrupt header can declare other bit fields (a precision or
+ * offset past the element), which HDF5 1.10's converters do not bound: converting such
+ * an integer to float wrote past a stack variable in H5T__bit_get_d
+ * (tests/fuzz/crashes/samples/integer_bits_past_its_bytes). NULL when it is one, else
+ * what is wrong (for a message). */
+static const char *not_a_number_type(hid_t ft)
+{
+    H5T_class_t c = ft >= 0 ? H5Tget_class(ft) : H5T_NO_CLASS;
+    size_t sz = ft >= 0 ? H5Tget_size(ft) : 0;
+    if (c != H5T_INTEGER && c != H5T_FLOAT) return "not stored as numbers";
+    if (sz == 0 || sz > 8) return "stored as numbers of more than 8 bytes";
+    if (c == H5T_INTEGER)
+        return H5Tget_precision(ft) == 8 * sz && H5Tget_offset(ft) == 0
+                   ? NULL : "stored as integers whose bits do not fill their bytes";
+    return H5Tequal(ft, H5T_IEEE_F32LE) > 0 || H5Tequal(ft, H5T_IEEE_F32BE) > 0 ||
+                   H5Tequal(ft, H5T_IEEE_F64LE) > 0 || H5Tequal(ft, H5T_IEEE_F64BE) > 0
+               ? NULL : "stored as floats of a layout other than IEEE single or double";
+}
+
 /* Whether the dataset can be read as numbers without trusting its header further: a
- * stored element of at most 8 bytes (a corrupt file can declare a 1 GiB one, which
- * HDF5 would allocate for the conversion), and no more elements than the file can
+ * number type HDF5 converts safely (above), and no more elements than the file can
  * hold compressed (deflate, the filter our writers use, shrinks at most 1032:1). */
 static int check_stored(fl_h5r *r, const char *name, hid_t ds, int nd, const int64_t *d)
 {
     hid_t ft = H5Dget_type(ds);
-    H5T_class_t c = ft >= 0 ? H5Tget_class(ft) : H5T_NO_CLASS;
+    const char *bad = not_a_number_type(ft);
     size_t sz = ft >= 0 ? H5Tget_size(ft) : 0;
     if (ft >= 0) H5Tclose(ft);
-    if (c != H5T_INTEGER && c != H5T_FLOAT)
-        return fl_fail("%s: dataset '%s' is not stored as numbers", r->path, name);
-    if (sz == 0 || sz > 8)
-        return fl_fail("%s: dataset '%s' is stored as numbers of %zu bytes, expected at most 8",
-                       r->path, name, sz);
+    if (bad) return fl_fail("%s: dataset '%s' is %s", r->path, name, bad);
     double bytes = (double)sz;
     for (int i = 0; i < nd; i++) bytes *= d[i] < 0 ? 1e300 : (double)d[i];   /* over 2^63 */
     if (bytes > 1032.0 * r->file_size + (1 << 20))
@@ -344,10 +361,21 @@ static int read_attr(fl_h5r *r, const char *obj, const char *name, hid_t type, v
         H5Oclose(o);
         return fl_fail("%s: no attribute '%s' on '%s'", r->path, name, obj);
     }
+    /* H5Aread writes every element of the attribute: one number, or it writes past
+     * `value` (tests/fuzz/crashes/dataset/seed_attribute_of_1000_numbers) */
     hid_t a = H5Aopen(o, name, H5P_DEFAULT);
-    herr_t st = H5Aread(a, type, value);
-    H5Aclose(a);
+    hid_t sp = a >= 0 ? H5Aget_space(a) : -1, ft = a >= 0 ? H5Aget_type(a) : -1;
+    hssize_t count = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    const char *bad = not_a_number_type(ft);
+    herr_t st = a >= 0 && count == 1 && !bad ? H5Aread(a, type, value) : -1;
+    if (ft >= 0) H5Tclose(ft);
+    if (sp >= 0) H5Sclose(sp);
+    if (a >= 0) H5Aclose(a);
     H5Oclose(o);
+    if (a >= 0 && count != 1)
+        return fl_fail("%s: attribute '%s' on '%s' holds %lld values, expected one number", r->path,
+                       name, obj, (long long)count);
+    if (a >= 0 && bad) return fl_fail("%s: attribute '%s' on '%s' is %s", r->path, name, obj, bad);
     if (st < 0) return fl_fail("%s: cannot read attribute '%s' on '%s'", r->path, name, obj);
     return 0;
 }
@@ -363,9 +391,23 @@ int fl_h5r_attr_str(fl_h5r *r, const char *obj, const char *name, char *buf, siz
         return fl_fail("%s: no attribute '%s' on '%s'", r->path, name, obj);
     }
     hid_t a = H5Aopen(o, name, H5P_DEFAULT);
-    hid_t ft = H5Aget_type(a);
+    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
+    hssize_t count = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (sp >= 0) H5Sclose(sp);
     int rc = 0;
-    if (H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) > 0) {
+    /* H5Aread writes every element: one string, or it writes past the one pointer or
+     * buffer below (tests/fuzz/crashes/dataset/format_attribute_of_1000_strings*); and
+     * a fixed length no larger than the file that stores it */
+    if (a < 0 || ft < 0)
+        rc = fl_fail("%s: cannot read attribute '%s' on '%s'", r->path, name, obj);
+    else if (count != 1)
+        rc = fl_fail("%s: attribute '%s' on '%s' holds %lld values, expected one string", r->path,
+                     name, obj, (long long)count);
+    else if (H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) <= 0 &&
+             (double)H5Tget_size(ft) > r->file_size)
+        rc = fl_fail("%s: attribute '%s' on '%s' declares a string of %zu bytes, more than the "
+                     "file's %.0f bytes", r->path, name, obj, H5Tget_size(ft), r->file_size);
+    else if (H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) > 0) {
         /* variable-length strings (h5py's default) */
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, H5T_VARIABLE);
@@ -391,8 +433,8 @@ int fl_h5r_attr_str(fl_h5r *r, const char *obj, const char *name, char *buf, siz
         H5Tclose(mt);
         free(tmp);
     }
-    H5Tclose(ft);
-    H5Aclose(a);
+    if (ft >= 0) H5Tclose(ft);
+    if (a >= 0) H5Aclose(a);
     H5Oclose(o);
     return rc;
 }

@@ -450,8 +450,10 @@ int fl_dataset_load(const char *path, fl_dataset **out)
     char fmt[64] = "", variant[32] = "", fixed[256] = "";
     fl_dataset *d = calloc(1, sizeof *d);
     int rc = d ? 0 : fl_fail("%s: out of memory", path);
-    if (rc == 0 && (fl_h5r_attr_str(r, "/", "format", fmt, sizeof fmt) ||
-                    strcmp(fmt, FL_STORE_FORMAT) != 0))
+    /* an attribute that is missing or no single string: the reader's message names it */
+    if (rc == 0 && fl_h5r_attr_str(r, "/", "format", fmt, sizeof fmt))
+        rc = -1;
+    else if (rc == 0 && strcmp(fmt, FL_STORE_FORMAT) != 0)
         rc = fl_fail("%s: not a fiberlab color-MNIST file (no format '%s')", path, FL_STORE_FORMAT);
     int nd = 0;
     int64_t dims[8];

@@ -570,3 +570,20 @@ Test(eval, a_samples_file_of_1GiB_elements_is_refused_naming_the_dataset)
         cr_expect_null(smp);
     }
 }
+
+/* tests/fuzz/crashes/samples/integer_bits_past_its_bytes (fuzz_samples): 'samples' stored
+ * as 4-byte integers of 28,781 bits at bit offset 24,947. HDF5 1.10 converted them to
+ * float without bounding the bit field and wrote past a stack variable (H5T__bit_get_d);
+ * the reader now refuses a number type whose bits do not fill its bytes. */
+Test(eval, a_samples_file_of_integers_with_impossible_bit_fields_is_refused)
+{
+    const char *file = FL_TEST_DIR "/fuzz/crashes/samples/integer_bits_past_its_bytes";
+    int64_t *idx = NULL, m = 0;
+    float *smp = NULL;
+    cr_expect_eq(fl_eval_read_samples(file, 1000, &idx, &smp, &m), -1);
+    cr_expect(strstr(fl_error(), file), "message does not name the file: %s", fl_error());
+    cr_expect(strstr(fl_error(), "dataset 'samples' is stored as integers whose bits do not fill their bytes"),
+              "message: %s", fl_error());
+    cr_expect_null(idx);
+    cr_expect_null(smp);
+}

@@ -368,3 +368,33 @@ Test(store, a_file_declaring_more_than_it_holds_is_refused_before_allocating)
     cr_expect(strstr(fl_error(), path), "message does not name the file: %s", fl_error());
     cr_expect(strstr(fl_error(), "dataset 'gray' declares"), "message: %s", fl_error());
 }
+
+/* tests/fuzz/crashes/dataset/seed_attribute_of_1000_numbers: the seed file of
+ * fuzz_dataset with its 'seed' attribute replaced by 1000 int64 numbers. H5Aread writes
+ * every element, so reading it into one int64 wrote 7992 bytes past it on the stack. */
+Test(store, an_attribute_holding_more_than_one_number_is_refused_naming_it)
+{
+    const char *path = FL_TEST_DIR "/fuzz/crashes/dataset/seed_attribute_of_1000_numbers";
+    fl_dataset *d = NULL;
+    cr_assert_eq(fl_dataset_load(path, &d), -1);
+    cr_expect(strstr(fl_error(), path), "message does not name the file: %s", fl_error());
+    cr_expect(strstr(fl_error(), "attribute 'seed' on '/' holds 1000 values, expected one number"),
+              "message: %s", fl_error());
+}
+
+/* tests/fuzz/crashes/dataset/format_attribute_of_1000_strings{,_fixed}: the 'format'
+ * attribute as 1000 strings, variable-length (h5py's default) and fixed-length. H5Aread
+ * writes them all: 1000 pointers into one on the stack, and 1000 × 25 bytes into a buffer
+ * of 25. Both are refused, naming the file and the attribute. */
+Test(store, a_string_attribute_holding_more_than_one_string_is_refused_naming_it)
+{
+    const char *files[] = {FL_TEST_DIR "/fuzz/crashes/dataset/format_attribute_of_1000_strings",
+                           FL_TEST_DIR "/fuzz/crashes/dataset/format_attribute_of_1000_strings_fixed"};
+    for (int k = 0; k < 2; k++) {
+        fl_dataset *d = NULL;
+        cr_assert_eq(fl_dataset_load(files[k], &d), -1, "%s", files[k]);
+        cr_expect(strstr(fl_error(), files[k]), "message does not name the file: %s", fl_error());
+        cr_expect(strstr(fl_error(), "attribute 'format' on '/' holds 1000 values, expected one string"),
+                  "message: %s", fl_error());
+    }
+}

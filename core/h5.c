@@ -289,6 +289,13 @@ static int check_stored(fl_h5r *r, const char *name, hid_t ds, int nd, const int
     size_t sz = ft >= 0 ? H5Tget_size(ft) : 0;
     if (ft >= 0) H5Tclose(ft);
     if (bad) return fl_fail("%s: dataset '%s' is %s", r->path, name, bad);
+    /* the storage HDF5 reads the dataset from (a chunk's compressed bytes, which it
+     * allocates whole) lies in the file: a corrupt chunk index can claim gigabytes
+     * (tests/fuzz/crashes/dataset/gray_chunk_claims_3.4GB) */
+    double stored = (double)H5Dget_storage_size(ds);
+    if (stored > r->file_size)
+        return fl_fail("%s: dataset '%s' claims %.0f bytes of storage, more than the file's %.0f "
+                       "bytes", r->path, name, stored, r->file_size);
     double bytes = (double)sz;
     for (int i = 0; i < nd; i++) bytes *= d[i] < 0 ? 1e300 : (double)d[i];   /* over 2^63 */
     if (bytes > 1032.0 * r->file_size + (1 << 20))

@@ -398,3 +398,15 @@ Test(store, a_string_attribute_holding_more_than_one_string_is_refused_naming_it
                   "message: %s", fl_error());
     }
 }
+
+/* tests/fuzz/crashes/dataset/gray_chunk_claims_3.4GB (fuzz_dataset): a 46 kB file whose
+ * chunk index gives 'gray' a chunk of 3,388,997,632 bytes, which HDF5 allocated to read
+ * it. Refused before reading, naming the file and the dataset. */
+Test(store, a_dataset_whose_storage_is_larger_than_its_file_is_refused_before_reading)
+{
+    const char *path = FL_TEST_DIR "/fuzz/crashes/dataset/gray_chunk_claims_3.4GB";
+    fl_dataset *d = NULL;
+    cr_assert_eq(fl_dataset_load(path, &d), -1);
+    cr_expect(strstr(fl_error(), path), "message does not name the file: %s", fl_error());
+    cr_expect(strstr(fl_error(), "dataset 'gray' claims 3388997632 bytes of storage"), "message: %s", fl_error());
+}

@@ -420,14 +420,24 @@ static bool check_header(const char *path, const file_bytes &f) {
     return true;
 }
 
+// Whether a stored number type has a standard layout: an integer whose bits fill its
+// bytes, an IEEE float of 4 or 8 bytes. HDF5 1.10's converters do not bound the bit fields
+// a corrupt header can declare (an integer of 28,781 bits in 4 bytes overran a stack
+// variable in H5T__bit_get_d); fiberlab's core/h5.c refuses the same.
+static bool standard_layout(hid_t type) {
+    H5T_class_t cls = H5Tget_class(type);
+    if (cls == H5T_INTEGER)
+        return H5Tget_offset(type) == 0 && H5Tget_precision(type) == 8 * H5Tget_size(type);
+    return cls == H5T_FLOAT && (H5Tequal(type, H5T_IEEE_F32LE) > 0 || H5Tequal(type, H5T_IEEE_F32BE) > 0 ||
+                                H5Tequal(type, H5T_IEEE_F64LE) > 0 || H5Tequal(type, H5T_IEEE_F64BE) > 0);
+}
 static bool read_attr_i64(hid_t obj, const char *name, int64_t *v) {
     h5_id at(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
     if (at.bad()) return false;
     h5_id space(H5Aget_space(at), H5Sclose);
     h5_id type(H5Aget_type(at), H5Tclose);
     return !space.bad() && H5Sget_simple_extent_npoints(space) == 1 && !type.bad() &&
-           H5Tget_class(type) == H5T_INTEGER && H5Tget_offset(type) == 0 &&
-           H5Tget_precision(type) == 8 * H5Tget_size(type) && H5Aread(at, H5T_NATIVE_INT64, v) >= 0;
+           H5Tget_class(type) == H5T_INTEGER && standard_layout(type) && H5Aread(at, H5T_NATIVE_INT64, v) >= 0;
 }
 // A scalar string attribute, variable-length (h5py's str) or fixed-length (numpy's S).
 static bool read_attr_str(hid_t obj, const char *name, std::string *v) {
@@ -484,14 +494,7 @@ static herr_t collect_datasets(hid_t g, const char *name, const H5L_info_t *info
 static bool entry_dtype(hid_t type, bool is_bool, ct_dtype *dt) {
     H5T_class_t cls = H5Tget_class(type);
     size_t size = H5Tget_size(type);
-    // only standard layouts: HDF5 1.10's converters do not bound the bit fields a corrupt
-    // header can declare (an integer of 28,781 bits in 4 bytes overran a stack variable in
-    // H5T__bit_get_d; fiberlab's core/h5.c refuses the same)
-    if (cls == H5T_INTEGER && (H5Tget_precision(type) != 8 * size || H5Tget_offset(type) != 0))
-        return false;
-    if (cls == H5T_FLOAT && H5Tequal(type, H5T_IEEE_F32LE) <= 0 && H5Tequal(type, H5T_IEEE_F32BE) <= 0 &&
-        H5Tequal(type, H5T_IEEE_F64LE) <= 0 && H5Tequal(type, H5T_IEEE_F64BE) <= 0)
-        return false;
+    if (!standard_layout(type)) return false;
     if (cls == H5T_FLOAT && (size == 4 || size == 8)) {
         *dt = size == 4 ? CT_F32 : CT_F64;
     } else if (cls == H5T_INTEGER) {

@@ -358,55 +358,34 @@ Test(store, a_cached_file_with_changed_contents_is_refused_and_rebuilt)
     fl_config_free(c);
 }
 
-/* tests/fuzz/crashes/dataset/gray_declares_2.8GB: a 46 kB file whose 'gray' claims
- * 2.8 GB, which the loader allocated before reading a byte */
-Test(store, a_file_declaring_more_than_it_holds_is_refused_before_allocating)
+/* Fuzz crash inputs (tests/fuzz/crashes/dataset/, tests/fuzz/README.md): each file is
+ * refused before anything is allocated from or written past its claims, with a message
+ * naming the file and what is wrong.
+ * - gray_declares_2.8GB: a 46 kB file whose 'gray' claims 2.8 GB, which the loader
+ *   allocated before reading a byte;
+ * - gray_chunk_claims_3.4GB: a 46 kB file whose chunk index gives 'gray' a chunk of
+ *   3,388,997,632 bytes, which HDF5 allocated to read it;
+ * - seed_attribute_of_1000_numbers: the seed file of fuzz_dataset with 'seed' as 1000
+ *   int64 numbers; H5Aread writes every element, 7992 bytes past one int64 on the stack;
+ * - format_attribute_of_1000_strings{,_fixed}: 'format' as 1000 strings, variable-length
+ *   (1000 pointers into one on the stack) and fixed-length (1000 × 25 bytes into 25). */
+Test(store, crash_inputs_are_refused_naming_the_file_and_the_reason)
 {
-    const char *path = FL_TEST_DIR "/fuzz/crashes/dataset/gray_declares_2.8GB";
-    fl_dataset *d = NULL;
-    cr_assert_eq(fl_dataset_load(path, &d), -1);
-    cr_expect(strstr(fl_error(), path), "message does not name the file: %s", fl_error());
-    cr_expect(strstr(fl_error(), "dataset 'gray' declares"), "message: %s", fl_error());
-}
-
-/* tests/fuzz/crashes/dataset/seed_attribute_of_1000_numbers: the seed file of
- * fuzz_dataset with its 'seed' attribute replaced by 1000 int64 numbers. H5Aread writes
- * every element, so reading it into one int64 wrote 7992 bytes past it on the stack. */
-Test(store, an_attribute_holding_more_than_one_number_is_refused_naming_it)
-{
-    const char *path = FL_TEST_DIR "/fuzz/crashes/dataset/seed_attribute_of_1000_numbers";
-    fl_dataset *d = NULL;
-    cr_assert_eq(fl_dataset_load(path, &d), -1);
-    cr_expect(strstr(fl_error(), path), "message does not name the file: %s", fl_error());
-    cr_expect(strstr(fl_error(), "attribute 'seed' on '/' holds 1000 values, expected one number"),
-              "message: %s", fl_error());
-}
-
-/* tests/fuzz/crashes/dataset/format_attribute_of_1000_strings{,_fixed}: the 'format'
- * attribute as 1000 strings, variable-length (h5py's default) and fixed-length. H5Aread
- * writes them all: 1000 pointers into one on the stack, and 1000 × 25 bytes into a buffer
- * of 25. Both are refused, naming the file and the attribute. */
-Test(store, a_string_attribute_holding_more_than_one_string_is_refused_naming_it)
-{
-    const char *files[] = {FL_TEST_DIR "/fuzz/crashes/dataset/format_attribute_of_1000_strings",
-                           FL_TEST_DIR "/fuzz/crashes/dataset/format_attribute_of_1000_strings_fixed"};
-    for (int k = 0; k < 2; k++) {
+    static const struct {
+        const char *file, *why;
+    } cases[] = {
+        {"gray_declares_2.8GB", "dataset 'gray' declares"},
+        {"gray_chunk_claims_3.4GB", "dataset 'gray' claims 3388997632 bytes of storage"},
+        {"seed_attribute_of_1000_numbers", "attribute 'seed' on '/' holds 1000 values, expected one number"},
+        {"format_attribute_of_1000_strings", "attribute 'format' on '/' holds 1000 values, expected one string"},
+        {"format_attribute_of_1000_strings_fixed", "attribute 'format' on '/' holds 1000 values, expected one string"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/fuzz/crashes/dataset/%s", FL_TEST_DIR, cases[k].file);
         fl_dataset *d = NULL;
-        cr_assert_eq(fl_dataset_load(files[k], &d), -1, "%s", files[k]);
-        cr_expect(strstr(fl_error(), files[k]), "message does not name the file: %s", fl_error());
-        cr_expect(strstr(fl_error(), "attribute 'format' on '/' holds 1000 values, expected one string"),
-                  "message: %s", fl_error());
+        cr_assert_eq(fl_dataset_load(path, &d), -1, "%s was loaded", path);
+        cr_expect(strstr(fl_error(), path), "message does not name the file: %s", fl_error());
+        cr_expect(strstr(fl_error(), cases[k].why), "%s: message: %s", cases[k].file, fl_error());
     }
-}
-
-/* tests/fuzz/crashes/dataset/gray_chunk_claims_3.4GB (fuzz_dataset): a 46 kB file whose
- * chunk index gives 'gray' a chunk of 3,388,997,632 bytes, which HDF5 allocated to read
- * it. Refused before reading, naming the file and the dataset. */
-Test(store, a_dataset_whose_storage_is_larger_than_its_file_is_refused_before_reading)
-{
-    const char *path = FL_TEST_DIR "/fuzz/crashes/dataset/gray_chunk_claims_3.4GB";
-    fl_dataset *d = NULL;
-    cr_assert_eq(fl_dataset_load(path, &d), -1);
-    cr_expect(strstr(fl_error(), path), "message does not name the file: %s", fl_error());
-    cr_expect(strstr(fl_error(), "dataset 'gray' claims 3388997632 bytes of storage"), "message: %s", fl_error());
 }

@@ -1,4 +1,4 @@
-/* Invertible blocks (ActNorm, Glow coupling, permutation, orthogonal mixing) and the
+/* Invertible blocks (ActNorm, affine or spline coupling, permutation, orthogonal mixing) and the
  * conditional INN made of them. */
 #include "architectures/inn.h"
 
@@ -18,6 +18,9 @@ struct fl_block {
     /* coupling: subnet1 maps [x1, c] to (s, t) for x2; subnet2 [y2, c] to those of x1 */
     fl_mlp net1, net2;
     double clamp;
+    fl_coupling_transform transform;
+    int bins;
+    double bound;
     /* mixing */
     ct_tensor *perm, *inv_perm, *q;          /* borrowed buffers */
 };
@@ -46,13 +49,23 @@ fl_block *fl_block_new(fl_block_kind kind, ct_params *ps, const char *name, int 
             fl_fail("%s: a coupling needs dim >= 2 and a subnet spec", name);
             goto fail;
         }
+        if (cs->transform == FL_COUPLING_SPLINE && (cs->bins < 2 || !(cs->bound > 0))) {
+            fl_fail("%s: a spline coupling needs bins >= 2 and bound > 0 (got %d and %g)", name,
+                    cs->bins, cs->bound);
+            goto fail;
+        }
         b->d1 = dim / 2;
         b->d2 = dim - b->d1;
         b->cond_dim = cond_dim;
         b->clamp = cs->clamp;
-        fl_mlp_spec s1 = {b->d1 + cond_dim, 2 * b->d2, cs->hidden, cs->n_blocks, cs->n_layers,
+        b->transform = cs->transform;
+        b->bins = cs->bins;
+        b->bound = cs->bound;
+        /* per transformed dimension: (s, t), or the spline's widths, heights, derivatives */
+        int per = cs->transform == FL_COUPLING_SPLINE ? 3 * cs->bins - 1 : 2;
+        fl_mlp_spec s1 = {b->d1 + cond_dim, per * b->d2, cs->hidden, cs->n_blocks, cs->n_layers,
                           cs->act, true};
-        fl_mlp_spec s2 = {b->d2 + cond_dim, 2 * b->d1, cs->hidden, cs->n_blocks, cs->n_layers,
+        fl_mlp_spec s2 = {b->d2 + cond_dim, per * b->d1, cs->hidden, cs->n_blocks, cs->n_layers,
                           cs->act, true};
         snprintf(key, sizeof key, "%.200s.net1", name);
         if (fl_mlp_init(&b->net1, ps, key, &s1, g)) goto fail;
@@ -142,13 +155,15 @@ done:
     return rc;
 }
 
-/* The half x given the other half `in` through subnet k: the affine coupling (soft clamp
- * of the log-scales, FrEIA's; one fused ctorch op) with h = net([in, c]). */
+/* The half x given the other half `in` through subnet k, with h = net([in, c]): the
+ * affine coupling (soft clamp of the log-scales, FrEIA's; one fused ctorch op) or the
+ * rational-quadratic spline. */
 static ct_tensor *couple(const fl_block *b, const coupling_cond *k, int net, const ct_tensor *in,
                          const ct_tensor *x, bool inverse, ct_tensor **logdet)
 {
     const fl_mlp *m = net == 0 ? &b->net1 : &b->net2;
     ct_tensor *h = fl_mlp_forward_pre(m, in, k->wx[net], k->pre[net]);
+    if (b->transform == FL_COUPLING_SPLINE) return ct_rq_spline(x, h, b->bins, b->bound, inverse, logdet);
     return ct_affine_coupling(x, h, b->clamp, inverse, logdet);
 }
 

@@ -1,5 +1,6 @@
 /* Invertible blocks and their composition into a conditional invertible network (the
- * RealNVP/Glow family, like FrEIA's): ActNorm, affine coupling with soft clamping,
+ * RealNVP/Glow family, like FrEIA's): ActNorm, affine coupling with soft clamping or
+ * rational-quadratic spline coupling (neural spline flows, like zuko's/nflows'),
  * fixed permutations and fixed orthogonal mixing. Every block maps x (B, D) to y with
  * log|det ∂y/∂x| (B,), and back; the condition c (B, C) enters every coupling subnet
  * as an extra input (its share of the subnets' first layers computed in one product for
@@ -20,11 +21,18 @@ typedef enum {
     FL_BLOCK_KIND_COUNT
 } fl_block_kind;
 
+/* What a coupling applies to its half: the affine map (RealNVP/Glow) or a monotone
+ * rational-quadratic spline with linear tails (neural spline flows; ct_rq_spline). */
+typedef enum { FL_COUPLING_AFFINE = 0, FL_COUPLING_SPLINE, FL_COUPLING_COUNT } fl_coupling_transform;
+
 typedef struct {
     int hidden, n_layers;  /* each coupling subnet: an MLP of n_layers hidden layers */
     int n_blocks;          /* > 0: residual blocks of n_layers (a residual MLP) */
     fl_act act;
-    double clamp;          /* soft clamp of the log-scales: s ↦ clamp·(2/π)·atan(s/clamp) */
+    double clamp;          /* affine: soft clamp of the log-scales, s ↦ clamp·(2/π)·atan(s/clamp) */
+    fl_coupling_transform transform;
+    int bins;              /* spline: bins on [−bound, bound] (>= 2); the identity outside */
+    double bound;
 } fl_coupling_spec;
 
 typedef struct fl_block fl_block;

@@ -318,6 +318,19 @@ ct_tensor *ct_gelu(const ct_tensor *x);
  * NULL. tests/test_ctorch_autograd.c checks it against the composed chain. */
 ct_tensor *ct_affine_coupling(const ct_tensor *x, const ct_tensor *h, double clamp, bool inverse,
                               ct_tensor **logdet);
+/* The monotone rational-quadratic spline transform of neural spline flows (Durkan et
+ * al. 2019), elementwise with linear tails: on [−bound, bound] a spline of `bins` bins,
+ * the identity outside. h (B, d·(3·bins − 1)) holds per dimension, in this order, the
+ * unnormalised bin widths (bins), heights (bins) and derivatives at the interior knots
+ * (bins − 1); widths and heights go through a softmax (each at least 1e-3 of the
+ * interval), derivatives through a softplus shifted so that h = 0 gives derivative 1 —
+ * and with it the identity. The end derivatives are 1 (the tails join smoothly). Forward
+ * y = s(x) with *logdet = Σⱼ log s'(xⱼ) (B,); inverse (x is then y) s⁻¹(y), the root of
+ * the quadratic, with *logdet = −Σⱼ log s'(s⁻¹(yⱼ)). Composed of ATen ops: differentiable
+ * to any order, on any device; logdet may be NULL. tests/test_inn.c checks inverse and
+ * log-determinant against the autograd Jacobian. */
+ct_tensor *ct_rq_spline(const ct_tensor *x, const ct_tensor *h, int bins, double bound, bool inverse,
+                        ct_tensor **logdet);
 /* ActNorm as one fused op: y = (x + bias) ⊙ exp(logs) per column with *logdet = Σ logs
  * for every row (B,); inverse (x is then y) y ⊙ exp(−logs) − bias with *logdet = −Σ logs.
  * x (B, D), bias and logs (D). Differentiable twice and in forward mode, like

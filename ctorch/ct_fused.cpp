@@ -549,3 +549,87 @@ extern "C" ct_tensor *ct_actnorm(const ct_tensor *x, const ct_tensor *bias, cons
     if (y && logdet) *logdet = wrap(ld);
     return y;
 }
+
+// ---- Rational-quadratic spline with linear tails (Durkan et al. 2019) -------------------
+// Composed of ATen ops (autograd records it). Notation of the paper: knots (x_k, y_k),
+// bin width w_k, height h_k, slope s_k = h_k / w_k, knot derivatives δ_k, δ_{k+1}.
+
+namespace {
+
+// Knot positions (B, d, K+1) on [−bound, bound] from unnormalised sizes (B, d, K): a
+// softmax, each bin at least min_share of the interval, the ends pinned exactly.
+at::Tensor spline_knots(const at::Tensor &u, double bound, double min_share) {
+    int64_t K = u.size(-1);
+    at::Tensor w = min_share + (1 - min_share * (double)K) * at::softmax(u, -1);
+    at::Tensor inner = 2 * bound * at::cumsum(w, -1).narrow(-1, 0, K - 1) - bound;
+    std::vector<int64_t> end_shape(u.sizes().begin(), u.sizes().end());
+    end_shape.back() = 1;
+    return at::cat({at::full(end_shape, -bound, u.options()), inner,
+                    at::full(end_shape, bound, u.options())}, -1);
+}
+
+// v (B, d, n) at the bins idx (B, d): (B, d).
+at::Tensor at_bin(const at::Tensor &v, const at::Tensor &idx) {
+    return v.gather(-1, idx.unsqueeze(-1)).squeeze(-1);
+}
+
+std::vector<at::Tensor> rq_spline(const at::Tensor &in, const at::Tensor &h, int64_t K, double bound,
+                                  bool inverse) {
+    const double min_share = 1e-3, min_deriv = 1e-3;
+    int64_t B = in.size(0), d = in.size(1);
+    at::Tensor p = h.reshape({B, d, 3 * K - 1});
+    at::Tensor xs = spline_knots(p.narrow(2, 0, K), bound, min_share);        // (B, d, K+1)
+    at::Tensor ys = spline_knots(p.narrow(2, K, K), bound, min_share);
+    // derivatives: min + softplus(u + c0) with c0 so that u = 0 gives 1; ends fixed at 1
+    const double c0 = std::log(std::expm1(1 - min_deriv));
+    at::Tensor dv = min_deriv + at::softplus(at::constant_pad_nd(p.narrow(2, 2 * K, K - 1), {1, 1}, 0.0) + c0);
+    at::Tensor inside = in.abs() < bound;
+    at::Tensor v = at::clamp(in, -bound, bound);
+    // bin of v among the knots of the side it lives on (no gradient flows through an index)
+    at::Tensor edges = (inverse ? ys : xs).detach();
+    at::Tensor idx = at::clamp((v.detach().unsqueeze(-1) >= edges).sum(-1) - 1, 0, K - 1);
+    at::Tensor xk = at_bin(xs, idx), wk = at_bin(xs, idx + 1) - xk;
+    at::Tensor yk = at_bin(ys, idx), hk = at_bin(ys, idx + 1) - yk;
+    at::Tensor d0 = at_bin(dv, idx), d1 = at_bin(dv, idx + 1), s = hk / wk;
+    at::Tensor curv = d1 + d0 - 2 * s;
+    at::Tensor theta;
+    at::Tensor out;
+    if (!inverse) {
+        theta = (v - xk) / wk;
+    } else {   // θ is the root in [0, 1] of a θ² + b θ + c = 0 (the stable form)
+        at::Tensor dy = v - yk;
+        at::Tensor a = hk * (s - d0) + dy * curv, b = hk * d0 - dy * curv, c = -s * dy;
+        at::Tensor disc = at::clamp_min(b * b - 4 * a * c, 0);
+        theta = 2 * c / (-b - at::sqrt(disc));
+    }
+    at::Tensor t1 = theta * (1 - theta), den = s + curv * t1;
+    if (!inverse) out = yk + hk * (s * theta * theta + d0 * t1) / den;
+    else out = xk + theta * wk;
+    at::Tensor dnum = s * s * (d1 * theta * theta + 2 * s * t1 + d0 * (1 - theta) * (1 - theta));
+    at::Tensor ld = at::log(dnum) - 2 * at::log(den);
+    ld = at::where(inside, ld, at::zeros_like(ld)).sum(1);
+    return {at::where(inside, out, in), inverse ? -ld : ld};
+}
+
+}  // namespace
+
+extern "C" ct_tensor *ct_rq_spline(const ct_tensor *x, const ct_tensor *h, int bins, double bound,
+                                   bool inverse, ct_tensor **logdet) {
+    if (logdet) *logdet = nullptr;
+    if (!x || !h) return null_input("ct_rq_spline"), nullptr;
+    at::Tensor ld;
+    ct_tensor *y = guard("ct_rq_spline", [&] {
+        const at::Tensor &xt = x->t, &ht = h->t;
+        TORCH_CHECK(bins >= 2 && bound > 0, "a spline needs bins >= 2 and bound > 0; got bins ", bins,
+                    " and bound ", bound);
+        TORCH_CHECK(xt.dim() == 2 && ht.dim() == 2 && ht.size(0) == xt.size(0) &&
+                        ht.size(1) == xt.size(1) * (3 * (int64_t)bins - 1),
+                    "x must be (B, d) and h (B, d·(3·bins − 1)) with bins ", bins, "; got x ",
+                    xt.sizes(), " and h ", ht.sizes());
+        auto r = rq_spline(xt, ht, bins, bound, inverse);
+        ld = r[1];
+        return r[0];
+    });
+    if (y && logdet) *logdet = wrap(ld);
+    return y;
+}

@@ -57,9 +57,10 @@ const char *fl_space_name(fl_space s)
 fl_inn_spec fl_family_inn_spec(const fl_config *c, const char *section, int dim, int cond_dim,
                                int n_steps)
 {
-    char k[6][64];
-    static const char *const names[6] = {"hidden", "layers", "clamp", "mixing", "actnorm", "activation"};
-    for (int i = 0; i < 6; i++) snprintf(k[i], sizeof k[i], "%.40s.%s", section, names[i]);
+    char k[9][64];
+    static const char *const names[9] = {"hidden",     "layers",   "clamp", "mixing", "actnorm",
+                                         "activation", "coupling", "bins",  "bound"};
+    for (int i = 0; i < 9; i++) snprintf(k[i], sizeof k[i], "%.40s.%s", section, names[i]);
     return (fl_inn_spec){
         .dim = dim,
         .cond_dim = cond_dim,
@@ -70,6 +71,10 @@ fl_inn_spec fl_family_inn_spec(const fl_config *c, const char *section, int dim,
                      .n_layers = (int)fl_cfg_int(c, k[1]),
                      .n_blocks = 0,
                      .act = fl_act_parse(fl_cfg_str(c, k[5])),
-                     .clamp = fl_cfg_num(c, k[2])},
+                     .clamp = fl_cfg_num(c, k[2]),
+                     .transform = strcmp(fl_cfg_str(c, k[6]), "spline") == 0 ? FL_COUPLING_SPLINE
+                                                                             : FL_COUPLING_AFFINE,
+                     .bins = (int)fl_cfg_int(c, k[7]),
+                     .bound = fl_cfg_num(c, k[8])},
     };
 }

@@ -76,8 +76,15 @@ int fl_family_register(const fl_family *f);
 #define FL_INN_KEYS(P)                                                                      \
     {P ".hidden", FL_KEY_INT, "256", 1, 65536, NULL, "Width of the coupling subnetworks."},  \
     {P ".layers", FL_KEY_INT, "2", 1, 16, NULL, "Hidden layers of each coupling subnetwork."}, \
+    {P ".coupling", FL_KEY_STR, "\"affine\"", FL_NO_BOUNDS, "affine|spline",                 \
+     "What each coupling applies to its half: the affine map (RealNVP/Glow) or a monotone "  \
+     "rational-quadratic spline with linear tails (neural spline flows)."},                  \
     {P ".clamp", FL_KEY_NUM, "2", 0.1, 100, NULL,                                           \
-     "Soft clamp of the coupling log-scales: s ↦ clamp·(2/π)·atan(s/clamp)."},              \
+     "Affine couplings: soft clamp of the log-scales, s ↦ clamp·(2/π)·atan(s/clamp)."},     \
+    {P ".bins", FL_KEY_INT, "8", 2, 64, NULL,                                               \
+     "Spline couplings: bins of each spline on [-bound, bound]."},                          \
+    {P ".bound", FL_KEY_NUM, "5", 0.1, 100, NULL,                                           \
+     "Spline couplings: the spline acts on [-bound, bound], the identity outside."},        \
     {P ".mixing", FL_KEY_STR, "\"orthogonal\"", FL_NO_BOUNDS, "permute|orthogonal",          \
      "Fixed mixing between couplings: a random permutation or a random orthogonal matrix."}, \
     {P ".actnorm", FL_KEY_BOOL, "true", FL_NO_BOUNDS, NULL,                                 \

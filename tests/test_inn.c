@@ -181,6 +181,15 @@ Test(inn, a_steep_spline_is_invertible_with_exact_logdet)
     ct_tensor *want = ct_sum_dim(ct_log(dy), 1, false);
     cr_expect_lt(ct_max_abs_diff(ct_detach(ld), want), 1e-9, "logdet - Σ log y'(x): %g",
                  ct_max_abs_diff(ct_detach(ld), want));
+    /* the inverse's own derivative (autograd through the root of the quadratic, the path
+     * of NF samples in the fiber-loss term) is 1 / the forward's */
+    ct_tensor *yd = ct_detach(y);
+    ct_set_requires_grad(yd, true);
+    ct_tensor *xb = ct_rq_spline(yd, h, K, 2.5, true, NULL);
+    ct_tensor *dx = ct_vjp(xb, yd, ct_ones_like(xb), false);
+    cr_assert_not_null(dx, "%s", ct_last_error());
+    double rerr = ct_item(ct_max_all(ct_abs(ct_sub(ct_mul(dx, dy), ct_ones_like(dy)))));
+    cr_expect_lt(rerr, 1e-8, "dx/dy · dy/dx - 1: %g", rerr);
     /* monotone, onto [-bound, bound] inside, the identity outside */
     cr_expect_gt(ct_item(ct_min_all(dy)), 0.0);
     ct_tensor *out = ct_gts(ct_abs(x), 2.5);

@@ -199,7 +199,10 @@ ct_tensor *fl_unet_forward(const fl_unet *u, const ct_tensor *x, const ct_tensor
     ct_tensor *a = ct_silu(temb);              /* every block projects SiLU(temb) */
     const ct_tensor *kept[1 + FL_UNET_MAX_LEVELS * (FL_UNET_MAX_BLOCKS + 1)];
     int n_kept = 0;
-    ct_tensor *h = fl_conv2d_forward(&u->conv_in, x);                            /* (B, w0, H, W) */
+    /* Channels-last on the CPU: the convolutions run without reordering their data and
+     * ct_group_norm has loops for that layout (docs/performance.md) */
+    bool cl = ct_device_of(x).kind == CT_CPU;
+    ct_tensor *h = fl_conv2d_forward(&u->conv_in, cl ? ct_to_channels_last(x) : x); /* (B, w0, H, W) */
     kept[n_kept++] = h;
     for (int i = 0; i < L; i++) {
         for (int j = 0; j < nb; j++) kept[n_kept++] = h = block_forward(&u->down[i][j], G, h, a);
@@ -213,7 +216,8 @@ ct_tensor *fl_unet_forward(const fl_unet *u, const ct_tensor *x, const ct_tensor
         if (i > 0) h = fl_conv2d_forward(&u->upsample[i], ct_upsample_nearest2d(h, 2)); /* 2× size */
     }
     h = ct_silu(ct_group_norm(h, G, u->n_out.w, u->n_out.b, GN_EPS));
-    ct_tensor *y = ct_scope_keep(sc, fl_conv2d_forward(&u->conv_out, h));       /* (B, C, H, W) */
+    h = fl_conv2d_forward(&u->conv_out, h);                                      /* (B, C, H, W) */
+    ct_tensor *y = ct_scope_keep(sc, cl ? ct_contiguous(h) : h);
     ct_scope_end(sc);
     return y;
 }

@@ -168,6 +168,11 @@ ct_tensor *ct_to_device(const ct_tensor *t, ct_device d);
 ct_tensor *ct_detach(const ct_tensor *t);
 ct_tensor *ct_clone(const ct_tensor *t);
 ct_tensor *ct_contiguous(const ct_tensor *t);
+/* The same values in the channels-last (NHWC) memory layout; t (B, C, H, W). Convolutions
+ * and ct_group_norm keep that layout, ct_contiguous returns to NCHW. */
+ct_tensor *ct_to_channels_last(const ct_tensor *t);
+/* True when t is 4-D and laid out channels-last and not also NCHW-contiguous. */
+bool ct_is_channels_last(const ct_tensor *t);
 
 /* ---------------------------------------------------------------------------------
  * Elementwise ops (broadcasting like PyTorch). New tensors.
@@ -300,6 +305,8 @@ ct_tensor *ct_conv2d(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b,
 /* w (C, O/groups, kh, kw). */
 ct_tensor *ct_conv_transpose2d(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b,
                                int stride, int padding, int output_padding, int groups);
+/* x (B, C, H, W), w and b (C) or NULL. On a channels-last CPU tensor (float32/float64)
+ * one fused node with its own loops (the layout's output); otherwise at::group_norm. */
 ct_tensor *ct_group_norm(const ct_tensor *x, int groups, const ct_tensor *w,
                          const ct_tensor *b, double eps);
 /* Normalizes over the last dim; w, b of that size or NULL. */

@@ -606,6 +606,17 @@ ct_tensor *ct_contiguous(const ct_tensor *t) {
     if (!t) return null_input("ct_contiguous"), nullptr;
     return guard("ct_contiguous", [&] { return t->t.contiguous(); });
 }
+ct_tensor *ct_to_channels_last(const ct_tensor *t) {
+    if (!t) return null_input("ct_to_channels_last"), nullptr;
+    return guard("ct_to_channels_last", [&] {
+        TORCH_CHECK(t->t.dim() == 4, "expected a 4-D tensor (B, C, H, W), got ", t->t.sizes());
+        return t->t.contiguous(at::MemoryFormat::ChannelsLast);
+    });
+}
+bool ct_is_channels_last(const ct_tensor *t) {
+    return t && t->t.defined() && t->t.dim() == 4 && t->t.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+           !t->t.is_contiguous();
+}
 
 double ct_max_abs_diff(const ct_tensor *a, const ct_tensor *b) {
     if (!a || !b) return null_input("ct_max_abs_diff"), NAN;

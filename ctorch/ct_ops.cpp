@@ -270,12 +270,7 @@ ct_tensor *ct_conv2d(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b,
     });
 }
 // ct_conv_transpose2d: ct_fused.cpp (its input gradient as a convolution)
-ct_tensor *ct_group_norm(const ct_tensor *x, int groups, const ct_tensor *w, const ct_tensor *b,
-                         double eps) {
-    if (!x) return null_input("ct_group_norm"), nullptr;
-    return guard("ct_group_norm",
-                 [&] { return at::group_norm(x->t, groups, opt(w), opt(b), eps); });
-}
+// ct_group_norm: ct_groupnorm.cpp (its own loops for channels-last CPU tensors)
 ct_tensor *ct_layer_norm(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b, double eps) {
     if (!x) return null_input("ct_layer_norm"), nullptr;
     return guard("ct_layer_norm", [&] {

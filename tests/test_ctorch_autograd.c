@@ -1148,3 +1148,77 @@ CT_TEST(fused, conv_transpose2d_gradients_equal_libtorchs)
     ct_scope_end(s);
     ct_gen_free(g);
 }
+
+/* ---- GroupNorm on channels-last tensors (ct_groupnorm.cpp) ------------------------- */
+
+/* y = group_norm(x), the gradients of Σ gy ⊙ y w.r.t. x, w, b, and the gradient of
+ * Σ (∂x)² w.r.t. w (a second derivative), with x in the channels-last layout or not:
+ * out = {y, ∂x, ∂w, ∂b, ∂²}. w and b may be NULL (then only y and ∂x). */
+static void gn_grads(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b, const ct_tensor *gy,
+                     int groups, bool cl, ct_tensor **out)
+{
+    ct_tensor *lx = cl ? ct_to_channels_last(ct_detach(x)) : ct_detach(x);
+    ct_tensor *lw = w ? ct_detach(w) : NULL, *lb = b ? ct_detach(b) : NULL;
+    ct_set_requires_grad(lx, true);
+    if (lw) ct_set_requires_grad(lw, true);
+    if (lb) ct_set_requires_grad(lb, true);
+    cr_assert_eq(ct_is_channels_last(lx), cl);
+    ct_tensor *y = ct_group_norm(lx, groups, lw, lb, 1e-5);
+    cr_assert_not_null(y, "%s", ct_last_error());
+    cr_expect_eq(ct_is_channels_last(y), cl, "the output keeps the input's layout");
+    ct_tensor *c = ct_sum(ct_mul(y, ct_to_dtype(gy, ct_dtype_of(y))));
+    const ct_tensor *in[3] = {lx, lw, lb};
+    int n = w ? 3 : 1;
+    /* the backward pass's loops (no graph), then its ATen formulas (a graph) */
+    cr_assert_eq(ct_grad((const ct_tensor *const[]){c}, NULL, 1, in, n, out + 1, true, false, false),
+                 CT_OK, "%s", ct_last_error());
+    out[0] = y;
+    ct_tensor *gx;
+    cr_assert_eq(ct_grad((const ct_tensor *const[]){c}, NULL, 1, in, 1, &gx, true, true, false),
+                 CT_OK, "%s", ct_last_error());
+    double scale = ct_item(ct_max_all(ct_abs(gx)));
+    cr_expect_lt(ct_max_abs_diff(gx, out[1]) / scale, ct_dtype_of(x) == CT_F64 ? 1e-12 : 1e-5,
+                 "∂x with and without a graph");
+    if (w) {
+        cr_assert_eq(ct_grad((const ct_tensor *const[]){ct_sum(ct_square(gx))}, NULL, 1,
+                             (const ct_tensor *const[]){lw}, 1, out + 4, false, false, false),
+                     CT_OK, "%s", ct_last_error());
+    }
+}
+
+CT_TEST(fused, group_norm_channels_last_equals_libtorchs)
+{
+    ct_gen *g = ct_gen_new(44);
+    ct_scope *s = ct_scope_begin();
+    bool prev = ct_set_grad_enabled(true);
+    const int groups[3] = {1, 2, 8};
+    for (int k = 0; k < 3; k++)
+        for (int affine = 0; affine < 2; affine++) {
+            /* 40 channels: two blocks of 16 and 8 left; 15 pixels: one left after the pairs. An
+             * offset and a scale per channel, so that the means are far from 0 */
+            ct_tensor *x = ct_add(ct_mul(randn64(CT_SHAPE(3, 40, 5, 3), g), ct_exp(randn64(CT_SHAPE(1, 40, 1, 1), g))),
+                                  ct_mul(randn64(CT_SHAPE(1, 40, 1, 1), g), ct_full(CT_SHAPE(1), 3.0, CT_F64)));
+            ct_tensor *w = affine ? randn64(CT_SHAPE(40), g) : NULL, *b = affine ? randn64(CT_SHAPE(40), g) : NULL;
+            ct_tensor *gy = randn64(CT_SHAPE(3, 40, 5, 3), g);
+            ct_tensor *ref[5] = {0}, *got[5] = {0}, *f32[5] = {0};
+            gn_grads(x, w, b, gy, groups[k], false, ref);
+            gn_grads(x, w, b, gy, groups[k], true, got);
+            gn_grads(ct_to_dtype(x, CT_F32), w ? ct_to_dtype(w, CT_F32) : NULL, b ? ct_to_dtype(b, CT_F32) : NULL,
+                     gy, groups[k], true, f32);
+            const char *what[5] = {"output", "∂x", "∂w", "∂b", "∂²/∂w"};
+            for (int i = 0; i < (affine ? 5 : 2); i++) {
+                double scale = ct_item(ct_max_all(ct_abs(ref[i])));
+                double d = ct_max_abs_diff(got[i], ref[i]) / scale;
+                cr_expect_lt(d, 1e-12, "%d groups, affine %d: %s off by %g (relative to %g)", groups[k], affine,
+                             what[i], d, scale);
+                if (i < 4) {
+                    double d32 = ct_max_abs_diff(ct_to_dtype(f32[i], CT_F64), ref[i]) / scale;
+                    cr_expect_lt(d32, 2e-5, "%d groups, affine %d, float32: %s off by %g", groups[k], affine,
+                                 what[i], d32);
+                }
+            }
+        }
+    ct_set_grad_enabled(prev);
+    ct_scope_end(s);
+    ct_gen_free(g);
+}

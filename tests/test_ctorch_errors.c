@@ -88,6 +88,19 @@ CT_TEST(errors, narrow_out_of_range_is_an_error)
     ct_scope_end(s);
 }
 
+CT_TEST(errors, channels_last_of_a_tensor_that_is_not_4d_is_an_error)
+{
+    ct_scope *s = ct_scope_begin();
+    cr_expect_null(ct_to_channels_last(ct_ones(CT_SHAPE(2, 3, 4), CT_F32)));
+    ct_expect_error_mentions("ct_to_channels_last");
+    ct_expect_error_mentions("4-D");
+    cr_expect(!ct_is_channels_last(NULL));
+    /* GroupNorm of channels-last data whose channels the groups do not divide: libtorch's message */
+    cr_expect_null(ct_group_norm(ct_to_channels_last(ct_ones(CT_SHAPE(2, 6, 3, 3), CT_F32)), 4, NULL, NULL, 1e-5));
+    ct_expect_error_mentions("ct_group_norm");
+    ct_scope_end(s);
+}
+
 CT_TEST(errors, null_input_keeps_the_first_error)
 {
     ct_scope *s = ct_scope_begin();

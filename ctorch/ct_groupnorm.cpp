@@ -28,13 +28,6 @@ using torch::autograd::variable_list;
 
 namespace {
 
-// Built for AVX-512, AVX2 and the x86-64 baseline, as ct_optim_kernel.cpp's loops.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define CT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CT_CLONES
-#endif
-
 // s1[c] = Σ_p (a[p, c] − ka[c]), s2[c] = Σ_p (a[p, c] − ka[c]) (b[p, c] − kb[c]); a, b
 // (P, C). The shifts (each channel's first value) keep the sums of squares free of the
 // cancellation a large mean would cause.
@@ -97,6 +90,7 @@ inline __attribute__((always_inline)) void affine(const T *a, const T *b, int64_
     }
 }
 
+// built for AVX-512, AVX2 and the baseline (CT_CLONES, ct_internal.hpp)
 CT_CLONES void sums_f32(const float *a, const float *b, int64_t P, int64_t C, const double *ka,
                         const double *kb, double *s1, double *s2) {
     sums(a, b, P, C, ka, kb, s1, s2);

@@ -1,6 +1,7 @@
 // Fused optimizer kernels (see ct_optim_kernel.hpp). Compiled with -O3 -fno-math-errno
 // so that the loops vectorize (sqrt included); arithmetic follows torch.optim.Adam.
 #include "ct_optim_kernel.hpp"
+#include "ct_internal.hpp"
 
 #include <ATen/Parallel.h>
 
@@ -8,15 +9,9 @@
 
 namespace ct {
 
-// The loops, built for AVX-512, AVX2 and the x86-64 baseline (target_clones: the loader
-// picks the widest the CPU has; Debian builds for the baseline, whose SSE2 loops ran the
-// Adam pass 3-4 times slower on a Zen 5). Called per chunk from inside parallel_for's
-// lambda, which itself is built for the baseline.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define CT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CT_CLONES
-#endif
+// The loops, built for AVX-512, AVX2 and the x86-64 baseline (CT_CLONES, ct_internal.hpp).
+// Called per chunk from inside parallel_for's lambda, which itself is built for the
+// baseline.
 
 namespace {
 

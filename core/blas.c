@@ -128,8 +128,29 @@ const char *fl_aten_kernels(void)
 
 bool fl_aten_kernels_set_by_us(void) { return strcmp(aten_source, "set") == 0; }
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
+static void exit_without_destructors(int status, void *arg)
+{
+    (void)arg;
+    fflush(NULL);
+#if defined(__SANITIZE_ADDRESS__)
+    __lsan_do_leak_check(); /* ends the process with LSan's exit code if anything leaked */
+#endif
+    _exit(status);
+}
+
+void fl_runtime_exit_fast(void)
+{
+    static bool registered;
+    if (!registered) registered = on_exit(exit_without_destructors, NULL) == 0;
+}
+
 void fl_runtime_init(char **argv)
 {
+    fl_runtime_exit_fast();
     fl_blas_ensure_best_kernel(argv);
     fl_aten_ensure_kernels();
     mallopt(M_MMAP_THRESHOLD, FL_MALLOC_MMAP_THRESHOLD);

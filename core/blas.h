@@ -60,6 +60,16 @@ void fl_machine_describe(char *buf, size_t n);
  * threshold 32 MiB, trim threshold 256 MiB). GLIBC_TUNABLES says the same to another
  * process (bench_families gives it to the Python reference): FL_MALLOC_TUNABLES. */
 void fl_runtime_init(char **argv);
+/* From the call on, the process ends without the shared libraries' exit-time destructors:
+ * at exit (main's return or exit()) the handler flushes stdio, runs LeakSanitizer's check
+ * in a sanitizer build, and calls _exit with the same status. libtorch 1.13's teardown
+ * (static registrations unwinding through the dispatcher) once aborted a finished test
+ * process with an INTERNAL ASSERT in OperatorEntry::hasKernelForAnyDispatchKey (a
+ * Criterion child that had not called into libtorch); nothing of fiberlab's needs those
+ * destructors, as every file is closed and renamed into place before main returns.
+ * fl_runtime_init calls it; tests/main.c also calls it from a constructor, because
+ * Criterion's workers run the test in place of main. Idempotent. */
+void fl_runtime_exit_fast(void);
 #define FL_MALLOC_MMAP_THRESHOLD 33554432
 #define FL_MALLOC_TRIM_THRESHOLD 268435456
 #define FL_STR_(x) #x

@@ -108,11 +108,10 @@ static ct_tensor *block_forward(const block *b, int groups, const ct_tensor *x, 
 {
     ct_scope *s = ct_scope_begin();
     /* https://pytorch.org/docs/stable/generated/torch.nn.GroupNorm.html */
-    ct_tensor *h = ct_silu(ct_group_norm(x, groups, b->n1.w, b->n1.b, GN_EPS));   /* (B, in, h, w) */
+    ct_tensor *h = ct_group_norm_silu(x, NULL, groups, b->n1.w, b->n1.b, GN_EPS); /* SiLU(GN(x)) (B, in, h, w) */
     h = fl_conv2d_forward(&b->conv1, h);                                         /* (B, out, h, w) */
     ct_tensor *e = fl_linear_forward(&b->temb, a);                               /* (B, out) */
-    h = ct_add(h, ct_unsqueeze(ct_unsqueeze(e, 2), 3));                          /* + (B, out, 1, 1) */
-    h = ct_silu(ct_group_norm(h, groups, b->n2.w, b->n2.b, GN_EPS));
+    h = ct_group_norm_silu(h, e, groups, b->n2.w, b->n2.b, GN_EPS);            /* SiLU(GN(h + e)) */
     h = fl_conv2d_forward(&b->conv2, h);                                         /* (B, out, h, w) */
     const ct_tensor *skip = b->in != b->out ? fl_conv2d_forward(&b->skip, x) : x;
     ct_tensor *y = ct_scope_keep(s, ct_add(skip, h));
@@ -200,7 +199,7 @@ ct_tensor *fl_unet_forward(const fl_unet *u, const ct_tensor *x, const ct_tensor
     const ct_tensor *kept[1 + FL_UNET_MAX_LEVELS * (FL_UNET_MAX_BLOCKS + 1)];
     int n_kept = 0;
     /* Channels-last on the CPU: the convolutions run without reordering their data and
-     * ct_group_norm has loops for that layout (docs/performance.md) */
+     * ct_group_norm_silu has loops for that layout (docs/performance.md) */
     bool cl = ct_device_of(x).kind == CT_CPU;
     ct_tensor *h = fl_conv2d_forward(&u->conv_in, cl ? ct_to_channels_last(x) : x); /* (B, w0, H, W) */
     kept[n_kept++] = h;
@@ -215,7 +214,7 @@ ct_tensor *fl_unet_forward(const fl_unet *u, const ct_tensor *x, const ct_tensor
             h = block_forward(&u->up[i][j], G, ct_cat2(h, kept[--n_kept], 1), a); /* (B, w_i, ·, ·) */
         if (i > 0) h = fl_conv2d_forward(&u->upsample[i], ct_upsample_nearest2d(h, 2)); /* 2× size */
     }
-    h = ct_silu(ct_group_norm(h, G, u->n_out.w, u->n_out.b, GN_EPS));
+    h = ct_group_norm_silu(h, NULL, G, u->n_out.w, u->n_out.b, GN_EPS);
     h = fl_conv2d_forward(&u->conv_out, h);                                      /* (B, C, H, W) */
     ct_tensor *y = ct_scope_keep(sc, cl ? ct_contiguous(h) : h);
     ct_scope_end(sc);

@@ -309,6 +309,12 @@ ct_tensor *ct_conv_transpose2d(const ct_tensor *x, const ct_tensor *w, const ct_
  * one fused node with its own loops (the layout's output); otherwise at::group_norm. */
 ct_tensor *ct_group_norm(const ct_tensor *x, int groups, const ct_tensor *w,
                          const ct_tensor *b, double eps);
+/* SiLU(group_norm(x + shift)), shift (B, C) added to every pixel of its channel, or NULL.
+ * On a channels-last CPU tensor with shift NULL or (B, C) of x's dtype, one fused node
+ * (the three ops in two passes over the data, forward and backward); otherwise the
+ * composition of ATen ops. */
+ct_tensor *ct_group_norm_silu(const ct_tensor *x, const ct_tensor *shift, int groups,
+                              const ct_tensor *w, const ct_tensor *b, double eps);
 /* Normalizes over the last dim; w, b of that size or NULL. */
 ct_tensor *ct_layer_norm(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b,
                          double eps);

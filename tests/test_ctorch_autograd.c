@@ -1151,28 +1151,33 @@ CT_TEST(fused, conv_transpose2d_gradients_equal_libtorchs)
 
 /* ---- GroupNorm on channels-last tensors (ct_groupnorm.cpp) ------------------------- */
 
-/* y = group_norm(x), the gradients of Σ gy ⊙ y w.r.t. x, w, b, and the gradient of
- * Σ (∂x)² w.r.t. w (a second derivative), with x in the channels-last layout or not:
- * out = {y, ∂x, ∂w, ∂b, ∂²}. w and b may be NULL (then only y and ∂x). */
-static void gn_grads(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b, const ct_tensor *gy,
-                     int groups, bool cl, ct_tensor **out)
+/* y = group_norm(x) — or SiLU(group_norm(x + sh)) when silu (sh (N, C) or NULL) — the
+ * gradients of Σ gy ⊙ y w.r.t. x, w, b and sh, and the gradient of Σ (∂x)² w.r.t. w (a
+ * second derivative), with x in the channels-last layout or not:
+ * out = {y, ∂x, ∂w, ∂b, ∂sh, ∂²}. w and b may be NULL (then only y, ∂x and ∂sh). */
+static void gn_grads(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b, const ct_tensor *sh,
+                     const ct_tensor *gy, int groups, bool cl, bool silu, ct_tensor **out)
 {
     ct_tensor *lx = cl ? ct_to_channels_last(ct_detach(x)) : ct_detach(x);
-    ct_tensor *lw = w ? ct_detach(w) : NULL, *lb = b ? ct_detach(b) : NULL;
+    ct_tensor *lw = w ? ct_detach(w) : NULL, *lb = b ? ct_detach(b) : NULL, *ls = sh ? ct_detach(sh) : NULL;
     ct_set_requires_grad(lx, true);
     if (lw) ct_set_requires_grad(lw, true);
     if (lb) ct_set_requires_grad(lb, true);
+    if (ls) ct_set_requires_grad(ls, true);
     cr_assert_eq(ct_is_channels_last(lx), cl);
-    ct_tensor *y = ct_group_norm(lx, groups, lw, lb, 1e-5);
+    ct_tensor *y = silu ? ct_group_norm_silu(lx, ls, groups, lw, lb, 1e-5) : ct_group_norm(lx, groups, lw, lb, 1e-5);
     cr_assert_not_null(y, "%s", ct_last_error());
     cr_expect_eq(ct_is_channels_last(y), cl, "the output keeps the input's layout");
     ct_tensor *c = ct_sum(ct_mul(y, ct_to_dtype(gy, ct_dtype_of(y))));
-    const ct_tensor *in[3] = {lx, lw, lb};
+    const ct_tensor *in[4] = {lx, lw, lb, ls};
+    ct_tensor *g[4] = {0};
     int n = w ? 3 : 1;
     /* the backward pass's loops (no graph), then its ATen formulas (a graph) */
-    cr_assert_eq(ct_grad((const ct_tensor *const[]){c}, NULL, 1, in, n, out + 1, true, false, false),
+    cr_assert_eq(ct_grad((const ct_tensor *const[]){c}, NULL, 1, in, n, g, true, false, false),
                  CT_OK, "%s", ct_last_error());
-    out[0] = y;
+    if (ls) cr_assert_eq(ct_grad((const ct_tensor *const[]){c}, NULL, 1, (const ct_tensor *const[]){ls}, 1, g + 3,
+                                 true, false, false), CT_OK, "%s", ct_last_error());
+    out[0] = y, out[1] = g[0], out[2] = g[1], out[3] = g[2], out[4] = g[3];
     ct_tensor *gx;
     cr_assert_eq(ct_grad((const ct_tensor *const[]){c}, NULL, 1, in, 1, &gx, true, true, false),
                  CT_OK, "%s", ct_last_error());
@@ -1181,44 +1186,78 @@ static void gn_grads(const ct_tensor *x, const ct_tensor *w, const ct_tensor *b,
                  "∂x with and without a graph");
     if (w) {
         cr_assert_eq(ct_grad((const ct_tensor *const[]){ct_sum(ct_square(gx))}, NULL, 1,
-                             (const ct_tensor *const[]){lw}, 1, out + 4, false, false, false),
+                             (const ct_tensor *const[]){lw}, 1, out + 5, false, false, false),
                      CT_OK, "%s", ct_last_error());
     }
 }
 
+/* The fused loops (channels-last) against libtorch's ops (NCHW: at::group_norm, at::silu
+ * and the add), float64 and float32: plain GroupNorm, then SiLU(GroupNorm(x)) and
+ * SiLU(GroupNorm(x + sh)) (ct_group_norm_silu). */
 CT_TEST(fused, group_norm_channels_last_equals_libtorchs)
 {
     ct_gen *g = ct_gen_new(44);
     ct_scope *s = ct_scope_begin();
     bool prev = ct_set_grad_enabled(true);
     const int groups[3] = {1, 2, 8};
-    for (int k = 0; k < 3; k++)
-        for (int affine = 0; affine < 2; affine++) {
-            /* 40 channels: two blocks of 16 and 8 left; 15 pixels: one left after the pairs. An
-             * offset and a scale per channel, so that the means are far from 0 */
-            ct_tensor *x = ct_add(ct_mul(randn64(CT_SHAPE(3, 40, 5, 3), g), ct_exp(randn64(CT_SHAPE(1, 40, 1, 1), g))),
-                                  ct_mul(randn64(CT_SHAPE(1, 40, 1, 1), g), ct_full(CT_SHAPE(1), 3.0, CT_F64)));
-            ct_tensor *w = affine ? randn64(CT_SHAPE(40), g) : NULL, *b = affine ? randn64(CT_SHAPE(40), g) : NULL;
-            ct_tensor *gy = randn64(CT_SHAPE(3, 40, 5, 3), g);
-            ct_tensor *ref[5] = {0}, *got[5] = {0}, *f32[5] = {0};
-            gn_grads(x, w, b, gy, groups[k], false, ref);
-            gn_grads(x, w, b, gy, groups[k], true, got);
-            gn_grads(ct_to_dtype(x, CT_F32), w ? ct_to_dtype(w, CT_F32) : NULL, b ? ct_to_dtype(b, CT_F32) : NULL,
-                     gy, groups[k], true, f32);
-            const char *what[5] = {"output", "∂x", "∂w", "∂b", "∂²/∂w"};
-            for (int i = 0; i < (affine ? 5 : 2); i++) {
-                double scale = ct_item(ct_max_all(ct_abs(ref[i])));
-                double d = ct_max_abs_diff(got[i], ref[i]) / scale;
-                cr_expect_lt(d, 1e-12, "%d groups, affine %d: %s off by %g (relative to %g)", groups[k], affine,
-                             what[i], d, scale);
-                if (i < 4) {
-                    double d32 = ct_max_abs_diff(ct_to_dtype(f32[i], CT_F64), ref[i]) / scale;
-                    cr_expect_lt(d32, 2e-5, "%d groups, affine %d, float32: %s off by %g", groups[k], affine,
-                                 what[i], d32);
+    const char *kinds[3] = {"group_norm", "silu(group_norm)", "silu(group_norm(x + sh))"};
+    for (int kind = 0; kind < 3; kind++)
+        for (int k = 0; k < 3; k++)
+            for (int affine = 0; affine < 2; affine++) {
+                /* 40 channels: two blocks of 16 and 8 left; 15 pixels: one left after the pairs. An
+                 * offset and a scale per channel, so that the means are far from 0 */
+                ct_tensor *x = ct_add(ct_mul(randn64(CT_SHAPE(3, 40, 5, 3), g), ct_exp(randn64(CT_SHAPE(1, 40, 1, 1), g))),
+                                      ct_mul(randn64(CT_SHAPE(1, 40, 1, 1), g), ct_full(CT_SHAPE(1), 3.0, CT_F64)));
+                ct_tensor *w = affine ? randn64(CT_SHAPE(40), g) : NULL, *b = affine ? randn64(CT_SHAPE(40), g) : NULL;
+                ct_tensor *sh = kind == 2 ? ct_mul(randn64(CT_SHAPE(3, 40), g), ct_full(CT_SHAPE(1), 2.0, CT_F64)) : NULL;
+                ct_tensor *gy = randn64(CT_SHAPE(3, 40, 5, 3), g);
+                ct_tensor *ref[6] = {0}, *got[6] = {0}, *f32[6] = {0};
+                bool silu = kind > 0;
+                gn_grads(x, w, b, sh, gy, groups[k], false, silu, ref);
+                gn_grads(x, w, b, sh, gy, groups[k], true, silu, got);
+                gn_grads(ct_to_dtype(x, CT_F32), w ? ct_to_dtype(w, CT_F32) : NULL, b ? ct_to_dtype(b, CT_F32) : NULL,
+                         sh ? ct_to_dtype(sh, CT_F32) : NULL, gy, groups[k], true, silu, f32);
+                const char *what[6] = {"output", "∂x", "∂w", "∂b", "∂sh", "∂²/∂w"};
+                for (int i = 0; i < 6; i++) {
+                    if ((i >= 2 && i <= 3 && !affine) || (i == 4 && !sh) || (i == 5 && !affine)) continue;
+                    cr_assert_not_null(got[i], "%s: %s missing", kinds[kind], what[i]);
+                    double scale = ct_item(ct_max_all(ct_abs(ref[i])));
+                    double d = ct_max_abs_diff(got[i], ref[i]) / scale;
+                    cr_expect_lt(d, 1e-12, "%s, %d groups, affine %d: %s off by %g (relative to %g)", kinds[kind],
+                                 groups[k], affine, what[i], d, scale);
+                    if (i < 5) {
+                        double d32 = ct_max_abs_diff(ct_to_dtype(f32[i], CT_F64), ref[i]) / scale;
+                        cr_expect_lt(d32, 2e-5, "%s, %d groups, affine %d, float32: %s off by %g", kinds[kind],
+                                     groups[k], affine, what[i], d32);
+                    }
                 }
             }
-        }
     ct_set_grad_enabled(prev);
     ct_scope_end(s);
     ct_gen_free(g);
+}
+
+/* The float32 SiLU of the fused loops (its own vectorised e^x) against libtorch's silu in
+ * float64, on pre-activations z from −95 to 95 in steps of 0.01: within a few float32
+ * roundings wherever |SiLU(z)| > 1e-20 (z > −50; below, both are 0 to float32's
+ * subnormals: the loops hold e^−z to e^88). */
+CT_TEST(fused, group_norm_silu_float32_matches_silu)
+{
+    ct_scope *s = ct_scope_begin();
+    ct_tensor *v = ct_to_dtype(ct_linspace(-95.0, 95.0, 19001, CT_F64), CT_F32);
+    ct_tensor *x = ct_to_channels_last(ct_reshape(v, CT_SHAPE(1, 1, 19001, 1)));
+    /* one channel and one group: z = (v − mean) r w, with w = the standard deviation (z ≈ v) */
+    ct_tensor *w = ct_reshape(ct_sqrt(ct_mean(ct_square(v))), CT_SHAPE(1));
+    ct_tensor *y = ct_group_norm_silu(x, NULL, 1, w, NULL, 0.0);
+    ct_tensor *z = ct_group_norm(x, 1, w, NULL, 0.0);   /* the same loops without SiLU: the same z */
+    cr_assert(y && z, "%s", ct_last_error());
+    ct_tensor *zd = ct_to_dtype(z, CT_F64);
+    cr_assert_lt(ct_item(ct_min_all(zd)), -94.0);
+    cr_assert_gt(ct_item(ct_max_all(zd)), 94.0);
+    ct_tensor *ref = ct_silu(zd);
+    ct_tensor *err = ct_div(ct_abs(ct_sub(ct_to_dtype(y, CT_F64), ref)),
+                            ct_add(ct_abs(ref), ct_full(CT_SHAPE(1), 1e-20, CT_F64)));
+    double e = ct_item(ct_max_all(err));
+    cr_expect_lt(e, 4e-7, "SiLU off by %g relative", e);
+    ct_scope_end(s);
 }

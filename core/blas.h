@@ -65,8 +65,9 @@ void fl_runtime_init(char **argv);
  * in a sanitizer build, and calls _exit with the same status. libtorch 1.13's teardown
  * (static registrations unwinding through the dispatcher) once aborted a finished test
  * process with an INTERNAL ASSERT in OperatorEntry::hasKernelForAnyDispatchKey (a
- * Criterion child that had not called into libtorch); nothing of fiberlab's needs those
- * destructors, as every file is closed and renamed into place before main returns.
+ * Criterion child that had not called into libtorch); fiberlab's own files are closed by
+ * its code, and libraries' handlers registered after this call (HDF5's, Open MPI's) still
+ * run before it.
  * fl_runtime_init calls it; tests/main.c also calls it from a constructor, because
  * Criterion's workers run the test in place of main. Idempotent. */
 void fl_runtime_exit_fast(void);

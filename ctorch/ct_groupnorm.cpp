@@ -158,14 +158,13 @@ CT_CLONES void sums_f64(const double *a, const double *b, int64_t P, int64_t C, 
     sums(plain_at<double>{a}, b, P, C, ka, kb, s1, s2);
 }
 CT_CLONES void silu_sums_f32(const float *gy, const float *x, const float *k, const float *k0, float *gz,
-                             int64_t P, int64_t C, const double *kb, double *s1, double *s2) {
-    std::vector<double> zero((size_t)C, 0.0);
-    sums(silu_grad_at<float>{gy, x, k, k0, gz}, x, P, C, zero.data(), kb, s1, s2);
+                             int64_t P, int64_t C, const double *ka, const double *kb, double *s1, double *s2) {
+    sums(silu_grad_at<float>{gy, x, k, k0, gz}, x, P, C, ka, kb, s1, s2);
 }
 CT_CLONES void silu_sums_f64(const double *gy, const double *x, const double *k, const double *k0,
-                             double *gz, int64_t P, int64_t C, const double *kb, double *s1, double *s2) {
-    std::vector<double> zero((size_t)C, 0.0);
-    sums(silu_grad_at<double>{gy, x, k, k0, gz}, x, P, C, zero.data(), kb, s1, s2);
+                             double *gz, int64_t P, int64_t C, const double *ka, const double *kb, double *s1,
+                             double *s2) {
+    sums(silu_grad_at<double>{gy, x, k, k0, gz}, x, P, C, ka, kb, s1, s2);
 }
 CT_CLONES void affine_f32(const float *a, const float *b, int64_t P, int64_t C, const float *k,
                           const float *k1, const float *k0, float *y, bool silu) {
@@ -184,12 +183,12 @@ void sums_t(const double *a, const double *b, int64_t P, int64_t C, const double
     sums_f64(a, b, P, C, ka, kb, s1, s2);
 }
 void silu_sums_t(const float *gy, const float *x, const float *k, const float *k0, float *gz, int64_t P,
-                 int64_t C, const double *kb, double *s1, double *s2) {
-    silu_sums_f32(gy, x, k, k0, gz, P, C, kb, s1, s2);
+                 int64_t C, const double *ka, const double *kb, double *s1, double *s2) {
+    silu_sums_f32(gy, x, k, k0, gz, P, C, ka, kb, s1, s2);
 }
 void silu_sums_t(const double *gy, const double *x, const double *k, const double *k0, double *gz,
-                 int64_t P, int64_t C, const double *kb, double *s1, double *s2) {
-    silu_sums_f64(gy, x, k, k0, gz, P, C, kb, s1, s2);
+                 int64_t P, int64_t C, const double *ka, const double *kb, double *s1, double *s2) {
+    silu_sums_f64(gy, x, k, k0, gz, P, C, ka, kb, s1, s2);
 }
 void affine_t(const float *a, const float *b, int64_t P, int64_t C, const float *k, const float *k1,
               const float *k0, float *y, bool silu = false) {
@@ -280,7 +279,7 @@ void gn_backward(const at::Tensor &x, const at::Tensor &w, const at::Tensor &b, 
             for (int64_t c = 0; c < C; c++) K[(size_t)c] = (double)xn[c];
             if (silu) {   // ∂z from ∂y and z = x a_c + (b_c + (s_c − μ_g) a_c)
                 coefficients(C, Cg, pm + n * G, pr + n * G, pw, pb, sn, k.data(), k0.data());
-                silu_sums_t(gn, xn, k.data(), k0.data(), pgz + n * P * C, P, C, K.data(), dbn, dsn);
+                silu_sums_t(gn, xn, k.data(), k0.data(), pgz + n * P * C, P, C, zero.data(), K.data(), dbn, dsn);
                 gn = pgz + n * P * C;
             } else {
                 sums_t(gn, xn, P, C, zero.data(), K.data(), dbn, dsn);
